@@ -1,0 +1,162 @@
+/**
+ * onnxruntime sessions behind one small interface, so the runner does not
+ * care which execution provider runs the graphs.
+ *
+ * @module
+ */
+import type * as OrtTypes from "onnxruntime-web";
+import { InputError } from "./errors.ts";
+
+/** Names of the execution backends. */
+export type BackendName = "wasm" | "webgpu";
+
+/** The backends trminterp accepts for `--backend`. */
+export const BACKENDS: readonly BackendName[] = ["wasm", "webgpu"];
+
+/** A dense tensor as the runner sees it. */
+export interface HostTensor {
+  /** Element type. */
+  type: "float32" | "float64" | "int64";
+  /** The data, row-major. */
+  data: Float32Array | Float64Array | BigInt64Array;
+  /** Dimensions. */
+  dims: readonly number[];
+}
+
+/** The signature of one graph input or output. */
+export interface ValueInfo {
+  /** The value's name in the graph. */
+  name: string;
+  /** The element type, e.g. `"float32"`. */
+  type: string;
+  /** Dimensions: a number when static, a string for a symbolic axis. */
+  shape: readonly (number | string)[];
+}
+
+/**
+ * One loaded ONNX graph.
+ *
+ * @example
+ * ```ts ignore
+ * import { createSession } from "./backend.ts";
+ * const s = await createSession(await Deno.readFile("net.onnx"), { backend: "wasm" });
+ * console.log(s.inputs.map((v) => v.name));
+ * ```
+ */
+export interface GraphSession {
+  /** Input signatures, in graph order. */
+  readonly inputs: readonly ValueInfo[];
+  /** Output signatures, in graph order. */
+  readonly outputs: readonly ValueInfo[];
+  /** Run the graph on host tensors and return host tensors. */
+  run(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>>;
+  /** Free the session. */
+  release(): Promise<void>;
+}
+
+/** Options for {@linkcode createSession}. */
+export interface SessionOptions {
+  /** Which execution provider to use. */
+  backend: BackendName;
+  /** Turn graph optimizations off (needed for float64 graphs: no fused kernels). */
+  disableOptimizations?: boolean;
+}
+
+type Ort = typeof OrtTypes;
+const ortCache = new Map<BackendName, Promise<Ort>>();
+
+/**
+ * Load the onnxruntime-web module for a backend. WASM uses the default
+ * import, which finds its own `.wasm`; WebGPU needs the `/webgpu` build.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadOrt } from "./backend.ts";
+ * const ort = await loadOrt("wasm");
+ * console.log(ort.env.versions.web);
+ * ```
+ */
+export function loadOrt(backend: BackendName): Promise<Ort> {
+  let p = ortCache.get(backend);
+  if (!p) {
+    p = (backend === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web")).then(
+      (mod) => {
+        const ort = ((mod as { default?: Ort }).default ?? mod) as Ort;
+        // One thread: multithreaded WASM is slower at small batches, and it
+        // needs workers that a sandboxed run may not be allowed to start.
+        ort.env.wasm.numThreads = 1;
+        ort.env.logLevel = "error";
+        return ort;
+      },
+    );
+    ortCache.set(backend, p);
+  }
+  return p;
+}
+
+function toInfo(meta: OrtTypes.InferenceSession.ValueMetadata): ValueInfo {
+  return meta.isTensor
+    ? { name: meta.name, type: meta.type, shape: meta.shape }
+    : { name: meta.name, type: "non-tensor", shape: [] };
+}
+
+/**
+ * Create a session for one graph. Throws {@linkcode InputError} when the bytes
+ * are not a graph onnxruntime can load.
+ *
+ * @example
+ * ```ts ignore
+ * import { createSession } from "./backend.ts";
+ * const s = await createSession(new Uint8Array(0), { backend: "wasm" }).catch((e) => e);
+ * ```
+ */
+export async function createSession(
+  bytes: Uint8Array,
+  opts: SessionOptions,
+  label = "graph",
+): Promise<GraphSession> {
+  const ort = await loadOrt(opts.backend);
+  let session: OrtTypes.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, {
+      executionProviders: [opts.backend],
+      graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
+    });
+  } catch (e) {
+    if (opts.backend === "webgpu" && /adapter|webgpu/i.test(String(e))) {
+      throw new InputError(
+        `WebGPU is not available here (${firstLine(e)}); use --backend wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
+      );
+    }
+    throw new InputError(
+      `${label} is not a valid ONNX graph (${firstLine(e)}); re-export the bundle with references/python/export.py`,
+    );
+  }
+  return {
+    inputs: session.inputMetadata.map(toInfo),
+    outputs: session.outputMetadata.map(toInfo),
+    async run(feeds) {
+      const ortFeeds: Record<string, OrtTypes.Tensor> = {};
+      for (const [name, t] of Object.entries(feeds)) {
+        ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+      }
+      const out = await session.run(ortFeeds);
+      const result: Record<string, HostTensor> = {};
+      for (const [name, t] of Object.entries(out)) {
+        const data = await t.getData(true);
+        result[name] = {
+          type: t.type as HostTensor["type"],
+          data: data as HostTensor["data"],
+          dims: t.dims,
+        };
+      }
+      return result;
+    },
+    release: () => session.release(),
+  };
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n")[0].slice(0, 200);
+}
