@@ -1,0 +1,251 @@
+/**
+ * Atomic file writes: data goes to a temp file in the target's directory, is
+ * fsynced, then renamed over the target, so readers never see a half-written
+ * file and a crash leaves the old file intact.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+
+/**
+ * The sha256 of `data` as lowercase hex.
+ *
+ * @example
+ * ```ts
+ * import { sha256Hex } from "./atomic.ts";
+ * console.assert(sha256Hex("").startsWith("e3b0c442"));
+ * ```
+ */
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/**
+ * An incremental sha256 for data that arrives in chunks.
+ *
+ * @example
+ * ```ts
+ * import { Sha256, sha256Hex } from "./atomic.ts";
+ * const h = new Sha256();
+ * h.update("ab");
+ * h.update(new TextEncoder().encode("c"));
+ * console.assert(h.hex() === sha256Hex("abc"));
+ * ```
+ */
+export class Sha256 {
+  #hash: Hash = createHash("sha256");
+  /** Feed more bytes (strings are hashed as UTF-8). */
+  update(data: Uint8Array | string): this {
+    this.#hash.update(data);
+    return this;
+  }
+  /** The digest as lowercase hex; the hash cannot be updated afterwards. */
+  hex(): string {
+    return this.#hash.digest("hex");
+  }
+}
+
+/**
+ * The sha256 of a file's bytes, read in chunks so large files are not loaded whole.
+ *
+ * @example
+ * ```ts ignore
+ * import { sha256File } from "./atomic.ts";
+ * console.log(await sha256File("runs/demo/states.npy"));
+ * ```
+ */
+export async function sha256File(path: string): Promise<string> {
+  using file = await Deno.open(path, { read: true });
+  return await hashFrom(file, 0);
+}
+
+async function hashFrom(file: Deno.FsFile, offset: number): Promise<string> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  const hash = new Sha256();
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.hex();
+}
+
+function tempPathFor(path: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  const tag = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+  return join(dirname(path), `.${basename(path)}.tmp-${tag}`);
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  // FsFile.write may write fewer bytes than asked.
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+/**
+ * Write `data` to `path` atomically: temp file in the same directory, fsync, rename.
+ * The temp file is removed if anything fails.
+ *
+ * @example
+ * ```ts
+ * import { writeFileAtomic } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(`${dir}/a.txt`, "hello\n");
+ * console.assert(await Deno.readTextFile(`${dir}/a.txt`) === "hello\n");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+): Promise<void> {
+  const writer = await AtomicWriter.open(path);
+  try {
+    await writer.write(data);
+    await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
+
+const FLUSH_BYTES = 1 << 20;
+
+/**
+ * Streams a large file into a temp file and renames it into place on `commit()`.
+ * Writes are buffered; `writeAt` may patch bytes already written (e.g. a header
+ * whose final contents are known only at the end). `commit()` returns the sha256
+ * of the final file. Use `await using` to abort automatically on error.
+ *
+ * @example
+ * ```ts
+ * import { AtomicWriter, sha256Hex } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * const w = await AtomicWriter.open(`${dir}/out.bin`);
+ * await w.write(new Uint8Array([0, 0, 3]));
+ * await w.writeAt(0, new Uint8Array([1, 2]));
+ * const sha = await w.commit();
+ * console.assert(sha === sha256Hex(new Uint8Array([1, 2, 3])));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class AtomicWriter implements AsyncDisposable {
+  /** The final path the file is renamed to on commit. */
+  readonly path: string;
+  /** The temp file being written. */
+  readonly tempPath: string;
+  #file: Deno.FsFile;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #flushed = 0;
+  #hash: Sha256 | null = new Sha256();
+  #done = false;
+
+  private constructor(path: string, tempPath: string, file: Deno.FsFile) {
+    this.path = path;
+    this.tempPath = tempPath;
+    this.#file = file;
+  }
+
+  /** Create the temp file next to `path`. */
+  static async open(path: string): Promise<AtomicWriter> {
+    const tempPath = tempPathFor(path);
+    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    return new AtomicWriter(path, tempPath, file);
+  }
+
+  /** Total bytes written so far (the current file length). */
+  get size(): number {
+    return this.#flushed + this.#pendingBytes;
+  }
+
+  /** Append bytes (strings are written as UTF-8). */
+  async write(chunk: Uint8Array | string): Promise<void> {
+    this.#checkOpen();
+    const bytes = typeof chunk === "string"
+      ? new TextEncoder().encode(chunk)
+      : chunk;
+    if (bytes.length === 0) return;
+    // Copy: the caller may reuse its buffer before we flush.
+    this.#pending.push(bytes.slice());
+    this.#pendingBytes += bytes.length;
+    if (this.#pendingBytes >= FLUSH_BYTES) await this.#flush();
+  }
+
+  /** Overwrite bytes already written, starting at `offset`; the file does not grow. */
+  async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    if (offset < 0 || offset + bytes.length > this.size) {
+      throw new RangeError(
+        `writeAt(${offset}, ${bytes.length} bytes) is outside the ${this.size} bytes written`,
+      );
+    }
+    await this.#flush();
+    // A patched prefix invalidates the running hash; commit() re-reads the file.
+    this.#hash = null;
+    await this.#file.seek(offset, Deno.SeekMode.Start);
+    await writeAll(this.#file, bytes);
+    await this.#file.seek(0, Deno.SeekMode.End);
+  }
+
+  /** Flush, fsync, close and rename over `path`; returns the final file's sha256 hex. */
+  async commit(): Promise<string> {
+    this.#checkOpen();
+    try {
+      await this.#flush();
+      const sha = this.#hash ? this.#hash.hex() : await hashFrom(this.#file, 0);
+      await this.#file.sync();
+      this.#file.close();
+      this.#done = true;
+      await Deno.rename(this.tempPath, this.path);
+      return sha;
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  /** Discard everything: close and remove the temp file. Safe to call twice. */
+  async abort(): Promise<void> {
+    if (!this.#done) {
+      this.#done = true;
+      try {
+        this.#file.close();
+      } catch {
+        // already closed
+      }
+    }
+    await Deno.remove(this.tempPath).catch(() => {});
+  }
+
+  /** Abort unless committed, so `await using` cleans up after errors. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#done) await this.abort();
+  }
+
+  #checkOpen(): void {
+    if (this.#done) {
+      throw new Error(`AtomicWriter for ${this.path} is already closed`);
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const buf = new Uint8Array(this.#pendingBytes);
+    let off = 0;
+    for (const p of this.#pending) {
+      buf.set(p, off);
+      off += p.length;
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#hash?.update(buf);
+    await writeAll(this.#file, buf);
+    this.#flushed += buf.length;
+  }
+}
