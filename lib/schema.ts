@@ -153,3 +153,147 @@ export function formatZodError(error: z.ZodError): string {
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
   return `${path}: ${first.message}${more}`;
 }
+
+// ---------------------------------------------------------------------------
+// trace.jsonl (v0-spec §3)
+
+const addressText = z.string().regex(/^s\d+\.h\d+\.(l\d+|H)$/, "expected a step address like s0.h1.l2 or s0.h1.H");
+const sha = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits");
+
+/**
+ * The first line of trace.jsonl.
+ *
+ * @example
+ * ```ts
+ * import { TraceHeader } from "./schema.ts";
+ * console.assert(!TraceHeader.safeParse({ kind: "header" }).success);
+ * ```
+ */
+export const TraceHeader = z.object({
+  kind: z.literal("header"),
+  format: z.literal("trminterp-trace/1"),
+  tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
+  command: z.array(z.string()),
+  seed: int,
+  model: z.object({
+    name: z.string(),
+    family: z.enum(["trm", "hrm"]),
+    path: z.string(),
+    sha256: sha,
+    dtype: z.enum(["float32", "float64"]),
+    seq_len: pos,
+    puzzle_emb_len: nonNeg,
+    vocab_size: pos,
+    schedule: Schedule,
+  }),
+  backend: z.string(),
+  inputs: z.object({
+    path: z.string(),
+    format: z.enum(["jsonl", "dataset_dir"]),
+    sha256: sha,
+    total: nonNeg,
+    selected: nonNeg,
+    limit: pos.nullable(),
+  }),
+  record: z.object({
+    latents: z.array(z.enum(["z_H", "z_L"])).min(1),
+    steps: z.string(),
+    positions: z.array(nonNeg).min(1),
+    readouts: z.literal("every_H"),
+    batch: pos,
+  }),
+  state_dim: pos,
+  dtype: z.literal("float32"),
+  encoding: z.literal("base64-f32le"),
+  rows: nonNeg,
+  states_npy: z.object({ file: z.literal("states.npy"), sha256: sha, shape: z.tuple([nonNeg, pos]) }).nullable(),
+});
+/** The parsed type of {@linkcode TraceHeader}. */
+export type TraceHeader = z.infer<typeof TraceHeader>;
+
+/**
+ * A `step` record: one latent of one example after one net call.
+ *
+ * @example
+ * ```ts
+ * import { TraceStep } from "./schema.ts";
+ * console.assert(!TraceStep.safeParse({ kind: "step" }).success);
+ * ```
+ */
+export const TraceStep = z.object({
+  kind: z.literal("step"),
+  example: z.string(),
+  index: nonNeg,
+  address: addressText,
+  t: nonNeg,
+  latent: z.enum(["z_H", "z_L"]),
+  row: nonNeg,
+  rows: pos,
+  norm: z.number(),
+  delta: z.number().nullable(),
+  data: z.string(),
+});
+/** The parsed type of {@linkcode TraceStep}. */
+export type TraceStep = z.infer<typeof TraceStep>;
+
+/**
+ * A `readout` record: the head applied after a z_H update.
+ *
+ * @example
+ * ```ts
+ * import { TraceReadout } from "./schema.ts";
+ * console.assert(!TraceReadout.safeParse({ kind: "readout" }).success);
+ * ```
+ */
+export const TraceReadout = z.object({
+  kind: z.literal("readout"),
+  example: z.string(),
+  index: nonNeg,
+  address: addressText,
+  t: nonNeg,
+  sup: nonNeg,
+  final: z.boolean(),
+  pred: z.array(int),
+  token_acc: z.number().min(0).max(1),
+  exact: z.boolean(),
+  q_halt: z.number(),
+});
+/** The parsed type of {@linkcode TraceReadout}. */
+export type TraceReadout = z.infer<typeof TraceReadout>;
+
+/**
+ * An `example` record: the outcome for one example.
+ *
+ * @example
+ * ```ts
+ * import { TraceExample } from "./schema.ts";
+ * console.assert(!TraceExample.safeParse({ kind: "example" }).success);
+ * ```
+ */
+export const TraceExample = z.object({
+  kind: z.literal("example"),
+  example: z.string(),
+  index: nonNeg,
+  puzzle_identifier: nonNeg,
+  tokens: z.array(int),
+  label: z.array(int),
+  pred: z.array(int),
+  token_acc: z.number().min(0).max(1),
+  exact: z.boolean(),
+  halt_step: nonNeg,
+});
+/** The parsed type of {@linkcode TraceExample}. */
+export type TraceExample = z.infer<typeof TraceExample>;
+
+/**
+ * Any record after the header.
+ *
+ * @example
+ * ```ts
+ * import { TraceRecord } from "./schema.ts";
+ * console.assert(!TraceRecord.safeParse({ kind: "nope" }).success);
+ * ```
+ */
+export const TraceRecord = z.discriminatedUnion("kind", [TraceStep, TraceReadout, TraceExample]);
+/** The parsed type of {@linkcode TraceRecord}. */
+export type TraceRecord = z.infer<typeof TraceRecord>;

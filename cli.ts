@@ -1,0 +1,191 @@
+/**
+ * The trminterp command line: `trace`, `sae fit` and `intervene`.
+ * Parsing and dispatch only; the work lives in `lib/`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { BACKENDS, type BackendName } from "./lib/backend.ts";
+import { type FlagSpec, formatFlags, intFlag, nearest, parseFlags } from "./lib/cli_args.ts";
+import { InputError } from "./lib/errors.ts";
+import { SELECTOR_GRAMMAR } from "./lib/address.ts";
+import { runTrace } from "./lib/trace.ts";
+import type { Latent } from "./lib/runner.ts";
+import { VERSION } from "./lib/version.ts";
+
+const HERE = import.meta.dirname ?? ".";
+const DEMO_MODEL = join(HERE, "references", "models", "sudoku4-trm");
+
+const EXIT_CODES = `exit codes:
+  0  success
+  1  internal error (a bug: please report it with the command line)
+  2  bad input, bad usage, or a missing permission (the message names the fix)`;
+
+const MAIN_HELP = `trminterp ${VERSION}: trace -> SAE -> intervene for TRM/HRM recurrent reasoning models
+
+usage:
+  trminterp trace     --run-dir DIR [--model BUNDLE] [--inputs FILE|DIR] [--seed N] ...
+  trminterp sae fit   --run-dir DIR [--seed N] ...
+  trminterp intervene --run-dir DIR --policy ablate_features|clamp_features|patch_features ...
+
+Run the commands in this order; every output goes under --run-dir.
+\`trminterp <command> --help\` lists a command's flags.
+
+${EXIT_CODES}`;
+
+const COMMON: Record<string, FlagSpec> = {
+  "run-dir": { type: "string", arg: "DIR", help: "run directory for every output (required)" },
+  seed: { type: "string", arg: "N", help: "seed; the same inputs and seed give byte-identical outputs (default 0)" },
+  force: { type: "boolean", help: "overwrite this command's earlier outputs in the run dir" },
+  progress: { type: "boolean", help: "print progress to stderr even when it is not a terminal" },
+  help: { type: "boolean", short: "h", help: "show this help" },
+};
+
+const TRACE_FLAGS: Record<string, FlagSpec> = {
+  "run-dir": COMMON["run-dir"],
+  model: { type: "string", arg: "BUNDLE", help: "model bundle folder (default: the bundled 4x4 Sudoku TRM)" },
+  inputs: {
+    type: "string",
+    arg: "FILE|DIR",
+    help: "puzzles .jsonl or an official dataset folder (default: the demo's test.jsonl)",
+  },
+  seed: COMMON.seed,
+  limit: { type: "string", arg: "N", help: "trace N examples sampled with --seed (default: all)" },
+  latents: { type: "string", arg: "LIST", help: "latents to record: z_H,z_L (default both)" },
+  steps: { type: "string", arg: "SELECTOR", help: "steps to record (default all; grammar below)" },
+  positions: { type: "string", arg: "SPEC", help: "positions: all | puzzle | prefix | 0-3,8 (default all)" },
+  batch: { type: "string", arg: "N", help: "examples per batch (default 64)" },
+  backend: { type: "string", arg: "NAME", help: `execution backend: ${BACKENDS.join(" | ")} (default wasm)` },
+  "no-states-npy": { type: "boolean", help: "do not write the states.npy cache" },
+  "no-gitignore": { type: "boolean", help: "do not write a .gitignore of * into a new run dir" },
+  force: COMMON.force,
+  progress: COMMON.progress,
+  help: COMMON.help,
+};
+
+function usage(name: string, synopsis: string, flags: Record<string, FlagSpec>, extra = ""): string {
+  return `usage: trminterp ${name} ${synopsis}\n\nflags:\n${formatFlags(flags)}\n${extra ? `\n${extra}\n` : ""}\n${EXIT_CODES}`;
+}
+
+const TRACE_HELP = usage(
+  "trace",
+  "--run-dir DIR [flags]",
+  TRACE_FLAGS,
+  `Runs the model's recurrence step by step and writes DIR/trace.jsonl (header, step,
+readout and example records; states inline as base64 float32) and DIR/states.npy
+([rows, D] float32, a cache checked by sha256).
+
+step selectors:
+${SELECTOR_GRAMMAR.replace(/^/gm, "  ")}`,
+);
+
+function requireRunDir(v: Record<string, string | boolean | undefined>, cmd: string): string {
+  const dir = v["run-dir"];
+  if (typeof dir !== "string" || dir === "") {
+    throw new InputError(`${cmd}: --run-dir is required; e.g. \`trminterp ${cmd} --run-dir runs/demo\``);
+  }
+  return dir;
+}
+
+function parseLatents(v: string | boolean | undefined): Latent[] | undefined {
+  if (typeof v !== "string") return undefined;
+  const list = v.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const l of list) {
+    if (l !== "z_H" && l !== "z_L") throw new InputError(`--latents: unknown latent "${l}"; use z_H, z_L or z_H,z_L`);
+  }
+  if (!list.length) throw new InputError(`--latents is empty; use z_H, z_L or z_H,z_L`);
+  return list as Latent[];
+}
+
+function parseBackend(v: string | boolean | undefined): BackendName | undefined {
+  if (typeof v !== "string") return undefined;
+  if (!(BACKENDS as readonly string[]).includes(v)) {
+    throw new InputError(`--backend: unknown backend "${v}"; use ${BACKENDS.join(" or ")}`);
+  }
+  return v as BackendName;
+}
+
+function print(text: string): void {
+  console.log(text);
+}
+
+async function trace(args: string[]): Promise<void> {
+  const v = parseFlags("trace", args, TRACE_FLAGS);
+  if (v.help) return print(TRACE_HELP);
+  const runDir = requireRunDir(v, "trace");
+  const model = typeof v.model === "string" ? v.model : DEMO_MODEL;
+  let inputs = typeof v.inputs === "string" ? v.inputs : undefined;
+  if (!inputs) {
+    if (typeof v.model === "string") {
+      throw new InputError(`trace: --inputs is required with --model; pass a puzzles .jsonl file or a dataset folder`);
+    }
+    inputs = join(DEMO_MODEL, "test.jsonl");
+  }
+  const summary = await runTrace({
+    runDir,
+    model,
+    inputs,
+    seed: intFlag(v.seed, "--seed") ?? 0,
+    limit: intFlag(v.limit, "--limit", 1),
+    latents: parseLatents(v.latents),
+    steps: typeof v.steps === "string" ? v.steps : undefined,
+    positions: typeof v.positions === "string" ? v.positions : undefined,
+    batch: intFlag(v.batch, "--batch", 1),
+    backend: parseBackend(v.backend),
+    force: v.force === true,
+    gitignore: v["no-gitignore"] !== true,
+    statesNpy: v["no-states-npy"] !== true,
+    progress: v.progress === true || Deno.stderr.isTerminal(),
+    command: ["trace", ...args],
+  });
+  console.error(
+    `trace: ${summary.examples} examples, ${summary.rows} state rows, exact ${summary.exact.toFixed(4)}, token acc ${
+      summary.tokenAcc.toFixed(4)
+    }, ${summary.seconds.toFixed(2)}s -> ${summary.trace}`,
+  );
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { trace };
+
+/**
+ * Run the CLI on `args` and return the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./cli.ts";
+ * Deno.exit(await main(["--version"]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  try {
+    const [cmd, ...rest] = args;
+    if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+      print(MAIN_HELP);
+      return cmd === undefined ? 2 : 0;
+    }
+    if (cmd === "--version" || cmd === "-V") {
+      print(`trminterp ${VERSION}`);
+      return 0;
+    }
+    const run = COMMANDS[cmd];
+    if (!run) {
+      const hint = nearest(cmd, Object.keys(COMMANDS));
+      throw new InputError(`unknown command "${cmd}"${hint ? `; did you mean "${hint}"?` : ""} (see \`trminterp --help\`)`);
+    }
+    await run(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof InputError) {
+      console.error(`trminterp: error: ${e.message}`);
+      return e.exitCode;
+    }
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      console.error(`trminterp: error: ${String((e as Error).message).split("\n")[0]}`);
+      return 2;
+    }
+    console.error(`trminterp: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
