@@ -155,7 +155,11 @@ export class AtomicWriter implements AsyncDisposable {
   /** Create the temp file next to `path`. */
   static async open(path: string): Promise<AtomicWriter> {
     const tempPath = tempPathFor(path);
-    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    const file = await Deno.open(tempPath, {
+      read: true, // commit() re-reads the file to hash it after writeAt
+      write: true,
+      createNew: true,
+    });
     return new AtomicWriter(path, tempPath, file);
   }
 

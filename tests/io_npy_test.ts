@@ -1,0 +1,249 @@
+import assert from "node:assert/strict";
+import { InputError } from "../lib/errors.ts";
+import { sha256Hex } from "../lib/io/atomic.ts";
+import { decodeNpy, encodeNpy, NpyReader, NpyWriter } from "../lib/io/npy.ts";
+
+async function py(code: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command("python3", {
+    args: ["-c", code, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "io_npy_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("encodeNpy writes the same bytes as numpy.save and numpy.load reads them back", async () => {
+  await withTempDir(async (dir) => {
+    const cases = {
+      f4: encodeNpy(new Float32Array([1.5, -2, 3.25, 0, 1e-8, 7]), [2, 3]),
+      f8: encodeNpy(new Float64Array([Math.PI]), []),
+      i4: encodeNpy(new Int32Array([-1, 2, 3]), [3]),
+      i8: encodeNpy(new BigInt64Array([-(2n ** 40n), 5n]), [2, 1]),
+      u1: encodeNpy(new Uint8Array([0, 255]), [2]),
+      b1: encodeNpy(new Uint8Array([1, 0, 1, 1]), [2, 2], { dtype: "bool" }),
+      empty: encodeNpy(new Float32Array(0), [0, 16]),
+      wide: encodeNpy(new Float32Array(1000 * 3), [1000, 3]),
+    };
+    for (const [name, bytes] of Object.entries(cases)) {
+      await Deno.writeFile(`${dir}/${name}.npy`, bytes);
+    }
+    const out = await py(
+      `
+import sys, io, json, numpy as np
+d = sys.argv[1]
+ref = dict(
+  f4=np.array([1.5, -2, 3.25, 0, 1e-8, 7], dtype=np.float32).reshape(2, 3),
+  f8=np.array(np.pi),
+  i4=np.array([-1, 2, 3], dtype=np.int32),
+  i8=np.array([[-(2**40)], [5]], dtype=np.int64),
+  u1=np.array([0, 255], dtype=np.uint8),
+  b1=np.array([[True, False], [True, True]]),
+  empty=np.zeros((0, 16), dtype=np.float32),
+  wide=np.zeros((1000, 3), dtype=np.float32),
+)
+res = {}
+for k, a in ref.items():
+  b = io.BytesIO(); np.save(b, a)
+  ours = open(f"{d}/{k}.npy", "rb").read()
+  loaded = np.load(f"{d}/{k}.npy")
+  res[k] = [b.getvalue() == ours, loaded.dtype == a.dtype and loaded.shape == a.shape and bool((loaded == a).all())]
+print(json.dumps(res))
+`,
+      dir,
+    );
+    const res = JSON.parse(out);
+    for (const name of Object.keys(cases)) {
+      assert.deepEqual(res[name], [true, true], name);
+    }
+  });
+});
+
+Deno.test("decodeNpy reads files numpy wrote, in format versions 1.0, 2.0 and 3.0", async () => {
+  await withTempDir(async (dir) => {
+    await py(
+      `
+import sys, numpy as np
+from numpy.lib import format as F
+d = sys.argv[1]
+np.save(f"{d}/f4.npy", np.arange(12, dtype=np.float32).reshape(3, 4) / 8)
+np.save(f"{d}/f8.npy", np.array([1e300, -0.5]))
+np.save(f"{d}/i8.npy", np.array([[1, -2**62]], dtype=np.int64))
+np.save(f"{d}/i4.npy", np.array([7, -7], dtype=np.int32))
+np.save(f"{d}/u1.npy", np.array([3, 200], dtype=np.uint8))
+np.save(f"{d}/b1.npy", np.array([True, False, True]))
+np.save(f"{d}/scalar.npy", np.float32(2.5))
+for v in [(2, 0), (3, 0)]:
+  with open(f"{d}/v{v[0]}.npy", "wb") as f:
+    F.write_array(f, np.arange(6, dtype=np.float32).reshape(2, 3), version=v)
+`,
+      dir,
+    );
+    const read = async (n: string) =>
+      decodeNpy(await Deno.readFile(`${dir}/${n}.npy`), n);
+    const f4 = await read("f4");
+    assert.equal(f4.dtype, "float32");
+    assert.deepEqual(f4.shape, [3, 4]);
+    assert.deepEqual([...f4.data], Array.from({ length: 12 }, (_, i) => i / 8));
+    assert.deepEqual([...(await read("f8")).data], [1e300, -0.5]);
+    const i8 = await read("i8");
+    assert.deepEqual([i8.dtype, i8.shape, [...i8.data]], ["int64", [1, 2], [
+      1n,
+      -(2n ** 62n),
+    ]]);
+    assert.deepEqual([...(await read("i4")).data], [7, -7]);
+    assert.deepEqual([...(await read("u1")).data], [3, 200]);
+    const b1 = await read("b1");
+    assert.deepEqual([b1.dtype, [...b1.data]], ["bool", [1, 0, 1]]);
+    const sc = await read("scalar");
+    assert.deepEqual([sc.shape, [...sc.data]], [[], [2.5]]);
+    for (const v of ["v2", "v3"]) {
+      const a = await read(v);
+      assert.deepEqual([a.shape, [...a.data]], [[2, 3], [0, 1, 2, 3, 4, 5]], v);
+    }
+  });
+});
+
+function withHeader(dict: string, data = new Uint8Array(0)): Uint8Array {
+  const text = dict + " ".repeat((64 - ((10 + dict.length + 1) % 64)) % 64) +
+    "\n";
+  const out = new Uint8Array(10 + text.length + data.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  new DataView(out.buffer).setUint16(8, text.length, true);
+  out.set(new TextEncoder().encode(text), 10);
+  out.set(data, 10 + text.length);
+  return out;
+}
+
+Deno.test("decodeNpy throws InputError on malformed input", () => {
+  const good = encodeNpy(new Float32Array([1, 2, 3, 4]), [2, 2]);
+  const flipped = good.slice();
+  flipped[0] ^= 0xff;
+  const versioned = good.slice();
+  versioned[6] = 9;
+  const bad: Record<string, Uint8Array> = {
+    empty: new Uint8Array(0),
+    magic: flipped,
+    version: versioned,
+    truncatedHeader: good.subarray(0, 40),
+    truncatedData: good.subarray(0, good.length - 1),
+    trailing: new Uint8Array([...good, 0]),
+    float16: withHeader(
+      "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
+      new Uint8Array(2),
+    ),
+    bigEndian: withHeader(
+      "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
+      new Uint8Array(4),
+    ),
+    fortran: withHeader(
+      "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
+      new Uint8Array(4),
+    ),
+    garbage: withHeader(
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (1,",
+    ),
+    noShape: withHeader("{'descr': '<f4', 'fortran_order': False, }"),
+    shapeMismatch: withHeader(
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+      new Uint8Array(8),
+    ),
+  };
+  for (const [name, bytes] of Object.entries(bad)) {
+    assert.throws(() => decodeNpy(bytes, name), InputError, name);
+  }
+  // Every single-byte truncation of a valid file is rejected cleanly.
+  for (let n = 0; n < good.length; n++) {
+    assert.throws(() => decodeNpy(good.subarray(0, n)), InputError);
+  }
+});
+
+Deno.test("encodeNpy is deterministic and rejects a shape that does not fit the data", () => {
+  const data = new Float32Array([1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(encodeNpy(data, [3, 2]), encodeNpy(data, [3, 2]));
+  assert.throws(() => encodeNpy(data, [4, 2]), InputError);
+});
+
+Deno.test("NpyWriter streams rows into a file identical to encodeNpy and readable by numpy", async () => {
+  await withTempDir(async (dir) => {
+    const D = 5;
+    const N = 1003;
+    const all = new Float32Array(N * D).map((_, i) => Math.sin(i));
+    const path = `${dir}/states.npy`;
+    const w = await NpyWriter.open(path, D);
+    for (let r = 0; r < N; r += 100) {
+      await w.writeRows(all.subarray(r * D, Math.min(N, r + 100) * D));
+    }
+    assert.equal(w.rows, N);
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound); // nothing visible before close
+    const sha = await w.close();
+    const bytes = await Deno.readFile(path);
+    assert.deepEqual(bytes, encodeNpy(all, [N, D]));
+    assert.equal(sha, sha256Hex(bytes));
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [
+      "states.npy",
+    ]);
+    const out = await py(
+      "import sys, numpy as np; a = np.load(sys.argv[1]); print(a.shape, a.dtype, float(a[1002, 4]))",
+      path,
+    );
+    assert.equal(
+      out.trim(),
+      `(${N}, ${D}) float32 ${Math.fround(Math.sin(N * D - 1))}`,
+    );
+
+    const empty = await NpyWriter.open(`${dir}/empty.npy`, 3);
+    await empty.close();
+    assert.deepEqual(
+      await Deno.readFile(`${dir}/empty.npy`),
+      encodeNpy(new Float32Array(0), [0, 3]),
+    );
+
+    const aborted = await NpyWriter.open(`${dir}/aborted.npy`, 3);
+    await aborted.writeRows(new Float32Array(3));
+    await aborted.abort();
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "empty.npy",
+      "states.npy",
+    ]);
+  });
+});
+
+Deno.test("NpyReader reads rows in chunks and by range without loading the file", async () => {
+  await withTempDir(async (dir) => {
+    const data = new Float32Array(10 * 4).map((_, i) => i);
+    const path = `${dir}/a.npy`;
+    await Deno.writeFile(path, encodeNpy(data, [10, 4]));
+    {
+      using r = await NpyReader.open(path);
+      assert.deepEqual([r.dtype, r.shape, r.rows, r.rowSize], [
+        "float32",
+        [10, 4],
+        10,
+        4,
+      ]);
+      const got: number[] = [];
+      const starts: number[] = [];
+      for await (const { start, data } of r.chunks(3)) {
+        starts.push(start);
+        got.push(...data as Float32Array);
+      }
+      assert.deepEqual(starts, [0, 3, 6, 9]);
+      assert.deepEqual(got, [...data]);
+      assert.deepEqual([...await r.readRows(8, 2)], [...data.subarray(32)]);
+      await assert.rejects(r.readRows(9, 2), InputError);
+    }
+    await Deno.writeFile(path, encodeNpy(data, [10, 4]).subarray(0, 100));
+    await assert.rejects(NpyReader.open(path), InputError);
+  });
+});
