@@ -1,0 +1,132 @@
+import assert from "node:assert/strict";
+import { InputError } from "../lib/errors.ts";
+import { crc32, decodeZip, encodeZip, type ZipEntry } from "../lib/io/zip.ts";
+
+async function py(code: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command("python3", {
+    args: ["-c", code, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "io_zip_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const entries: ZipEntry[] = [
+  { name: "arc/data.pkl", data: text("pickle bytes") },
+  { name: "arc/data/0", data: new Uint8Array(1000).map((_, i) => i * 7) },
+  { name: "arc/empty", data: new Uint8Array(0) },
+  { name: "arc/ünïcode.txt", data: text("ok") },
+];
+
+Deno.test("crc32 matches the standard check value", () => {
+  assert.equal(crc32(text("123456789")), 0xcbf43926);
+  assert.equal(crc32(new Uint8Array(0)), 0);
+});
+
+Deno.test("encodeZip round-trips, aligns data and is deterministic", () => {
+  const zip = encodeZip(entries, { align: 64 });
+  assert.deepEqual(encodeZip(entries, { align: 64 }), zip);
+  const back = decodeZip(zip);
+  assert.deepEqual([...back.keys()], entries.map((e) => e.name));
+  for (const e of entries) assert.deepEqual(back.get(e.name), e.data);
+  for (const e of entries.filter((e) => e.data.length > 0)) {
+    const at = zip.findIndex((_, i) =>
+      e.data.every((b, j) => zip[i + j] === b)
+    );
+    assert.equal(at % 64, 0, `${e.name} at ${at}`);
+  }
+});
+
+Deno.test("python zipfile reads our archive and its CRCs check out", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeFile(`${dir}/a.zip`, encodeZip(entries, { align: 64 }));
+    const out = await py(
+      `
+import sys, json, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+print(json.dumps({i.filename: [i.compress_type, list(i.date_time), len(z.read(i))] for i in z.infolist()}))
+`,
+      `${dir}/a.zip`,
+    );
+    assert.deepEqual(JSON.parse(out), {
+      "arc/data.pkl": [0, [1980, 1, 1, 0, 0, 0], 12],
+      "arc/data/0": [0, [1980, 1, 1, 0, 0, 0], 1000],
+      "arc/empty": [0, [1980, 1, 1, 0, 0, 0], 0],
+      "arc/ünïcode.txt": [0, [1980, 1, 1, 0, 0, 0], 2],
+    });
+  });
+});
+
+Deno.test("decodeZip reads stored and deflate entries written by python", async () => {
+  await withTempDir(async (dir) => {
+    await py(
+      `
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+  z.writestr("stored.txt", "hello " * 100, compress_type=zipfile.ZIP_STORED)
+  z.writestr("deflated.txt", "hello " * 100, compress_type=zipfile.ZIP_DEFLATED)
+  z.writestr("empty", b"", compress_type=zipfile.ZIP_DEFLATED)
+  z.comment = b"a trailing comment"
+`,
+      `${dir}/p.zip`,
+    );
+    const bytes = await Deno.readFile(`${dir}/p.zip`);
+    const back = decodeZip(bytes);
+    const dec = (n: string) => new TextDecoder().decode(back.get(n));
+    assert.equal(dec("stored.txt"), "hello ".repeat(100));
+    assert.equal(dec("deflated.txt"), "hello ".repeat(100));
+    assert.equal(back.get("empty")?.length, 0);
+    // Corrupt deflate streams and headers fail cleanly too.
+    for (let i = 0; i < bytes.length; i++) {
+      const z = bytes.slice();
+      z[i] ^= 0xa5;
+      try {
+        decodeZip(z);
+      } catch (err) {
+        assert.ok(err instanceof InputError, `byte ${i}: ${err}`);
+      }
+    }
+  });
+});
+
+Deno.test("decodeZip throws InputError on truncated or corrupted archives", () => {
+  const zip = encodeZip(entries, { align: 64 });
+  assert.throws(() => decodeZip(new Uint8Array(0)), InputError);
+  assert.throws(
+    () => decodeZip(text("not a zip file at all, just some text here")),
+    InputError,
+  );
+  for (let n = 0; n < zip.length; n += 7) {
+    assert.throws(
+      () => decodeZip(zip.subarray(0, n)),
+      InputError,
+      `cut at ${n}`,
+    );
+  }
+  const dataFlip = zip.slice();
+  dataFlip[zip.indexOf(7)] ^= 1; // inside arc/data/0
+  assert.throws(() => decodeZip(dataFlip), /CRC-32 mismatch/);
+  // Flipping any single byte either still decodes or fails with InputError, never anything else.
+  for (let i = 0; i < zip.length; i++) {
+    const z = zip.slice();
+    z[i] ^= 0x5a;
+    try {
+      decodeZip(z);
+    } catch (err) {
+      assert.ok(err instanceof InputError, `byte ${i}: ${err}`);
+    }
+  }
+});
