@@ -1,0 +1,331 @@
+/**
+ * Sparse autoencoder parameters and the forward pass, in the SAELens v6
+ * convention: `f = act((x - b_dec) W_enc + b_enc)`, `x̂ = f W_dec + b_dec`,
+ * with `W_enc [D,F]`, `W_dec [F,D]`, `b_enc [F]`, `b_dec [D]`, row-major.
+ *
+ * @module
+ */
+
+import { InputError } from "./errors.ts";
+
+/** SAE architectures: TopK (the default) or ReLU trained with an L1 penalty. */
+export type SAEArch = "topk" | "relu";
+
+/**
+ * The SAE configuration stored next to the tensors.
+ *
+ * @example
+ * ```ts
+ * import type { SAEConfig } from "./sae.ts";
+ * const cfg: SAEConfig = { arch: "topk", d_in: 64, d_sae: 1024, k: 16 };
+ * console.assert(cfg.k === 16);
+ * ```
+ */
+export interface SAEConfig {
+  /** Activation: `topk` keeps the k largest pre-activations, then ReLU. */
+  arch: SAEArch;
+  /** Input width D. */
+  d_in: number;
+  /** Dictionary size F. */
+  d_sae: number;
+  /** Active latents per row; required for `topk`. */
+  k?: number;
+}
+
+/**
+ * A row-major float32 tensor.
+ *
+ * @example
+ * ```ts
+ * import type { SAETensor } from "./sae.ts";
+ * const t: SAETensor = { shape: [2, 3], data: new Float32Array(6) };
+ * console.assert(t.data.length === 6);
+ * ```
+ */
+export interface SAETensor {
+  /** Dimensions, outermost first. */
+  shape: number[];
+  /** Values in row-major order. */
+  data: Float32Array;
+}
+
+/**
+ * The four SAE parameter tensors, named as in SAELens.
+ *
+ * @example
+ * ```ts
+ * import { SAE, type SAETensors } from "./sae.ts";
+ * const t: SAETensors = new SAE({ arch: "relu", d_in: 2, d_sae: 3 }).toTensors();
+ * console.assert(t.W_enc.shape[1] === 3);
+ * ```
+ */
+export interface SAETensors {
+  /** Encoder `[D,F]`. */
+  W_enc: SAETensor;
+  /** Decoder `[F,D]`. */
+  W_dec: SAETensor;
+  /** Encoder bias `[F]`. */
+  b_enc: SAETensor;
+  /** Decoder bias `[D]`, also subtracted from the input. */
+  b_dec: SAETensor;
+}
+
+/**
+ * Select the `k` largest values of `pre[off .. off+n)` into `idx`/`val`,
+ * largest first; ties keep the lower index, NaN never wins. Returns the count
+ * (`min(k, n)`). Only indices with `mask[i] !== 0` compete when a mask is given.
+ *
+ * @example
+ * ```ts
+ * import { selectTopK } from "./sae.ts";
+ * const idx = new Int32Array(2), val = new Float32Array(2);
+ * const n = selectTopK(new Float32Array([1, 5, 3, 5]), 0, 4, 2, idx, val);
+ * console.assert(n === 2 && idx[0] === 1 && idx[1] === 3);
+ * ```
+ */
+export function selectTopK(
+  pre: Float32Array,
+  off: number,
+  n: number,
+  k: number,
+  idx: Int32Array,
+  val: Float32Array,
+  mask?: Uint8Array,
+): number {
+  // A sorted insertion buffer beats a heap for the small k used by SAEs: most
+  // candidates are rejected by one compare against the current k-th value.
+  let cnt = 0;
+  let thr = -Infinity;
+  for (let i = 0; i < n; i++) {
+    if (mask !== undefined && mask[i] === 0) continue;
+    const v = pre[off + i];
+    if (cnt === k) {
+      if (!(v > thr)) continue;
+    } else if (v !== v) continue;
+    let p = cnt < k ? cnt++ : k - 1;
+    // Strict compare: an equal value already kept (lower index) stays ahead.
+    while (p > 0 && val[p - 1] < v) {
+      val[p] = val[p - 1];
+      idx[p] = idx[p - 1];
+      p--;
+    }
+    val[p] = v;
+    idx[p] = i;
+    if (cnt === k) thr = val[k - 1];
+  }
+  return cnt;
+}
+
+function checkConfig(cfg: SAEConfig): void {
+  if (cfg.arch !== "topk" && cfg.arch !== "relu") {
+    throw new InputError(
+      `sae cfg.arch must be "topk" or "relu", got ${JSON.stringify(cfg.arch)}`,
+    );
+  }
+  for (const key of ["d_in", "d_sae"] as const) {
+    const v = cfg[key];
+    if (!Number.isInteger(v) || v < 1) {
+      throw new InputError(
+        `sae cfg.${key} must be a positive integer, got ${v}`,
+      );
+    }
+  }
+  if (cfg.arch === "topk") {
+    const k = cfg.k;
+    if (k === undefined || !Number.isInteger(k) || k < 1 || k > cfg.d_sae) {
+      throw new InputError(
+        `sae cfg.k must be an integer in [1, d_sae=${cfg.d_sae}] for topk, got ${k}`,
+      );
+    }
+  }
+}
+
+/**
+ * A sparse autoencoder with float32 parameters in the SAELens v6 layout.
+ *
+ * @example
+ * ```ts
+ * import { SAE } from "./sae.ts";
+ * const sae = new SAE({ arch: "topk", d_in: 2, d_sae: 2, k: 1 });
+ * sae.W_enc.set([1, 0, 0, 1]);
+ * sae.W_dec.set([1, 0, 0, 1]);
+ * const a = sae.encode(new Float32Array([3, 1]));
+ * console.assert(a[0] === 3 && a[1] === 0);
+ * console.assert(sae.decode(a)[0] === 3);
+ * ```
+ */
+export class SAE {
+  /** The configuration (validated). */
+  readonly cfg: SAEConfig;
+  /** Encoder `[D,F]`. */
+  readonly W_enc: Float32Array;
+  /** Decoder `[F,D]`. */
+  readonly W_dec: Float32Array;
+  /** Encoder bias `[F]`. */
+  readonly b_enc: Float32Array;
+  /** Decoder bias `[D]`. */
+  readonly b_dec: Float32Array;
+
+  /**
+   * Create an SAE with all-zero parameters, or adopt the given arrays (not
+   * copied). Throws {@linkcode InputError} on a bad config or wrong lengths.
+   */
+  constructor(
+    cfg: SAEConfig,
+    params?: {
+      W_enc: Float32Array;
+      W_dec: Float32Array;
+      b_enc: Float32Array;
+      b_dec: Float32Array;
+    },
+  ) {
+    checkConfig(cfg);
+    this.cfg = { ...cfg };
+    const { d_in: D, d_sae: F } = cfg;
+    this.W_enc = params?.W_enc ?? new Float32Array(D * F);
+    this.W_dec = params?.W_dec ?? new Float32Array(F * D);
+    this.b_enc = params?.b_enc ?? new Float32Array(F);
+    this.b_dec = params?.b_dec ?? new Float32Array(D);
+    const want = { W_enc: D * F, W_dec: F * D, b_enc: F, b_dec: D };
+    for (const [name, len] of Object.entries(want)) {
+      const got = this[name as keyof typeof want].length;
+      if (got !== len) {
+        throw new InputError(`sae ${name}: ${got} values, expected ${len}`);
+      }
+    }
+  }
+
+  /**
+   * Feature activations `[n,F]` for states `h` `[n,D]` (row-major).
+   * TopK follows SAELens v6: keep the k largest pre-activations, then ReLU.
+   */
+  encode(h: Float32Array): Float32Array {
+    const { d_in: D, d_sae: F } = this.cfg;
+    if (h.length % D !== 0) {
+      throw new InputError(
+        `sae encode: ${h.length} values is not a whole number of rows of width ${D}`,
+      );
+    }
+    const n = h.length / D;
+    const out = new Float32Array(n * F);
+    const xc = new Float64Array(D);
+    const acc = new Float64Array(F);
+    const topk = this.cfg.arch === "topk";
+    const k = this.cfg.k ?? 0;
+    const idx = new Int32Array(k), val = new Float32Array(k);
+    for (let r = 0; r < n; r++) {
+      for (let d = 0; d < D; d++) xc[d] = h[r * D + d] - this.b_dec[d];
+      for (let j = 0; j < F; j++) acc[j] = this.b_enc[j];
+      // i-k-j order: stream contiguous rows of W_enc.
+      for (let d = 0; d < D; d++) {
+        const x = xc[d];
+        if (x === 0) continue;
+        const o = d * F;
+        for (let j = 0; j < F; j++) acc[j] += x * this.W_enc[o + j];
+      }
+      const o = r * F;
+      for (let j = 0; j < F; j++) out[o + j] = acc[j];
+      if (topk) {
+        const cnt = selectTopK(out, o, F, k, idx, val);
+        out.fill(0, o, o + F);
+        for (let a = 0; a < cnt; a++) if (val[a] > 0) out[o + idx[a]] = val[a];
+      } else {
+        for (let j = 0; j < F; j++) if (!(out[o + j] > 0)) out[o + j] = 0;
+      }
+    }
+    return out;
+  }
+
+  /** Reconstruction `[n,D]` from activations `a` `[n,F]`; zeros are skipped. */
+  decode(a: Float32Array): Float32Array {
+    const { d_in: D, d_sae: F } = this.cfg;
+    if (a.length % F !== 0) {
+      throw new InputError(
+        `sae decode: ${a.length} values is not a whole number of rows of width ${F}`,
+      );
+    }
+    const n = a.length / F;
+    const out = new Float32Array(n * D);
+    const acc = new Float64Array(D);
+    for (let r = 0; r < n; r++) {
+      for (let d = 0; d < D; d++) acc[d] = this.b_dec[d];
+      for (let j = 0; j < F; j++) {
+        const f = a[r * F + j];
+        if (f === 0) continue;
+        const o = j * D;
+        for (let d = 0; d < D; d++) acc[d] += f * this.W_dec[o + d];
+      }
+      for (let d = 0; d < D; d++) out[r * D + d] = acc[d];
+    }
+    return out;
+  }
+
+  /** Copies of the parameters as named, shaped tensors. */
+  toTensors(): SAETensors {
+    const { d_in: D, d_sae: F } = this.cfg;
+    return {
+      W_enc: { shape: [D, F], data: this.W_enc.slice() },
+      W_dec: { shape: [F, D], data: this.W_dec.slice() },
+      b_enc: { shape: [F], data: this.b_enc.slice() },
+      b_dec: { shape: [D], data: this.b_dec.slice() },
+    };
+  }
+
+  /**
+   * Build an SAE from tensors (copied). Throws {@linkcode InputError} when a
+   * tensor is missing, has the wrong shape, or holds NaN or infinity.
+   *
+   * @example
+   * ```ts
+   * import { SAE } from "./sae.ts";
+   * const a = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+   * const b = SAE.fromTensors(a.toTensors(), a.cfg);
+   * console.assert(b.W_dec.length === 32);
+   * ```
+   */
+  static fromTensors(tensors: Partial<SAETensors>, cfg: SAEConfig): SAE {
+    checkConfig(cfg);
+    const { d_in: D, d_sae: F } = cfg;
+    const want: Record<keyof SAETensors, number[]> = {
+      W_enc: [D, F],
+      W_dec: [F, D],
+      b_enc: [F],
+      b_dec: [D],
+    };
+    const got: Partial<Record<keyof SAETensors, Float32Array>> = {};
+    for (
+      const [name, shape] of Object.entries(want) as [
+        keyof SAETensors,
+        number[],
+      ][]
+    ) {
+      const t = tensors[name];
+      if (t === undefined) throw new InputError(`sae tensors: missing ${name}`);
+      if (
+        t.shape.length !== shape.length ||
+        t.shape.some((s, i) => s !== shape[i])
+      ) {
+        throw new InputError(
+          `sae tensors: ${name} has shape [${t.shape}], expected [${shape}] for cfg d_in=${D} d_sae=${F}`,
+        );
+      }
+      const size = shape.reduce((p, s) => p * s, 1);
+      if (t.data.length !== size) {
+        throw new InputError(
+          `sae tensors: ${name} holds ${t.data.length} values, shape [${shape}] needs ${size}`,
+        );
+      }
+      for (let i = 0; i < size; i++) {
+        if (!Number.isFinite(t.data[i])) {
+          throw new InputError(
+            `sae tensors: ${name} has a non-finite value (${
+              t.data[i]
+            }) at flat index ${i}`,
+          );
+        }
+      }
+      got[name] = Float32Array.from(t.data);
+    }
+    return new SAE(cfg, got as Record<keyof SAETensors, Float32Array>);
+  }
+}

@@ -1,0 +1,295 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { InputError } from "../lib/errors.ts";
+import { splitByGroup } from "../lib/holdout.ts";
+import { Rng } from "../lib/rng.ts";
+import { SAE, selectTopK } from "../lib/sae.ts";
+import { saeMetrics } from "../lib/sae_metrics.ts";
+import { fitSAE, type RowSource } from "../lib/sae_train.ts";
+
+/** Rows from a planted dictionary: `active` unit atoms per row, coefficients in [0.5, 1.5). */
+function planted(
+  n: number,
+  dim: number,
+  nAtoms: number,
+  active: number,
+  seed: number,
+) {
+  const rng = new Rng(seed);
+  const atoms = new Float32Array(nAtoms * dim);
+  for (let a = 0; a < nAtoms; a++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += (atoms[a * dim + d] = rng.normal()) ** 2;
+    for (let d = 0; d < dim; d++) atoms[a * dim + d] /= Math.sqrt(s);
+  }
+  const x = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    for (const a of rng.sample(nAtoms, active)) {
+      const c = 0.5 + rng.float();
+      for (let d = 0; d < dim; d++) x[i * dim + d] += c * atoms[a * dim + d];
+    }
+  }
+  return { atoms, x };
+}
+
+function arraySource(x: Float32Array, dim: number): RowSource {
+  return {
+    n: x.length / dim,
+    dim,
+    rows(ix, out) {
+      for (let i = 0; i < ix.length; i++) {
+        out.set(x.subarray(ix[i] * dim, (ix[i] + 1) * dim), i * dim);
+      }
+    },
+  };
+}
+
+function paramHash(sae: SAE): string {
+  const h = createHash("sha256");
+  for (const a of [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]) {
+    h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  }
+  return h.digest("hex");
+}
+
+Deno.test("topk SAE recovers a planted sparse dictionary", () => {
+  const D = 32, A = 128;
+  const { atoms, x } = planted(24_000, D, A, 4, 123);
+  const { sae, curve } = fitSAE(arraySource(x, D), {
+    d_sae: 256,
+    k: 4,
+    batch_size: 256,
+    epochs: 20,
+    lr: 1e-3,
+    seed: 0,
+  });
+  let total = 0;
+  for (let a = 0; a < A; a++) {
+    let best = 0;
+    for (let j = 0; j < sae.cfg.d_sae; j++) {
+      let c = 0;
+      for (let d = 0; d < D; d++) c += atoms[a * D + d] * sae.W_dec[j * D + d];
+      best = Math.max(best, Math.abs(c));
+    }
+    total += best;
+  }
+  const score = total / A;
+  console.log(`planted recovery: mean best |cos| = ${score.toFixed(4)}`);
+  assert.ok(score >= 0.9, `recovery score ${score}`);
+  assert.equal(curve.length, 100);
+  assert.ok(curve.at(-1)!.loss < curve[0].loss / 2);
+
+  // Decoder rows stay unit norm after training.
+  for (let j = 0; j < sae.cfg.d_sae; j++) {
+    let s = 0;
+    for (let d = 0; d < D; d++) s += sae.W_dec[j * D + d] ** 2;
+    assert.ok(
+      Math.abs(Math.sqrt(s) - 1) < 1e-5,
+      `row ${j} norm ${Math.sqrt(s)}`,
+    );
+  }
+});
+
+Deno.test("fitSAE is deterministic per seed", () => {
+  const { x } = planted(2000, 16, 32, 3, 5);
+  const src = arraySource(x, 16);
+  const opts = {
+    d_sae: 64,
+    k: 3,
+    batch_size: 100,
+    steps: 60,
+    seed: 11,
+    dead_tokens: 500,
+  };
+  const a = paramHash(fitSAE(src, opts).sae);
+  const b = paramHash(fitSAE(src, opts).sae);
+  const c = paramHash(fitSAE(src, { ...opts, seed: 12 }).sae);
+  assert.equal(a, b);
+  assert.notEqual(a, c);
+  const g1 = paramHash(
+    fitSAE(src, { ...opts, b_dec_init: "geometric_median", arch: "relu" }).sae,
+  );
+  const g2 = paramHash(
+    fitSAE(src, { ...opts, b_dec_init: "geometric_median", arch: "relu" }).sae,
+  );
+  assert.equal(g1, g2);
+});
+
+Deno.test("encode/decode match a hand computation (SAELens v6 convention)", () => {
+  // D=2, F=3. pre = (x − b_dec) W_enc + b_enc.
+  const cfg = { arch: "topk" as const, d_in: 2, d_sae: 3, k: 2 };
+  const sae = new SAE(cfg, {
+    W_enc: new Float32Array([1, -1, 2, 0.5, 1, -3]), // [D,F]
+    W_dec: new Float32Array([1, 0, 0, 1, 1, 1]), // [F,D]
+    b_enc: new Float32Array([0, 0.5, -1]),
+    b_dec: new Float32Array([1, 1]),
+  });
+  // x = (3, 1): x − b_dec = (2, 0) → pre = (2, −2 + 0.5, 4 − 1) = (2, −1.5, 3)
+  // x = (1, 3): x − b_dec = (0, 2) → pre = (1, 2.5, −7)
+  const x = new Float32Array([3, 1, 1, 3]);
+  const a = sae.encode(x);
+  assert.deepEqual(Array.from(a), [2, 0, 3, 1, 2.5, 0]);
+  // decode: f W_dec + b_dec
+  const xh = sae.decode(a);
+  assert.deepEqual(Array.from(xh), [2 + 3 + 1, 3 + 1, 1 + 1, 2.5 + 1]);
+  // k = 3 keeps a negative pre-activation in the top-k set, then ReLU zeroes it.
+  const sae3 = SAE.fromTensors(sae.toTensors(), { ...cfg, k: 3 });
+  assert.deepEqual(Array.from(sae3.encode(x)), [2, 0, 3, 1, 2.5, 0]);
+  // ReLU arch keeps every positive pre-activation.
+  const relu = SAE.fromTensors(sae.toTensors(), {
+    arch: "relu",
+    d_in: 2,
+    d_sae: 3,
+  });
+  assert.deepEqual(Array.from(relu.encode(new Float32Array([3, 1]))), [
+    2,
+    0,
+    3,
+  ]);
+});
+
+Deno.test("TopK keeps at most k nonzeros", () => {
+  const rng = new Rng(1);
+  const D = 8, F = 40, k = 5;
+  const sae = new SAE({ arch: "topk", d_in: D, d_sae: F, k });
+  for (const w of [sae.W_enc, sae.W_dec, sae.b_enc]) {
+    for (let i = 0; i < w.length; i++) {
+      w[i] = rng.normal();
+    }
+  }
+  const x = new Float32Array(50 * D).map(() => rng.normal());
+  const a = sae.encode(x);
+  for (let r = 0; r < 50; r++) {
+    const row = a.subarray(r * F, (r + 1) * F);
+    const nz = row.filter((v) => v !== 0).length;
+    assert.ok(nz <= k && nz >= 1);
+    assert.ok(row.every((v) => v >= 0));
+  }
+  const idx = new Int32Array(3), val = new Float32Array(3);
+  assert.equal(
+    selectTopK(new Float32Array([NaN, 1, 1, 0]), 0, 4, 3, idx, val),
+    3,
+  );
+  assert.deepEqual(Array.from(idx), [1, 2, 3]);
+});
+
+Deno.test("fromTensors validates shapes and values", () => {
+  const cfg = { arch: "topk" as const, d_in: 4, d_sae: 8, k: 2 };
+  const t = new SAE(cfg).toTensors();
+  assert.throws(
+    () =>
+      SAE.fromTensors(
+        { ...t, W_enc: { shape: [8, 4], data: t.W_enc.data } },
+        cfg,
+      ),
+    InputError,
+  );
+  const bad = t.b_dec.data.slice();
+  bad[1] = NaN;
+  assert.throws(
+    () => SAE.fromTensors({ ...t, b_dec: { shape: [4], data: bad } }, cfg),
+    InputError,
+  );
+  const { W_dec: _, ...missing } = t;
+  assert.throws(() => SAE.fromTensors(missing, cfg), InputError);
+  assert.throws(() => SAE.fromTensors(t, { ...cfg, k: 9 }), InputError);
+  const back = SAE.fromTensors(t, cfg);
+  assert.deepEqual(back.toTensors(), t);
+});
+
+Deno.test("metrics: perfect reconstruction and the zero decoder", () => {
+  const { x } = planted(500, 6, 6, 2, 3);
+  const src = arraySource(x, 6);
+  // Identity SAE on nonnegative-ish data is not exact (ReLU); use data with
+  // x ≥ 0 by shifting, so f = x − b_dec ≥ 0 reconstructs perfectly.
+  const min = Math.min(...x);
+  const xs = x.map((v) => v - min);
+  const srcPos = arraySource(xs, 6);
+  const id = new SAE({ arch: "relu", d_in: 6, d_sae: 6 });
+  for (let i = 0; i < 6; i++) id.W_enc[i * 6 + i] = id.W_dec[i * 6 + i] = 1;
+  const m = saeMetrics(id, srcPos);
+  assert.equal(m.fvu.value, 0);
+  assert.equal(m.explained_variance.value, 1);
+  assert.equal(m.mse.value, 0);
+  assert.ok(Math.abs(m.mean_cosine.value - 1) < 1e-6);
+  assert.ok(Math.abs(m.relative_reconstruction_bias.value - 1) < 1e-6);
+
+  // Zero decoder with b_dec = the evaluation mean: x̂ = x̄ everywhere → FVU 1.
+  const zero = new SAE({ arch: "topk", d_in: 6, d_sae: 4, k: 2 });
+  const mean = new Float64Array(6);
+  for (let i = 0; i < x.length; i++) mean[i % 6] += x[i] / 500;
+  zero.b_dec.set(mean);
+  zero.b_enc.set([1, 1, -1, 0]); // W_enc = 0: pre = b_enc → latents 0 and 1 always fire
+  const z = saeMetrics(zero, src);
+  assert.ok(Math.abs(z.fvu.value - 1) < 1e-5, `fvu ${z.fvu.value}`);
+  assert.equal(z.l0.value, 2);
+  assert.equal(z.l1.value, 2);
+  assert.equal(z.dead_fraction.value, 0.5);
+  assert.equal(z.dense_fraction_10pct.value, 0.5);
+  assert.deepEqual(z.feature_density_histogram.value.counts.at(-1), 2);
+  assert.equal(z.feature_density_histogram.value.never, 2);
+  // Shrinkage: x̂ = x/2 gives γ = 0.5.
+  const half = new SAE({ arch: "relu", d_in: 6, d_sae: 6 });
+  for (let i = 0; i < 6; i++) {
+    (half.W_enc[i * 6 + i] = 1, half.W_dec[i * 6 + i] = 0.5);
+  }
+  assert.ok(
+    Math.abs(
+      saeMetrics(half, srcPos).relative_reconstruction_bias.value - 0.5,
+    ) < 1e-6,
+  );
+  for (const [name, v] of Object.entries(z)) {
+    if (name !== "n_rows") assert.equal(typeof v.formula, "string");
+  }
+});
+
+Deno.test("relu SAE trains and reduces FVU", () => {
+  const { x } = planted(4000, 16, 48, 3, 9);
+  const src = arraySource(x, 16);
+  const { train, heldout } = splitByGroup(
+    Array.from({ length: 4000 }, (_, i) => i >> 3),
+    0.2,
+    0,
+  );
+  const before = new SAE({ arch: "relu", d_in: 16, d_sae: 64 });
+  const mean = new Float64Array(16);
+  for (const i of train) {
+    for (let d = 0; d < 16; d++) mean[d] += x[i * 16 + d] / train.length;
+  }
+  before.b_dec.set(mean);
+  const fvu0 = saeMetrics(before, src, heldout).fvu.value;
+  const { sae, curve } = fitSAE(src, {
+    arch: "relu",
+    d_sae: 64,
+    l1_coefficient: 0.05,
+    batch_size: 128,
+    epochs: 8,
+    lr: 2e-3,
+    seed: 3,
+    indices: train,
+  });
+  const fvu = saeMetrics(sae, src, heldout).fvu.value;
+  console.log(`relu: held-out FVU ${fvu0.toFixed(3)} → ${fvu.toFixed(3)}`);
+  assert.ok(fvu < 0.5 * fvu0, `fvu ${fvu} vs ${fvu0}`);
+  assert.ok(curve.some((p) => p.l1 > 0));
+});
+
+Deno.test("splitByGroup keeps groups whole and is seeded", () => {
+  const groups = Array.from(
+    { length: 200 },
+    (_, i) => `ex${Math.floor(i / 7)}`,
+  );
+  const a = splitByGroup(groups, 0.25, 4);
+  const b = splitByGroup(groups, 0.25, 4);
+  const c = splitByGroup(groups, 0.25, 5);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a.heldout, c.heldout);
+  assert.equal(a.train.length + a.heldout.length, 200);
+  const heldGroups = new Set(Array.from(a.heldout, (i) => groups[i]));
+  for (const i of a.train) assert.ok(!heldGroups.has(groups[i]));
+  assert.equal(heldGroups.size, Math.round(0.25 * 29));
+  // Two groups and a tiny fraction: still one on each side.
+  const t = splitByGroup([1, 1, 2, 2, 2], 0.01, 0);
+  assert.ok(t.train.length > 0 && t.heldout.length > 0);
+  assert.throws(() => splitByGroup([1, 2], 1, 0), InputError);
+});
