@@ -195,7 +195,8 @@ export function encodePickle(value: PickleValue): Uint8Array {
     else if (v === false) out.byte(0x89);
     else if (typeof v === "bigint") int(v);
     else if (typeof v === "number") {
-      if (Number.isInteger(v) && !Object.is(v, -0)) int(v);
+      // Integral doubles beyond 2^53 are not exact ints: keep them floats.
+      if (Number.isSafeInteger(v) && !Object.is(v, -0)) int(v);
       else emit(new PyFloat(v));
     } else if (v instanceof PyFloat) {
       const b = new Uint8Array(9);
