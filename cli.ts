@@ -5,8 +5,14 @@
  * @module
  */
 import { join } from "node:path";
-import { BACKENDS, type BackendName } from "./lib/backend.ts";
-import { type FlagSpec, formatFlags, intFlag, nearest, parseFlags } from "./lib/cli_args.ts";
+import { type BackendName, BACKENDS } from "./lib/backend.ts";
+import {
+  type FlagSpec,
+  formatFlags,
+  intFlag,
+  nearest,
+  parseFlags,
+} from "./lib/cli_args.ts";
 import { InputError } from "./lib/errors.ts";
 import { SELECTOR_GRAMMAR } from "./lib/address.ts";
 import { runTrace } from "./lib/trace.ts";
@@ -21,7 +27,8 @@ const EXIT_CODES = `exit codes:
   1  internal error (a bug: please report it with the command line)
   2  bad input, bad usage, or a missing permission (the message names the fix)`;
 
-const MAIN_HELP = `trminterp ${VERSION}: trace -> SAE -> intervene for TRM/HRM recurrent reasoning models
+const MAIN_HELP =
+  `trminterp ${VERSION}: trace -> SAE -> intervene for TRM/HRM recurrent reasoning models
 
 usage:
   trminterp trace     --run-dir DIR [--model BUNDLE] [--inputs FILE|DIR] [--seed N] ...
@@ -34,37 +41,90 @@ Run the commands in this order; every output goes under --run-dir.
 ${EXIT_CODES}`;
 
 const COMMON: Record<string, FlagSpec> = {
-  "run-dir": { type: "string", arg: "DIR", help: "run directory for every output (required)" },
-  seed: { type: "string", arg: "N", help: "seed; the same inputs and seed give byte-identical outputs (default 0)" },
-  force: { type: "boolean", help: "overwrite this command's earlier outputs in the run dir" },
-  progress: { type: "boolean", help: "print progress to stderr even when it is not a terminal" },
+  "run-dir": {
+    type: "string",
+    arg: "DIR",
+    help: "run directory for every output (required)",
+  },
+  seed: {
+    type: "string",
+    arg: "N",
+    help:
+      "seed; the same inputs and seed give byte-identical outputs (default 0)",
+  },
+  force: {
+    type: "boolean",
+    help: "overwrite this command's earlier outputs in the run dir",
+  },
+  progress: {
+    type: "boolean",
+    help: "print progress to stderr even when it is not a terminal",
+  },
   help: { type: "boolean", short: "h", help: "show this help" },
 };
 
 const TRACE_FLAGS: Record<string, FlagSpec> = {
   "run-dir": COMMON["run-dir"],
-  model: { type: "string", arg: "BUNDLE", help: "model bundle folder (default: the bundled 4x4 Sudoku TRM)" },
+  model: {
+    type: "string",
+    arg: "BUNDLE",
+    help: "model bundle folder (default: the bundled 4x4 Sudoku TRM)",
+  },
   inputs: {
     type: "string",
     arg: "FILE|DIR",
-    help: "puzzles .jsonl or an official dataset folder (default: the demo's test.jsonl)",
+    help:
+      "puzzles .jsonl or an official dataset folder (default: the demo's test.jsonl)",
   },
   seed: COMMON.seed,
-  limit: { type: "string", arg: "N", help: "trace N examples sampled with --seed (default: all)" },
-  latents: { type: "string", arg: "LIST", help: "latents to record: z_H,z_L (default both)" },
-  steps: { type: "string", arg: "SELECTOR", help: "steps to record (default all; grammar below)" },
-  positions: { type: "string", arg: "SPEC", help: "positions: all | puzzle | prefix | 0-3,8 (default all)" },
+  limit: {
+    type: "string",
+    arg: "N",
+    help: "trace N examples sampled with --seed (default: all)",
+  },
+  latents: {
+    type: "string",
+    arg: "LIST",
+    help: "latents to record: z_H,z_L (default both)",
+  },
+  steps: {
+    type: "string",
+    arg: "SELECTOR",
+    help: "steps to record (default all; grammar below)",
+  },
+  positions: {
+    type: "string",
+    arg: "SPEC",
+    help: "positions: all | puzzle | prefix | 0-3,8 (default all)",
+  },
   batch: { type: "string", arg: "N", help: "examples per batch (default 64)" },
-  backend: { type: "string", arg: "NAME", help: `execution backend: ${BACKENDS.join(" | ")} (default wasm)` },
-  "no-states-npy": { type: "boolean", help: "do not write the states.npy cache" },
-  "no-gitignore": { type: "boolean", help: "do not write a .gitignore of * into a new run dir" },
+  backend: {
+    type: "string",
+    arg: "NAME",
+    help: `execution backend: ${BACKENDS.join(" | ")} (default wasm)`,
+  },
+  "no-states-npy": {
+    type: "boolean",
+    help: "do not write the states.npy cache",
+  },
+  "no-gitignore": {
+    type: "boolean",
+    help: "do not write a .gitignore of * into a new run dir",
+  },
   force: COMMON.force,
   progress: COMMON.progress,
   help: COMMON.help,
 };
 
-function usage(name: string, synopsis: string, flags: Record<string, FlagSpec>, extra = ""): string {
-  return `usage: trminterp ${name} ${synopsis}\n\nflags:\n${formatFlags(flags)}\n${extra ? `\n${extra}\n` : ""}\n${EXIT_CODES}`;
+function usage(
+  name: string,
+  synopsis: string,
+  flags: Record<string, FlagSpec>,
+  extra = "",
+): string {
+  return `usage: trminterp ${name} ${synopsis}\n\nflags:\n${
+    formatFlags(flags)
+  }\n${extra ? `\n${extra}\n` : ""}\n${EXIT_CODES}`;
 }
 
 const TRACE_HELP = usage(
@@ -79,10 +139,15 @@ step selectors:
 ${SELECTOR_GRAMMAR.replace(/^/gm, "  ")}`,
 );
 
-function requireRunDir(v: Record<string, string | boolean | undefined>, cmd: string): string {
+function requireRunDir(
+  v: Record<string, string | boolean | undefined>,
+  cmd: string,
+): string {
   const dir = v["run-dir"];
   if (typeof dir !== "string" || dir === "") {
-    throw new InputError(`${cmd}: --run-dir is required; e.g. \`trminterp ${cmd} --run-dir runs/demo\``);
+    throw new InputError(
+      `${cmd}: --run-dir is required; e.g. \`trminterp ${cmd} --run-dir runs/demo\``,
+    );
   }
   return dir;
 }
@@ -91,18 +156,42 @@ function parseLatents(v: string | boolean | undefined): Latent[] | undefined {
   if (typeof v !== "string") return undefined;
   const list = v.split(",").map((s) => s.trim()).filter(Boolean);
   for (const l of list) {
-    if (l !== "z_H" && l !== "z_L") throw new InputError(`--latents: unknown latent "${l}"; use z_H, z_L or z_H,z_L`);
+    if (l !== "z_H" && l !== "z_L") {
+      throw new InputError(
+        `--latents: unknown latent "${l}"; use z_H, z_L or z_H,z_L`,
+      );
+    }
   }
-  if (!list.length) throw new InputError(`--latents is empty; use z_H, z_L or z_H,z_L`);
+  if (!list.length) {
+    throw new InputError(`--latents is empty; use z_H, z_L or z_H,z_L`);
+  }
   return list as Latent[];
 }
 
-function parseBackend(v: string | boolean | undefined): BackendName | undefined {
+function parseBackend(
+  v: string | boolean | undefined,
+): BackendName | undefined {
   if (typeof v !== "string") return undefined;
   if (!(BACKENDS as readonly string[]).includes(v)) {
-    throw new InputError(`--backend: unknown backend "${v}"; use ${BACKENDS.join(" or ")}`);
+    throw new InputError(
+      `--backend: unknown backend "${v}"; use ${BACKENDS.join(" or ")}`,
+    );
   }
   return v as BackendName;
+}
+
+// The recorded command leaves out what does not change the outputs (where
+// they go, overwriting, progress), so two runs in different dirs hash equal.
+function provenanceArgs(cmd: string[], args: string[]): string[] {
+  const out = [...cmd];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--run-dir") i++;
+    else if (
+      !a.startsWith("--run-dir=") && a !== "--force" && a !== "--progress"
+    ) out.push(a);
+  }
+  return out;
 }
 
 function print(text: string): void {
@@ -117,7 +206,9 @@ async function trace(args: string[]): Promise<void> {
   let inputs = typeof v.inputs === "string" ? v.inputs : undefined;
   if (!inputs) {
     if (typeof v.model === "string") {
-      throw new InputError(`trace: --inputs is required with --model; pass a puzzles .jsonl file or a dataset folder`);
+      throw new InputError(
+        `trace: --inputs is required with --model; pass a puzzles .jsonl file or a dataset folder`,
+      );
     }
     inputs = join(DEMO_MODEL, "test.jsonl");
   }
@@ -136,12 +227,14 @@ async function trace(args: string[]): Promise<void> {
     gitignore: v["no-gitignore"] !== true,
     statesNpy: v["no-states-npy"] !== true,
     progress: v.progress === true || Deno.stderr.isTerminal(),
-    command: ["trace", ...args],
+    command: provenanceArgs(["trace"], args),
   });
   console.error(
-    `trace: ${summary.examples} examples, ${summary.rows} state rows, exact ${summary.exact.toFixed(4)}, token acc ${
-      summary.tokenAcc.toFixed(4)
-    }, ${summary.seconds.toFixed(2)}s -> ${summary.trace}`,
+    `trace: ${summary.examples} examples, ${summary.rows} state rows, exact ${
+      summary.exact.toFixed(4)
+    }, token acc ${summary.tokenAcc.toFixed(4)}, ${
+      summary.seconds.toFixed(2)
+    }s -> ${summary.trace}`,
   );
 }
 
@@ -159,7 +252,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { trace };
 export async function main(args: string[]): Promise<number> {
   try {
     const [cmd, ...rest] = args;
-    if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    if (
+      cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help"
+    ) {
       print(MAIN_HELP);
       return cmd === undefined ? 2 : 0;
     }
@@ -170,7 +265,11 @@ export async function main(args: string[]): Promise<number> {
     const run = COMMANDS[cmd];
     if (!run) {
       const hint = nearest(cmd, Object.keys(COMMANDS));
-      throw new InputError(`unknown command "${cmd}"${hint ? `; did you mean "${hint}"?` : ""} (see \`trminterp --help\`)`);
+      throw new InputError(
+        `unknown command "${cmd}"${
+          hint ? `; did you mean "${hint}"?` : ""
+        } (see \`trminterp --help\`)`,
+      );
     }
     await run(rest);
     return 0;
@@ -179,11 +278,20 @@ export async function main(args: string[]): Promise<number> {
       console.error(`trminterp: error: ${e.message}`);
       return e.exitCode;
     }
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      console.error(`trminterp: error: ${String((e as Error).message).split("\n")[0]}`);
+    if (
+      e instanceof Deno.errors.NotCapable ||
+      e instanceof Deno.errors.PermissionDenied
+    ) {
+      console.error(
+        `trminterp: error: ${String((e as Error).message).split("\n")[0]}`,
+      );
       return 2;
     }
-    console.error(`trminterp: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    console.error(
+      `trminterp: internal error: ${
+        e instanceof Error ? e.stack ?? e.message : String(e)
+      }`,
+    );
     return 1;
   }
 }

@@ -53,7 +53,11 @@ export function formatAddress(a: StepAddress): string {
  */
 export function parseAddress(text: string): StepAddress {
   const m = /^s(\d+)\.h(\d+)\.(?:l(\d+)|(H))$/.exec(text);
-  if (!m) throw new InputError(`bad step address "${text}"; expected e.g. s0.h1.l2 or s0.h1.H`);
+  if (!m) {
+    throw new InputError(
+      `bad step address "${text}"; expected e.g. s0.h1.l2 or s0.h1.H`,
+    );
+  }
   return { sup: Number(m[1]), h: Number(m[2]), l: m[4] ? "H" : Number(m[3]) };
 }
 
@@ -69,7 +73,8 @@ export function parseAddress(text: string): StepAddress {
  */
 export function stepIndex(a: StepAddress, s: ScheduleShape): number {
   const perH = s.L_cycles + 1;
-  return a.sup * s.H_cycles * perH + a.h * perH + (a.l === "H" ? s.L_cycles : a.l);
+  return a.sup * s.H_cycles * perH + a.h * perH +
+    (a.l === "H" ? s.L_cycles : a.l);
 }
 
 /**
@@ -135,7 +140,13 @@ export class StepSelector {
   /** Parse selector text; throws {@linkcode InputError} with the grammar on failure. */
   static parse(text: string): StepSelector {
     const src = text.trim();
-    if (src === "all") return new StepSelector(src, [{ sup: null, h: null, l: { kind: "any" } }]);
+    if (src === "all") {
+      return new StepSelector(src, [{
+        sup: null,
+        h: null,
+        l: { kind: "any" },
+      }]);
+    }
     const terms = src.split(",").map((t) => parseTerm(t.trim(), text));
     return new StepSelector(src, terms);
   }
@@ -144,7 +155,9 @@ export class StepSelector {
   matches(a: StepAddress): boolean {
     return this.#terms.some((t) =>
       inRange(t.sup, a.sup) && inRange(t.h, a.h) &&
-      (t.l.kind === "any" || (t.l.kind === "H" ? a.l === "H" : a.l !== "H" && inRange(t.l.range, a.l)))
+      (t.l.kind === "any" || (t.l.kind === "H"
+        ? a.l === "H"
+        : a.l !== "H" && inRange(t.l.range, a.l)))
     );
   }
 
@@ -164,7 +177,11 @@ function parseRange(body: string, whole: string): Range {
   if (!m) throw badSelector(whole);
   const lo = Number(m[1]);
   const hi = m[2] === undefined ? lo : Number(m[2]);
-  if (hi < lo) throw new InputError(`step selector "${whole}": range ${body} runs backwards; write ${hi}-${lo}`);
+  if (hi < lo) {
+    throw new InputError(
+      `step selector "${whole}": range ${body} runs backwards; write ${hi}-${lo}`,
+    );
+  }
   return { lo, hi };
 }
 
@@ -181,8 +198,9 @@ function parseTerm(term: string, whole: string): Term {
   let lp: Term["l"];
   if (l === "*") lp = { kind: "any" };
   else if (l === "H") lp = { kind: "H" };
-  else if (l.startsWith("l")) lp = { kind: "L", range: parseRange(l.slice(1), whole) };
-  else throw badSelector(whole);
+  else if (l.startsWith("l")) {
+    lp = { kind: "L", range: parseRange(l.slice(1), whole) };
+  } else throw badSelector(whole);
   return { sup: parsePart(s, "s", whole), h: parsePart(h, "h", whole), l: lp };
 }
 

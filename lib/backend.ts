@@ -79,16 +79,18 @@ const ortCache = new Map<BackendName, Promise<Ort>>();
 export function loadOrt(backend: BackendName): Promise<Ort> {
   let p = ortCache.get(backend);
   if (!p) {
-    p = (backend === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web")).then(
-      (mod) => {
-        const ort = ((mod as { default?: Ort }).default ?? mod) as Ort;
-        // One thread: multithreaded WASM is slower at small batches, and it
-        // needs workers that a sandboxed run may not be allowed to start.
-        ort.env.wasm.numThreads = 1;
-        ort.env.logLevel = "error";
-        return ort;
-      },
-    );
+    p = (backend === "webgpu"
+      ? import("onnxruntime-web/webgpu")
+      : import("onnxruntime-web")).then(
+        (mod) => {
+          const ort = ((mod as { default?: Ort }).default ?? mod) as Ort;
+          // One thread: multithreaded WASM is slower at small batches, and it
+          // needs workers that a sandboxed run may not be allowed to start.
+          ort.env.wasm.numThreads = 1;
+          ort.env.logLevel = "error";
+          return ort;
+        },
+      );
     ortCache.set(backend, p);
   }
   return p;
@@ -125,11 +127,15 @@ export async function createSession(
   } catch (e) {
     if (opts.backend === "webgpu" && /adapter|webgpu/i.test(String(e))) {
       throw new InputError(
-        `WebGPU is not available here (${firstLine(e)}); use --backend wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
+        `WebGPU is not available here (${
+          firstLine(e)
+        }); use --backend wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
       );
     }
     throw new InputError(
-      `${label} is not a valid ONNX graph (${firstLine(e)}); re-export the bundle with references/python/export.py`,
+      `${label} is not a valid ONNX graph (${
+        firstLine(e)
+      }); re-export the bundle with references/python/export.py`,
     );
   }
   return {

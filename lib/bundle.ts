@@ -5,7 +5,12 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type BackendName, createSession, type GraphSession, type ValueInfo } from "./backend.ts";
+import {
+  type BackendName,
+  createSession,
+  type GraphSession,
+  type ValueInfo,
+} from "./backend.ts";
 import { InputError } from "./errors.ts";
 import { formatZodError, GRAPH_ROLES, ModelManifest } from "./schema.ts";
 
@@ -41,14 +46,18 @@ export interface LoadBundleOptions {
  * console.log(manifest.family);
  * ```
  */
-export async function readManifest(dir: string): Promise<{ manifest: ModelManifest; sha256: string }> {
+export async function readManifest(
+  dir: string,
+): Promise<{ manifest: ModelManifest; sha256: string }> {
   const path = join(dir, "model.json");
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`no model.json in ${dir}; pass --model with a bundle folder (see references/v0-spec.md §1)`);
+      throw new InputError(
+        `no model.json in ${dir}; pass --model with a bundle folder (see references/v0-spec.md §1)`,
+      );
     }
     throw e;
   }
@@ -56,16 +65,24 @@ export async function readManifest(dir: string): Promise<{ manifest: ModelManife
   try {
     json = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
-    throw new InputError(`${path} is not valid JSON; re-export the bundle with references/python/export.py`);
+    throw new InputError(
+      `${path} is not valid JSON; re-export the bundle with references/python/export.py`,
+    );
   }
   if (json && typeof json === "object" && "family" in json) {
     const family = (json as { family: unknown }).family;
     if (family !== "trm" && family !== "hrm") {
-      throw new InputError(`${path}: unknown model family ${JSON.stringify(family)}; expected "trm" or "hrm"`);
+      throw new InputError(
+        `${path}: unknown model family ${
+          JSON.stringify(family)
+        }; expected "trm" or "hrm"`,
+      );
     }
   }
   const parsed = ModelManifest.safeParse(json);
-  if (!parsed.success) throw new InputError(`${path}: ${formatZodError(parsed.error)}`);
+  if (!parsed.success) {
+    throw new InputError(`${path}: ${formatZodError(parsed.error)}`);
+  }
   return { manifest: parsed.data, sha256: sha256Hex(bytes) };
 }
 
@@ -80,7 +97,10 @@ export async function readManifest(dir: string): Promise<{ manifest: ModelManife
  * await bundle.release();
  * ```
  */
-export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Promise<Bundle> {
+export async function loadBundle(
+  dir: string,
+  opts: LoadBundleOptions = {},
+): Promise<Bundle> {
   const backend = opts.backend ?? "wasm";
   const { manifest, sha256 } = await readManifest(dir);
   const sessions: Record<string, GraphSession> = {};
@@ -96,14 +116,18 @@ export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Pro
         bytes = await Deno.readFile(path);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
-          throw new InputError(`graph "${role}" is missing: ${path}; restore the file or re-export the bundle`);
+          throw new InputError(
+            `graph "${role}" is missing: ${path}; restore the file or re-export the bundle`,
+          );
         }
         throw e;
       }
       const actual = sha256Hex(bytes);
       if (actual !== ref.sha256) {
         throw new InputError(
-          `graph "${role}" (${path}) has sha256 ${actual.slice(0, 12)}…, but model.json pins ${
+          `graph "${role}" (${path}) has sha256 ${
+            actual.slice(0, 12)
+          }…, but model.json pins ${
             ref.sha256.slice(0, 12)
           }…; the file is corrupt or from another export`,
         );
@@ -123,12 +147,25 @@ export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Pro
 
 type Expect = { name: string; type: string; shape: (number | "B")[] };
 
-function expectedSignature(role: string, m: ModelManifest): { inputs: Expect[]; outputs: Expect[] } {
+function expectedSignature(
+  role: string,
+  m: ModelManifest,
+): { inputs: Expect[]; outputs: Expect[] } {
   const T = m.puzzle_emb_len + m.seq_len, D = m.hidden_size, f = m.dtype;
-  const state = (name: string): Expect => ({ name, type: f, shape: ["B", T, D] });
+  const state = (name: string): Expect => ({
+    name,
+    type: f,
+    shape: ["B", T, D],
+  });
   if (role === "embed") {
-    const inputs: Expect[] = [{ name: "tokens", type: "int64", shape: ["B", m.seq_len] }];
-    if (m.puzzle_emb_len > 0) inputs.push({ name: "puzzle_identifiers", type: "int64", shape: ["B"] });
+    const inputs: Expect[] = [{
+      name: "tokens",
+      type: "int64",
+      shape: ["B", m.seq_len],
+    }];
+    if (m.puzzle_emb_len > 0) {
+      inputs.push({ name: "puzzle_identifiers", type: "int64", shape: ["B"] });
+    }
     return { inputs, outputs: [state("x")] };
   }
   if (role === "head") {
@@ -140,36 +177,55 @@ function expectedSignature(role: string, m: ModelManifest): { inputs: Expect[]; 
       ],
     };
   }
-  return { inputs: [state("hidden"), state("injection")], outputs: [state("hidden_out")] };
+  return {
+    inputs: [state("hidden"), state("injection")],
+    outputs: [state("hidden_out")],
+  };
 }
 
 function checkSignature(role: string, s: GraphSession, m: ModelManifest): void {
   const want = expectedSignature(role, m);
-  const check = (kind: string, have: readonly ValueInfo[], expect: Expect[]) => {
+  const check = (
+    kind: string,
+    have: readonly ValueInfo[],
+    expect: Expect[],
+  ) => {
     const names = have.map((v) => v.name);
     for (const e of expect) {
       const v = have.find((x) => x.name === e.name);
       if (!v) {
         throw new InputError(
-          `graph "${role}" has no ${kind} "${e.name}" (it has ${names.join(", ")}); see references/v0-spec.md §1.2`,
+          `graph "${role}" has no ${kind} "${e.name}" (it has ${
+            names.join(", ")
+          }); see references/v0-spec.md §1.2`,
         );
       }
       if (v.type !== e.type) {
-        throw new InputError(`graph "${role}" ${kind} "${e.name}" is ${v.type}, expected ${e.type}`);
+        throw new InputError(
+          `graph "${role}" ${kind} "${e.name}" is ${v.type}, expected ${e.type}`,
+        );
       }
       const dims = v.shape;
       const fmt = (d: readonly (number | string)[]) => `[${d.join(",")}]`;
       const ok = dims.length === e.shape.length &&
-        e.shape.every((d, i) => d === "B" ? true : typeof dims[i] !== "number" || dims[i] === d);
+        e.shape.every((d, i) =>
+          d === "B" ? true : typeof dims[i] !== "number" || dims[i] === d
+        );
       if (!ok) {
         throw new InputError(
-          `graph "${role}" ${kind} "${e.name}" has shape ${fmt(dims)}, but model.json implies ${fmt(e.shape)}`,
+          `graph "${role}" ${kind} "${e.name}" has shape ${
+            fmt(dims)
+          }, but model.json implies ${fmt(e.shape)}`,
         );
       }
     }
     if (have.length !== expect.length) {
       const extra = names.filter((n) => !expect.some((e) => e.name === n));
-      throw new InputError(`graph "${role}" has unexpected ${kind}s ${extra.join(", ")}; see references/v0-spec.md §1.2`);
+      throw new InputError(
+        `graph "${role}" has unexpected ${kind}s ${
+          extra.join(", ")
+        }; see references/v0-spec.md §1.2`,
+      );
     }
   };
   check("input", s.inputs, want.inputs);

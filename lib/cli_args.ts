@@ -35,7 +35,11 @@ export function editDistance(a: string, b: string): number {
     row[0] = i;
     for (let j = 1; j <= b.length; j++) {
       const tmp = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      row[j] = Math.min(
+        row[j] + 1,
+        row[j - 1] + 1,
+        diag + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
       diag = tmp;
     }
   }
@@ -51,7 +55,10 @@ export function editDistance(a: string, b: string): number {
  * console.assert(nearest("--sed", ["--seed", "--steps"]) === "--seed");
  * ```
  */
-export function nearest(word: string, candidates: string[]): string | undefined {
+export function nearest(
+  word: string,
+  candidates: string[],
+): string | undefined {
   let best: string | undefined, bestD = Infinity;
   for (const c of candidates) {
     const d = editDistance(word, c);
@@ -76,14 +83,28 @@ export function parseFlags(
   args: string[],
   specs: Record<string, FlagSpec>,
 ): Record<string, string | boolean | undefined> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string }
+  > = {};
   for (const [name, s] of Object.entries(specs)) {
-    options[name] = s.short ? { type: s.type, short: s.short } : { type: s.type };
+    options[name] = s.short
+      ? { type: s.type, short: s.short }
+      : { type: s.type };
   }
   try {
-    const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: true });
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      strict: true,
+      allowPositionals: true,
+    });
     if (positionals.length) {
-      throw new InputError(`${command}: unexpected argument "${positionals[0]}"; see \`trminterp ${command} --help\``);
+      throw new InputError(
+        `${command}: unexpected argument "${
+          positionals[0]
+        }"; see \`trminterp ${command} --help\``,
+      );
     }
     return values as Record<string, string | boolean | undefined>;
   } catch (e) {
@@ -94,10 +115,14 @@ export function parseFlags(
       const flag = unknown[1].split("=")[0];
       const hint = nearest(flag, Object.keys(specs).map((n) => `--${n}`));
       throw new InputError(
-        `${command}: unknown flag ${flag}${hint ? `; did you mean ${hint}?` : ""} (see \`trminterp ${command} --help\`)`,
+        `${command}: unknown flag ${flag}${
+          hint ? `; did you mean ${hint}?` : ""
+        } (see \`trminterp ${command} --help\`)`,
       );
     }
-    throw new InputError(`${command}: ${msg.split("\n")[0]} (see \`trminterp ${command} --help\`)`);
+    throw new InputError(
+      `${command}: ${msg.split("\n")[0]} (see \`trminterp ${command} --help\`)`,
+    );
   }
 }
 
@@ -112,7 +137,9 @@ export function parseFlags(
  */
 export function formatFlags(specs: Record<string, FlagSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
-    const left = `${s.short ? `-${s.short}, ` : "    "}--${name}${s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""}`;
+    const left = `${s.short ? `-${s.short}, ` : "    "}--${name}${
+      s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""
+    }`;
     return [left, s.help] as const;
   });
   const w = Math.max(...rows.map(([l]) => l.length)) + 2;
@@ -128,11 +155,22 @@ export function formatFlags(specs: Record<string, FlagSpec>): string {
  * console.assert(intFlag("3", "--seed") === 3);
  * ```
  */
-export function intFlag(v: string | boolean | undefined, name: string, min = -Infinity): number | undefined {
+export function intFlag(
+  v: string | boolean | undefined,
+  name: string,
+  min = -Infinity,
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (typeof v !== "string" || !/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new InputError(`${name} must be an integer${min > -Infinity ? ` >= ${min}` : ""}, got "${v}"`);
+  if (
+    typeof v !== "string" || !/^-?\d+$/.test(v.trim()) ||
+    !Number.isSafeInteger(n) || n < min
+  ) {
+    throw new InputError(
+      `${name} must be an integer${
+        min > -Infinity ? ` >= ${min}` : ""
+      }, got "${v}"`,
+    );
   }
   return n;
 }
@@ -146,7 +184,10 @@ export function intFlag(v: string | boolean | undefined, name: string, min = -In
  * console.assert(numFlag("0.5", "--holdout") === 0.5);
  * ```
  */
-export function numFlag(v: string | boolean | undefined, name: string): number | undefined {
+export function numFlag(
+  v: string | boolean | undefined,
+  name: string,
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n)) {

@@ -51,22 +51,35 @@ export const IGNORE_LABEL = -100;
  * console.log(set.puzzles.length);
  * ```
  */
-export async function loadPuzzles(path: string, m: ModelManifest): Promise<PuzzleSet> {
+export async function loadPuzzles(
+  path: string,
+  m: ModelManifest,
+): Promise<PuzzleSet> {
   let stat: Deno.FileInfo;
   try {
     stat = await Deno.stat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`inputs not found: ${path}; pass --inputs with a puzzles .jsonl file or a dataset folder`);
+      throw new InputError(
+        `inputs not found: ${path}; pass --inputs with a puzzles .jsonl file or a dataset folder`,
+      );
     }
     throw e;
   }
-  const set = stat.isDirectory ? await loadDatasetDir(path) : await loadJsonl(path);
-  if (set.puzzles.length === 0) throw new InputError(`${path} holds no puzzles; pass a non-empty --inputs`);
+  const set = stat.isDirectory
+    ? await loadDatasetDir(path)
+    : await loadJsonl(path);
+  if (set.puzzles.length === 0) {
+    throw new InputError(`${path} holds no puzzles; pass a non-empty --inputs`);
+  }
   const seen = new Set<string>();
   for (const p of set.puzzles) {
     const where = `${path}: puzzle "${p.id}"`;
-    if (seen.has(p.id)) throw new InputError(`${where} appears twice; example ids must be unique`);
+    if (seen.has(p.id)) {
+      throw new InputError(
+        `${where} appears twice; example ids must be unique`,
+      );
+    }
     seen.add(p.id);
     if (p.tokens.length !== m.seq_len) {
       throw new InputError(
@@ -78,19 +91,30 @@ export async function loadPuzzles(path: string, m: ModelManifest): Promise<Puzzl
         `${where} has a label of length ${p.label.length} for ${p.tokens.length} tokens; labels must match the input shape`,
       );
     }
-    for (const [name, arr] of [["tokens", p.tokens], ["label", p.label]] as const) {
+    for (
+      const [name, arr] of [["tokens", p.tokens], ["label", p.label]] as const
+    ) {
       for (const v of arr) {
-        const ok = Number.isInteger(v) && ((v >= 0 && v < m.vocab_size) || (name === "label" && v === IGNORE_LABEL));
+        const ok = Number.isInteger(v) &&
+          ((v >= 0 && v < m.vocab_size) ||
+            (name === "label" && v === IGNORE_LABEL));
         if (!ok) {
           throw new InputError(
-            `${where}: ${name} value ${v} is outside the vocabulary 0..${m.vocab_size - 1} of model ${m.name}`,
+            `${where}: ${name} value ${v} is outside the vocabulary 0..${
+              m.vocab_size - 1
+            } of model ${m.name}`,
           );
         }
       }
     }
-    if (!(p.puzzleIdentifier >= 0 && p.puzzleIdentifier < m.num_puzzle_identifiers)) {
+    if (
+      !(p.puzzleIdentifier >= 0 &&
+        p.puzzleIdentifier < m.num_puzzle_identifiers)
+    ) {
       throw new InputError(
-        `${where}: puzzle_identifier ${p.puzzleIdentifier} is outside 0..${m.num_puzzle_identifiers - 1}`,
+        `${where}: puzzle_identifier ${p.puzzleIdentifier} is outside 0..${
+          m.num_puzzle_identifiers - 1
+        }`,
       );
     }
   }
@@ -102,7 +126,9 @@ async function loadJsonl(path: string): Promise<PuzzleSet> {
   for await (const { line, value } of readJsonl(path)) {
     const where = `${path}:${line}`;
     if (!value || typeof value !== "object" || Array.isArray(value)) {
-      throw new InputError(`${where}: expected an object {"id", "tokens", "label"}`);
+      throw new InputError(
+        `${where}: expected an object {"id", "tokens", "label"}`,
+      );
     }
     const r = value as Record<string, unknown>;
     const arr = (k: string): number[] => {
@@ -113,27 +139,42 @@ async function loadJsonl(path: string): Promise<PuzzleSet> {
       return v as number[];
     };
     const id = r.id ?? String(puzzles.length);
-    if (typeof id !== "string" && typeof id !== "number") throw new InputError(`${where}: "id" must be a string`);
+    if (typeof id !== "string" && typeof id !== "number") {
+      throw new InputError(`${where}: "id" must be a string`);
+    }
     const pid = r.puzzle_identifier ?? 0;
-    if (typeof pid !== "number") throw new InputError(`${where}: "puzzle_identifier" must be an integer`);
-    puzzles.push({ id: String(id), tokens: arr("tokens"), label: arr("label"), puzzleIdentifier: pid });
+    if (typeof pid !== "number") {
+      throw new InputError(`${where}: "puzzle_identifier" must be an integer`);
+    }
+    puzzles.push({
+      id: String(id),
+      tokens: arr("tokens"),
+      label: arr("label"),
+      puzzleIdentifier: pid,
+    });
   }
   return { path, format: "jsonl", sha256: await sha256File(path), puzzles };
 }
 
-async function readNpyInts(path: string): Promise<{ shape: number[]; values: number[] }> {
+async function readNpyInts(
+  path: string,
+): Promise<{ shape: number[]; values: number[] }> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`dataset folder is missing ${path}; expected the layout of TinyRecursiveModels' build_*_dataset.py`);
+      throw new InputError(
+        `dataset folder is missing ${path}; expected the layout of TinyRecursiveModels' build_*_dataset.py`,
+      );
     }
     throw e;
   }
   const arr = decodeNpy(bytes, path);
   const values = Array.from(arr.data as ArrayLike<number | bigint>, Number);
-  if (!values.every(Number.isInteger)) throw new InputError(`${path} must hold integers, got dtype ${arr.dtype}`);
+  if (!values.every(Number.isInteger)) {
+    throw new InputError(`${path} must hold integers, got dtype ${arr.dtype}`);
+  }
   return { shape: [...arr.shape], values };
 }
 
@@ -145,21 +186,34 @@ async function loadDatasetDir(path: string): Promise<PuzzleSet> {
   } catch {
     dir = join(path, "test");
   }
-  const files = ["all__inputs.npy", "all__labels.npy", "all__puzzle_identifiers.npy", "dataset.json"];
+  const files = [
+    "all__inputs.npy",
+    "all__labels.npy",
+    "all__puzzle_identifiers.npy",
+    "dataset.json",
+  ];
   let ignoreLabel: number | null = null;
   try {
     const meta = JSON.parse(await Deno.readTextFile(join(dir, "dataset.json")));
-    if (typeof meta.ignore_label_id === "number") ignoreLabel = meta.ignore_label_id;
+    if (typeof meta.ignore_label_id === "number") {
+      ignoreLabel = meta.ignore_label_id;
+    }
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`${path} is neither a .jsonl file nor a dataset folder (no dataset.json in ${dir})`);
+      throw new InputError(
+        `${path} is neither a .jsonl file nor a dataset folder (no dataset.json in ${dir})`,
+      );
     }
     throw new InputError(`${join(dir, "dataset.json")} is not valid JSON`);
   }
   const inputs = await readNpyInts(join(dir, "all__inputs.npy"));
   const labels = await readNpyInts(join(dir, "all__labels.npy"));
   const ids = await readNpyInts(join(dir, "all__puzzle_identifiers.npy"));
-  if (inputs.shape.length !== 2) throw new InputError(`${dir}/all__inputs.npy must be [N, S], got [${inputs.shape}]`);
+  if (inputs.shape.length !== 2) {
+    throw new InputError(
+      `${dir}/all__inputs.npy must be [N, S], got [${inputs.shape}]`,
+    );
+  }
   const [N, S] = inputs.shape;
   if (labels.shape.join() !== inputs.shape.join()) {
     throw new InputError(
@@ -175,19 +229,31 @@ async function loadDatasetDir(path: string): Promise<PuzzleSet> {
     files.push("all__puzzle_indices.npy");
     exampleToPuzzle = new Array(N);
     for (let p = 0; p + 1 < indices.values.length; p++) {
-      for (let e = indices.values[p]; e < indices.values[p + 1] && e < N; e++) exampleToPuzzle[e] = p;
+      for (let e = indices.values[p]; e < indices.values[p + 1] && e < N; e++) {
+        exampleToPuzzle[e] = p;
+      }
     }
   }
   const puzzles: Puzzle[] = [];
   for (let i = 0; i < N; i++) {
-    const label = labels.values.slice(i * S, (i + 1) * S).map((v) => v === ignoreLabel ? IGNORE_LABEL : v);
+    const label = labels.values.slice(i * S, (i + 1) * S).map((v) =>
+      v === ignoreLabel ? IGNORE_LABEL : v
+    );
     puzzles.push({
       id: String(i),
       tokens: inputs.values.slice(i * S, (i + 1) * S),
       label,
-      puzzleIdentifier: ids.values[exampleToPuzzle ? exampleToPuzzle[i] : i] ?? 0,
+      puzzleIdentifier: ids.values[exampleToPuzzle ? exampleToPuzzle[i] : i] ??
+        0,
     });
   }
-  const hashes = await Promise.all(files.sort().map(async (f) => `${f}:${await sha256File(join(dir, f))}`));
-  return { path, format: "dataset_dir", sha256: sha256Hex(hashes.join("\n")), puzzles };
+  const hashes = await Promise.all(
+    files.sort().map(async (f) => `${f}:${await sha256File(join(dir, f))}`),
+  );
+  return {
+    path,
+    format: "dataset_dir",
+    sha256: sha256Hex(hashes.join("\n")),
+    puzzles,
+  };
 }

@@ -43,17 +43,21 @@ export class Progress {
     const secs = (now - this.#start) / 1000;
     const rate = done / Math.max(secs, 1e-9);
     const eta = rate > 0 ? (this.#total - done) / rate : 0;
-    const line = `${this.#label}: ${done}/${this.#total} ${this.#unit}, ${rate.toFixed(1)} ${this.#unit}/s, ETA ${
-      eta.toFixed(0)
-    }s`;
+    const line = `${this.#label}: ${done}/${this.#total} ${this.#unit}, ${
+      rate.toFixed(1)
+    } ${this.#unit}/s, ETA ${eta.toFixed(0)}s`;
     const enc = new TextEncoder();
-    Deno.stderr.writeSync(enc.encode(this.#tty ? `\r${line}\x1b[K` : `${line}\n`));
+    Deno.stderr.writeSync(
+      enc.encode(this.#tty ? `\r${line}\x1b[K` : `${line}\n`),
+    );
   }
 
   /** Finish the progress line and return the elapsed seconds. */
   done(): number {
     const secs = (performance.now() - this.#start) / 1000;
-    if (this.#enabled && this.#tty) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+    if (this.#enabled && this.#tty) {
+      Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+    }
     return secs;
   }
 }

@@ -34,11 +34,16 @@ export interface PrepareRunDirOptions {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions): Promise<void> {
+export async function prepareRunDir(
+  dir: string,
+  opts: PrepareRunDirOptions,
+): Promise<void> {
   let exists = false;
   try {
     const st = await Deno.stat(dir);
-    if (!st.isDirectory) throw new InputError(`--run-dir ${dir} is a file; pass a directory`);
+    if (!st.isDirectory) {
+      throw new InputError(`--run-dir ${dir} is a file; pass a directory`);
+    }
     exists = true;
   } catch (e) {
     if (e instanceof InputError) throw e;
@@ -47,7 +52,9 @@ export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions): Pr
   }
   if (!exists) {
     if (!opts.create) {
-      throw new InputError(`run dir ${dir} does not exist; run \`trminterp trace --run-dir ${dir}\` first`);
+      throw new InputError(
+        `run dir ${dir} does not exist; run \`trminterp trace --run-dir ${dir}\` first`,
+      );
     }
     try {
       await Deno.mkdir(dir, { recursive: true });
@@ -55,7 +62,9 @@ export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions): Pr
       if (e instanceof Deno.errors.PermissionDenied) throw denied(dir, e);
       throw e;
     }
-    if (opts.gitignore !== false) await writeFileAtomic(join(dir, ".gitignore"), "*\n").catch(() => {});
+    if (opts.gitignore !== false) {
+      await writeFileAtomic(join(dir, ".gitignore"), "*\n").catch(() => {});
+    }
   }
   if (!opts.force) {
     for (const name of opts.outputs) {
@@ -72,7 +81,10 @@ export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions): Pr
     await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
     await Deno.remove(probe);
   } catch (e) {
-    if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) throw denied(dir, e);
+    if (
+      e instanceof Deno.errors.PermissionDenied ||
+      e instanceof Deno.errors.NotCapable
+    ) throw denied(dir, e);
     throw e;
   }
   await removeStaleTemps(dir);

@@ -135,9 +135,15 @@ export async function runRollout(
 ): Promise<RolloutResult> {
   const m = bundle.manifest;
   const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
-  const B = batch.size, S = m.seq_len, P = m.puzzle_emb_len, T = P + S, D = m.hidden_size, V = m.vocab_size;
+  const B = batch.size,
+    S = m.seq_len,
+    P = m.puzzle_emb_len,
+    T = P + S,
+    D = m.hidden_size,
+    V = m.vocab_size;
   const f64 = m.dtype === "float64";
-  const alloc = (n: number): FloatArray => f64 ? new Float64Array(n) : new Float32Array(n);
+  const alloc = (n: number): FloatArray =>
+    f64 ? new Float64Array(n) : new Float32Array(n);
   const tensor = (data: FloatArray, dims: number[]): HostTensor => ({
     type: f64 ? "float64" : "float32",
     data,
@@ -175,9 +181,17 @@ export async function runRollout(
 
   const readout = async (address: StepAddress, final: boolean) => {
     const out = await s.head.run({ z_H: tensor(zH, stateDims) });
-    const logits = out.logits.data as FloatArray, qHalt = out.q_halt.data as FloatArray;
+    const logits = out.logits.data as FloatArray,
+      qHalt = out.q_halt.data as FloatArray;
     if (opts.onReadout) {
-      await opts.onReadout({ address, t: stepIndex(address, sched), final, logits, qHalt, halted });
+      await opts.onReadout({
+        address,
+        t: stepIndex(address, sched),
+        final,
+        logits,
+        qHalt,
+        halted,
+      });
     }
     return { logits, qHalt };
   };
@@ -186,7 +200,10 @@ export async function runRollout(
     for (let h = 0; h < H_cycles; h++) {
       for (let l = 0; l < L_cycles; l++) {
         for (let i = 0; i < injection.length; i++) injection[i] = zH[i] + x[i];
-        zL = (await Lnet.run({ hidden: tensor(zL, stateDims), injection: tensor(injection, stateDims) }))
+        zL = (await Lnet.run({
+          hidden: tensor(zL, stateDims),
+          injection: tensor(injection, stateDims),
+        }))
           .hidden_out.data as FloatArray;
         const address = { sup, h, l };
         if (opts.onStep) {
@@ -202,7 +219,10 @@ export async function runRollout(
           });
         }
       }
-      zH = (await Hnet.run({ hidden: tensor(zH, stateDims), injection: tensor(zL, stateDims) }))
+      zH = (await Hnet.run({
+        hidden: tensor(zH, stateDims),
+        injection: tensor(zL, stateDims),
+      }))
         .hidden_out.data as FloatArray;
       const address: StepAddress = { sup, h, l: "H" };
       if (opts.onStep) {
@@ -227,7 +247,10 @@ export async function runRollout(
         if (halted[b]) continue;
         predictions.set(pred.subarray(b * S, (b + 1) * S), b * S);
         finalLogits.set(logits.subarray(b * S * V, (b + 1) * S * V), b * S * V);
-        if (m.schedule.halt_mode === "q_halt" && qHalt[b] > 0 && sup < halt_max_steps - 1) {
+        if (
+          m.schedule.halt_mode === "q_halt" && qHalt[b] > 0 &&
+          sup < halt_max_steps - 1
+        ) {
           haltStep[b] = sup;
         }
       }

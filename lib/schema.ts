@@ -10,46 +10,22 @@ const int = z.number().int();
 const nonNeg = int.nonnegative();
 const pos = int.positive();
 
-/**
- * A graph file inside a bundle, with its sha256.
- *
- * @example
- * ```ts
- * import { GraphRef } from "./schema.ts";
- * GraphRef.parse({ file: "net.onnx", sha256: "0".repeat(64) });
- * ```
- */
-export const GraphRef = z.object({
+const GraphRefSchema = z.object({
   file: z.string().min(1),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits"),
+  sha256: z.string().regex(
+    /^[0-9a-f]{64}$/,
+    "expected 64 lowercase hex digits",
+  ),
 });
 
-/**
- * The recurrence schedule of a bundle (v0-spec §1.3).
- *
- * @example
- * ```ts
- * import { Schedule } from "./schema.ts";
- * Schedule.parse({ H_cycles: 2, L_cycles: 2, halt_max_steps: 8, halt_mode: "max_steps" });
- * ```
- */
-export const Schedule = z.object({
+const ScheduleSchema = z.object({
   H_cycles: pos,
   L_cycles: pos,
   halt_max_steps: pos,
   halt_mode: z.enum(["max_steps", "q_halt"]),
 });
 
-/**
- * Token meanings of a bundle's vocabulary.
- *
- * @example
- * ```ts
- * import { Tokens } from "./schema.ts";
- * Tokens.parse({ pad: 0, blank: 1, symbols: ["1", "2", "3", "4"], symbol_offset: 2 });
- * ```
- */
-export const Tokens = z.object({
+const TokensSchema = z.object({
   pad: nonNeg,
   blank: nonNeg,
   symbols: z.array(z.string()),
@@ -73,17 +49,7 @@ export const GRAPH_ROLES: {
   readonly hrm: readonly string[];
 } = { trm: TRM_ROLES, hrm: HRM_ROLES };
 
-/**
- * `model.json`: the manifest of a model bundle (v0-spec §1.1).
- *
- * @example
- * ```ts
- * import { ModelManifest } from "./schema.ts";
- * const r = ModelManifest.safeParse({ format: "trminterp-bundle/1" });
- * console.assert(!r.success);
- * ```
- */
-export const ModelManifest = z.object({
+const ModelManifestSchema = z.object({
   format: z.literal("trminterp-bundle/1"),
   name: z.string().min(1),
   family: z.enum(["trm", "hrm"]),
@@ -93,11 +59,11 @@ export const ModelManifest = z.object({
   puzzle_emb_len: nonNeg,
   vocab_size: pos,
   num_puzzle_identifiers: pos,
-  tokens: Tokens,
-  schedule: Schedule,
+  tokens: TokensSchema,
+  schedule: ScheduleSchema,
   H_init: z.array(z.number()),
   L_init: z.array(z.number()),
-  graphs: z.record(z.string(), GraphRef),
+  graphs: z.record(z.string(), GraphRefSchema),
   source: z.record(z.string(), z.unknown()).optional(),
 }).superRefine((m, ctx) => {
   for (const key of ["H_init", "L_init"] as const) {
@@ -105,7 +71,9 @@ export const ModelManifest = z.object({
       ctx.addIssue({
         code: "custom",
         path: [key],
-        message: `has ${m[key].length} values, but hidden_size is ${m.hidden_size}`,
+        message: `has ${
+          m[key].length
+        } values, but hidden_size is ${m.hidden_size}`,
       });
     }
   }
@@ -124,18 +92,24 @@ export const ModelManifest = z.object({
       ctx.addIssue({
         code: "custom",
         path: ["graphs", role],
-        message: `unknown graph role for family ${m.family}; expected ${roles.join(", ")}`,
+        message: `unknown graph role for family ${m.family}; expected ${
+          roles.join(", ")
+        }`,
       });
     }
   }
   const maxTok = m.tokens.symbol_offset + m.tokens.symbols.length;
-  if (maxTok > m.vocab_size || m.tokens.pad >= m.vocab_size || m.tokens.blank >= m.vocab_size) {
-    ctx.addIssue({ code: "custom", path: ["tokens"], message: `token ids exceed vocab_size ${m.vocab_size}` });
+  if (
+    maxTok > m.vocab_size || m.tokens.pad >= m.vocab_size ||
+    m.tokens.blank >= m.vocab_size
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["tokens"],
+      message: `token ids exceed vocab_size ${m.vocab_size}`,
+    });
   }
 });
-
-/** The parsed type of {@linkcode ModelManifest}. */
-export type ModelManifest = z.infer<typeof ModelManifest>;
 
 /**
  * Format a zod error as one line: the first issue's path and message.
@@ -147,29 +121,32 @@ export type ModelManifest = z.infer<typeof ModelManifest>;
  * if (!r.success) console.log(formatZodError(r.error));
  * ```
  */
-export function formatZodError(error: z.ZodError): string {
+export function formatZodError(
+  error: {
+    issues: readonly { path: readonly PropertyKey[]; message: string }[];
+  },
+): string {
   const first = error.issues[0];
-  const path = first.path.length ? first.path.join(".") : "(root)";
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
+  const path = first.path.length ? first.path.map(String).join(".") : "(root)";
+  const more = error.issues.length > 1
+    ? ` (and ${error.issues.length - 1} more)`
+    : "";
   return `${path}: ${first.message}${more}`;
 }
 
 // ---------------------------------------------------------------------------
 // trace.jsonl (v0-spec §3)
 
-const addressText = z.string().regex(/^s\d+\.h\d+\.(l\d+|H)$/, "expected a step address like s0.h1.l2 or s0.h1.H");
-const sha = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits");
+const addressText = z.string().regex(
+  /^s\d+\.h\d+\.(l\d+|H)$/,
+  "expected a step address like s0.h1.l2 or s0.h1.H",
+);
+const sha = z.string().regex(
+  /^[0-9a-f]{64}$/,
+  "expected 64 lowercase hex digits",
+);
 
-/**
- * The first line of trace.jsonl.
- *
- * @example
- * ```ts
- * import { TraceHeader } from "./schema.ts";
- * console.assert(!TraceHeader.safeParse({ kind: "header" }).success);
- * ```
- */
-export const TraceHeader = z.object({
+const TraceHeaderSchema = z.object({
   kind: z.literal("header"),
   format: z.literal("trminterp-trace/1"),
   tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
@@ -184,7 +161,7 @@ export const TraceHeader = z.object({
     seq_len: pos,
     puzzle_emb_len: nonNeg,
     vocab_size: pos,
-    schedule: Schedule,
+    schedule: ScheduleSchema,
   }),
   backend: z.string(),
   inputs: z.object({
@@ -206,21 +183,14 @@ export const TraceHeader = z.object({
   dtype: z.literal("float32"),
   encoding: z.literal("base64-f32le"),
   rows: nonNeg,
-  states_npy: z.object({ file: z.literal("states.npy"), sha256: sha, shape: z.tuple([nonNeg, pos]) }).nullable(),
+  states_npy: z.object({
+    file: z.literal("states.npy"),
+    sha256: sha,
+    shape: z.tuple([nonNeg, pos]),
+  }).nullable(),
 });
-/** The parsed type of {@linkcode TraceHeader}. */
-export type TraceHeader = z.infer<typeof TraceHeader>;
 
-/**
- * A `step` record: one latent of one example after one net call.
- *
- * @example
- * ```ts
- * import { TraceStep } from "./schema.ts";
- * console.assert(!TraceStep.safeParse({ kind: "step" }).success);
- * ```
- */
-export const TraceStep = z.object({
+const TraceStepSchema = z.object({
   kind: z.literal("step"),
   example: z.string(),
   index: nonNeg,
@@ -233,19 +203,8 @@ export const TraceStep = z.object({
   delta: z.number().nullable(),
   data: z.string(),
 });
-/** The parsed type of {@linkcode TraceStep}. */
-export type TraceStep = z.infer<typeof TraceStep>;
 
-/**
- * A `readout` record: the head applied after a z_H update.
- *
- * @example
- * ```ts
- * import { TraceReadout } from "./schema.ts";
- * console.assert(!TraceReadout.safeParse({ kind: "readout" }).success);
- * ```
- */
-export const TraceReadout = z.object({
+const TraceReadoutSchema = z.object({
   kind: z.literal("readout"),
   example: z.string(),
   index: nonNeg,
@@ -258,19 +217,8 @@ export const TraceReadout = z.object({
   exact: z.boolean(),
   q_halt: z.number(),
 });
-/** The parsed type of {@linkcode TraceReadout}. */
-export type TraceReadout = z.infer<typeof TraceReadout>;
 
-/**
- * An `example` record: the outcome for one example.
- *
- * @example
- * ```ts
- * import { TraceExample } from "./schema.ts";
- * console.assert(!TraceExample.safeParse({ kind: "example" }).success);
- * ```
- */
-export const TraceExample = z.object({
+const TraceExampleSchema = z.object({
   kind: z.literal("example"),
   example: z.string(),
   index: nonNeg,
@@ -282,8 +230,333 @@ export const TraceExample = z.object({
   exact: z.boolean(),
   halt_step: nonNeg,
 });
-/** The parsed type of {@linkcode TraceExample}. */
-export type TraceExample = z.infer<typeof TraceExample>;
+
+const TraceRecordSchema = z.discriminatedUnion("kind", [
+  TraceStepSchema,
+  TraceReadoutSchema,
+  TraceExampleSchema,
+]);
+
+/** The result of {@linkcode Validator.safeParse}. */
+export type ParseResult<T> =
+  | { success: true; data: T }
+  | {
+    success: false;
+    error: {
+      issues: readonly { path: readonly PropertyKey[]; message: string }[];
+    };
+  };
+
+/**
+ * A payload validator (a zod schema seen through the two methods trminterp uses).
+ *
+ * @example
+ * ```ts
+ * import { Schedule, type Validator } from "./schema.ts";
+ * const v: Validator<unknown> = Schedule;
+ * console.assert(!v.safeParse({}).success);
+ * ```
+ */
+export interface Validator<T> {
+  /** Parse or throw. */
+  parse(value: unknown): T;
+  /** Parse without throwing. */
+  safeParse(value: unknown): ParseResult<T>;
+}
+
+// Explicit interfaces document each payload; `Validator<X>` below makes the
+// compiler check that each schema's output matches its interface.
+
+/** A graph file inside a bundle, with its sha256. */
+export interface GraphRef {
+  /** File name inside the bundle folder. */
+  file: string;
+  /** sha256 of the file, lowercase hex. */
+  sha256: string;
+}
+
+/** The recurrence schedule (v0-spec §1.3). */
+export interface Schedule {
+  /** H cycles per supervision step. */
+  H_cycles: number;
+  /** z_L updates per H cycle. */
+  L_cycles: number;
+  /** Supervision (ACT) steps. */
+  halt_max_steps: number;
+  /** `max_steps`: run every step (official evaluation); `q_halt`: stop once q_halt > 0. */
+  halt_mode: "max_steps" | "q_halt";
+}
+
+/** Token meanings: token `symbol_offset + i` means `symbols[i]`. */
+export interface Tokens {
+  /** Padding token id. */
+  pad: number;
+  /** Blank-cell token id. */
+  blank: number;
+  /** Printable symbols. */
+  symbols: string[];
+  /** Token id of `symbols[0]`. */
+  symbol_offset: number;
+}
+
+/** `model.json` (v0-spec §1.1). */
+export interface ModelManifest {
+  /** Manifest version. */
+  format: "trminterp-bundle/1";
+  /** Model name. */
+  name: string;
+  /** Recurrence family. */
+  family: "trm" | "hrm";
+  /** Float type of the graphs. */
+  dtype: "float32" | "float64";
+  /** State width D. */
+  hidden_size: number;
+  /** Puzzle tokens S. */
+  seq_len: number;
+  /** Prefix positions P of the puzzle embedding. */
+  puzzle_emb_len: number;
+  /** Vocabulary size V. */
+  vocab_size: number;
+  /** Puzzle identifiers the embed graph accepts. */
+  num_puzzle_identifiers: number;
+  /** Token meanings. */
+  tokens: Tokens;
+  /** Recurrence schedule. */
+  schedule: Schedule;
+  /** Initial z_H, length D. */
+  H_init: number[];
+  /** Initial z_L, length D. */
+  L_init: number[];
+  /** Graphs by role. */
+  graphs: Record<string, GraphRef>;
+  /** Free-form provenance. */
+  source?: Record<string, unknown>;
+}
+
+/** The header line of trace.jsonl (v0-spec §3.1). */
+export interface TraceHeader {
+  /** Record kind. */
+  kind: "header";
+  /** Format version. */
+  format: "trminterp-trace/1";
+  /** The tool that wrote the trace. */
+  tool: { name: "trminterp"; version: string };
+  /** The command line after `trminterp`. */
+  command: string[];
+  /** The seed. */
+  seed: number;
+  /** Model provenance. */
+  model: {
+    name: string;
+    family: "trm" | "hrm";
+    path: string;
+    sha256: string;
+    dtype: "float32" | "float64";
+    seq_len: number;
+    puzzle_emb_len: number;
+    vocab_size: number;
+    schedule: Schedule;
+  };
+  /** Execution backend. */
+  backend: string;
+  /** Inputs provenance. */
+  inputs: {
+    path: string;
+    format: "jsonl" | "dataset_dir";
+    sha256: string;
+    total: number;
+    selected: number;
+    limit: number | null;
+  };
+  /** What was recorded. */
+  record: {
+    latents: ("z_H" | "z_L")[];
+    steps: string;
+    positions: number[];
+    readouts: "every_H";
+    batch: number;
+  };
+  /** State width D. */
+  state_dim: number;
+  /** Element type of the states. */
+  dtype: "float32";
+  /** Encoding of the inline states. */
+  encoding: "base64-f32le";
+  /** Total state rows. */
+  rows: number;
+  /** The states.npy cache, when written. */
+  states_npy:
+    | { file: "states.npy"; sha256: string; shape: [number, number] }
+    | null;
+}
+
+/** A `step` record (v0-spec §3.2). */
+export interface TraceStep {
+  /** Record kind. */
+  kind: "step";
+  /** Example id. */
+  example: string;
+  /** Example index in the inputs. */
+  index: number;
+  /** Step address text. */
+  address: string;
+  /** Global step index. */
+  t: number;
+  /** Which latent. */
+  latent: "z_H" | "z_L";
+  /** First row in states.npy. */
+  row: number;
+  /** Number of rows (recorded positions). */
+  rows: number;
+  /** Mean L2 norm over the recorded positions. */
+  norm: number;
+  /** Mean L2 norm of the change since the previous state of this latent. */
+  delta: number | null;
+  /** base64 float32 little-endian `[rows, D]`. */
+  data: string;
+}
+
+/** A `readout` record (v0-spec §3.3). */
+export interface TraceReadout {
+  /** Record kind. */
+  kind: "readout";
+  /** Example id. */
+  example: string;
+  /** Example index in the inputs. */
+  index: number;
+  /** Address of the z_H update read out. */
+  address: string;
+  /** Global step index. */
+  t: number;
+  /** Supervision step. */
+  sup: number;
+  /** True at the end of a supervision step (the official readout). */
+  final: boolean;
+  /** Predicted tokens. */
+  pred: number[];
+  /** Token accuracy against the label. */
+  token_acc: number;
+  /** Whether every labelled token is right. */
+  exact: boolean;
+  /** q_halt logit. */
+  q_halt: number;
+}
+
+/** An `example` record (v0-spec §3.4). */
+export interface TraceExample {
+  /** Record kind. */
+  kind: "example";
+  /** Example id. */
+  example: string;
+  /** Example index in the inputs. */
+  index: number;
+  /** Puzzle identifier. */
+  puzzle_identifier: number;
+  /** Input tokens. */
+  tokens: number[];
+  /** Label tokens (-100 = ignored). */
+  label: number[];
+  /** Prediction at the halting step. */
+  pred: number[];
+  /** Token accuracy at the halting step. */
+  token_acc: number;
+  /** Exact at the halting step. */
+  exact: boolean;
+  /** Supervision step at which the example halted. */
+  halt_step: number;
+}
+
+/** Any record after the trace header. */
+export type TraceRecord = TraceStep | TraceReadout | TraceExample;
+
+/**
+ * A graph file inside a bundle, with its sha256.
+ *
+ * @example
+ * ```ts
+ * import { GraphRef } from "./schema.ts";
+ * GraphRef.parse({ file: "net.onnx", sha256: "0".repeat(64) });
+ * ```
+ */
+export const GraphRef: Validator<GraphRef> = GraphRefSchema;
+
+/**
+ * The recurrence schedule of a bundle (v0-spec §1.3).
+ *
+ * @example
+ * ```ts
+ * import { Schedule } from "./schema.ts";
+ * Schedule.parse({ H_cycles: 2, L_cycles: 2, halt_max_steps: 8, halt_mode: "max_steps" });
+ * ```
+ */
+export const Schedule: Validator<Schedule> = ScheduleSchema;
+
+/**
+ * Token meanings of a bundle's vocabulary.
+ *
+ * @example
+ * ```ts
+ * import { Tokens } from "./schema.ts";
+ * Tokens.parse({ pad: 0, blank: 1, symbols: ["1", "2", "3", "4"], symbol_offset: 2 });
+ * ```
+ */
+export const Tokens: Validator<Tokens> = TokensSchema;
+
+/**
+ * `model.json`: the manifest of a model bundle (v0-spec §1.1).
+ *
+ * @example
+ * ```ts
+ * import { ModelManifest } from "./schema.ts";
+ * const r = ModelManifest.safeParse({ format: "trminterp-bundle/1" });
+ * console.assert(!r.success);
+ * ```
+ */
+export const ModelManifest: Validator<ModelManifest> = ModelManifestSchema;
+
+/**
+ * The first line of trace.jsonl.
+ *
+ * @example
+ * ```ts
+ * import { TraceHeader } from "./schema.ts";
+ * console.assert(!TraceHeader.safeParse({ kind: "header" }).success);
+ * ```
+ */
+export const TraceHeader: Validator<TraceHeader> = TraceHeaderSchema;
+
+/**
+ * A `step` record: one latent of one example after one net call.
+ *
+ * @example
+ * ```ts
+ * import { TraceStep } from "./schema.ts";
+ * console.assert(!TraceStep.safeParse({ kind: "step" }).success);
+ * ```
+ */
+export const TraceStep: Validator<TraceStep> = TraceStepSchema;
+
+/**
+ * A `readout` record: the head applied after a z_H update.
+ *
+ * @example
+ * ```ts
+ * import { TraceReadout } from "./schema.ts";
+ * console.assert(!TraceReadout.safeParse({ kind: "readout" }).success);
+ * ```
+ */
+export const TraceReadout: Validator<TraceReadout> = TraceReadoutSchema;
+
+/**
+ * An `example` record: the outcome for one example.
+ *
+ * @example
+ * ```ts
+ * import { TraceExample } from "./schema.ts";
+ * console.assert(!TraceExample.safeParse({ kind: "example" }).success);
+ * ```
+ */
+export const TraceExample: Validator<TraceExample> = TraceExampleSchema;
 
 /**
  * Any record after the header.
@@ -294,6 +567,38 @@ export type TraceExample = z.infer<typeof TraceExample>;
  * console.assert(!TraceRecord.safeParse({ kind: "nope" }).success);
  * ```
  */
-export const TraceRecord = z.discriminatedUnion("kind", [TraceStep, TraceReadout, TraceExample]);
-/** The parsed type of {@linkcode TraceRecord}. */
-export type TraceRecord = z.infer<typeof TraceRecord>;
+export const TraceRecord: Validator<TraceRecord> = TraceRecordSchema;
+
+/**
+ * JSON Schemas of every payload, generated from the zod schemas. The files in
+ * `references/schemas/` are this object, one file per key.
+ *
+ * @example
+ * ```ts
+ * import { jsonSchemas } from "./schema.ts";
+ * console.assert("model.json" in jsonSchemas());
+ * ```
+ */
+export function jsonSchemas(): Record<string, unknown> {
+  const gen = (schema: z.ZodType, title: string) => ({
+    ...z.toJSONSchema(schema, {
+      target: "draft-2020-12",
+      unrepresentable: "any",
+    }),
+    title,
+  });
+  return {
+    "model.json": gen(
+      ModelManifestSchema,
+      "trminterp model bundle manifest (model.json)",
+    ),
+    "trace.header": gen(
+      TraceHeaderSchema,
+      "trminterp trace.jsonl header record",
+    ),
+    "trace.record": gen(
+      TraceRecordSchema,
+      "trminterp trace.jsonl step/readout/example record",
+    ),
+  };
+}

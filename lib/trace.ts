@@ -17,7 +17,12 @@ import { Progress } from "./progress.ts";
 import { Rng } from "./rng.ts";
 import { type FloatArray, type Latent, runRollout } from "./runner.ts";
 import { prepareRunDir } from "./run_dir.ts";
-import type { TraceExample, TraceHeader, TraceReadout, TraceStep } from "./schema.ts";
+import type {
+  TraceExample,
+  TraceHeader,
+  TraceReadout,
+  TraceStep,
+} from "./schema.ts";
 import { VERSION } from "./version.ts";
 
 /** Options of the trace command. */
@@ -83,22 +88,33 @@ export interface TraceSummary {
  */
 export function parsePositions(spec: string, P: number, S: number): number[] {
   const T = P + S;
-  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  const range = (a: number, b: number) =>
+    Array.from({ length: b - a }, (_, i) => a + i);
   if (spec === "all") return range(0, T);
   if (spec === "puzzle") return range(P, T);
   if (spec === "prefix") {
-    if (P === 0) throw new InputError(`--positions prefix: this model has no puzzle-embedding prefix`);
+    if (P === 0) {
+      throw new InputError(
+        `--positions prefix: this model has no puzzle-embedding prefix`,
+      );
+    }
     return range(0, P);
   }
   const out = new Set<number>();
   for (const part of spec.split(",")) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
     if (!m) {
-      throw new InputError(`bad --positions "${spec}"; use all, puzzle, prefix, or indices like 0-3,8`);
+      throw new InputError(
+        `bad --positions "${spec}"; use all, puzzle, prefix, or indices like 0-3,8`,
+      );
     }
     const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
     if (hi < lo || hi >= T) {
-      throw new InputError(`--positions "${spec}": indices must lie in 0..${T - 1} (P=${P} prefix + S=${S})`);
+      throw new InputError(
+        `--positions "${spec}": indices must lie in 0..${
+          T - 1
+        } (P=${P} prefix + S=${S})`,
+      );
     }
     for (let i = lo; i <= hi; i++) out.add(i);
   }
@@ -115,16 +131,27 @@ export function parsePositions(spec: string, P: number, S: number): number[] {
  * console.assert(selectExamples(10, 3, 0).length === 3);
  * ```
  */
-export function selectExamples(total: number, limit: number | undefined, seed: number): number[] {
-  if (limit === undefined || limit >= total) return Array.from({ length: total }, (_, i) => i);
+export function selectExamples(
+  total: number,
+  limit: number | undefined,
+  seed: number,
+): number[] {
+  if (limit === undefined || limit >= total) {
+    return Array.from({ length: total }, (_, i) => i);
+  }
   return new Rng(seed, 1).sample(total, limit);
 }
 
 function b64(data: Float32Array): string {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString(
+    "base64",
+  );
 }
 
-function tokenAccuracy(pred: ArrayLike<number>, label: number[]): { acc: number; exact: boolean } {
+function tokenAccuracy(
+  pred: ArrayLike<number>,
+  label: number[],
+): { acc: number; exact: boolean } {
   let n = 0, ok = 0;
   for (let i = 0; i < label.length; i++) {
     if (label[i] === IGNORE_LABEL) continue;
@@ -148,13 +175,23 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   const latents = opts.latents ?? ["z_H", "z_L"];
   const selector = StepSelector.parse(opts.steps ?? "all");
   const batchSize = opts.batch ?? 64;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new InputError(`--batch must be a positive integer`);
-  const bundle = await loadBundle(opts.model, { backend: opts.backend ?? "wasm" });
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new InputError(`--batch must be a positive integer`);
+  }
+  const bundle = await loadBundle(opts.model, {
+    backend: opts.backend ?? "wasm",
+  });
   try {
     const m = bundle.manifest;
-    const positions = parsePositions(opts.positions ?? "all", m.puzzle_emb_len, m.seq_len);
+    const positions = parsePositions(
+      opts.positions ?? "all",
+      m.puzzle_emb_len,
+      m.seq_len,
+    );
     if (selector.select(m.schedule).length === 0) {
-      throw new InputError(`step selector "${selector.text}" matches no step of this model's schedule`);
+      throw new InputError(
+        `step selector "${selector.text}" matches no step of this model's schedule`,
+      );
     }
     const set = await loadPuzzles(opts.inputs, m);
     const chosen = selectExamples(set.puzzles.length, opts.limit, opts.seed);
@@ -190,13 +227,25 @@ async function writeTrace(
   opts: TraceOptions & Resolved,
 ): Promise<TraceSummary> {
   const m = bundle.manifest;
-  const S = m.seq_len, P = m.puzzle_emb_len, T = P + S, D = m.hidden_size, V = m.vocab_size;
+  const S = m.seq_len,
+    P = m.puzzle_emb_len,
+    T = P + S,
+    D = m.hidden_size,
+    V = m.vocab_size;
   const tracePath = join(opts.runDir, "trace.jsonl");
   const wantNpy = opts.statesNpy !== false;
   const body = await AtomicWriter.open(join(opts.runDir, "trace.body"));
-  const npy = wantNpy ? await NpyWriter.open(join(opts.runDir, "states.npy"), D) : null;
-  const progress = new Progress("trace", chosen.length, "examples", opts.progress ?? false);
-  const line = (rec: TraceStep | TraceReadout | TraceExample) => body.write(JSON.stringify(rec) + "\n");
+  const npy = wantNpy
+    ? await NpyWriter.open(join(opts.runDir, "states.npy"), D)
+    : null;
+  const progress = new Progress(
+    "trace",
+    chosen.length,
+    "examples",
+    opts.progress ?? false,
+  );
+  const line = (rec: TraceStep | TraceReadout | TraceExample) =>
+    body.write(JSON.stringify(rec) + "\n");
   let rows = 0, exactSum = 0, tokSum = 0;
   const rowBuf = new Float32Array(opts.positionList.length * D);
   try {
@@ -215,12 +264,19 @@ async function writeTrace(
         z_H: broadcast(m.H_init, B * T, D),
         z_L: broadcast(m.L_init, B * T, D),
       };
-      const result = await runRollout(bundle, { tokens, puzzleIdentifiers: pids, size: B }, {
+      const result = await runRollout(bundle, {
+        tokens,
+        puzzleIdentifiers: pids,
+        size: B,
+      }, {
         readoutEveryH: true,
         onStep: async (e) => {
           const before = prev[e.latent];
           prev[e.latent] = e.state.slice();
-          if (!opts.latents.includes(e.latent) || !opts.selector.matches(e.address)) return;
+          if (
+            !opts.latents.includes(e.latent) ||
+            !opts.selector.matches(e.address)
+          ) return;
           const address = formatAddress(e.address);
           for (let b = 0; b < B; b++) {
             if (e.halted[b]) continue;
@@ -278,7 +334,9 @@ async function writeTrace(
         },
       });
       for (let b = 0; b < B; b++) {
-        const pred = Array.from(result.predictions.subarray(b * S, (b + 1) * S));
+        const pred = Array.from(
+          result.predictions.subarray(b * S, (b + 1) * S),
+        );
         const { acc, exact } = tokenAccuracy(pred, puzzles[b].label);
         exactSum += exact ? 1 : 0;
         tokSum += acc;
@@ -335,7 +393,9 @@ async function writeTrace(
       dtype: "float32",
       encoding: "base64-f32le",
       rows,
-      states_npy: npySha ? { file: "states.npy", sha256: npySha, shape: [rows, D] } : null,
+      states_npy: npySha
+        ? { file: "states.npy", sha256: npySha, shape: [rows, D] }
+        : null,
     };
     await writeWithHeader(tracePath, JSON.stringify(header) + "\n", body);
   } catch (e) {
@@ -356,7 +416,11 @@ async function writeTrace(
 
 // The header needs the sha256 of states.npy, known only at the end, so the
 // body streams to a temp file and is copied behind the header.
-async function writeWithHeader(path: string, header: string, body: AtomicWriter): Promise<void> {
+async function writeWithHeader(
+  path: string,
+  header: string,
+  body: AtomicWriter,
+): Promise<void> {
   const bodyPath = body.tempPath;
   await body.writeAt(0, new Uint8Array(0)); // flush buffered lines to disk
   const out = await AtomicWriter.open(path);
@@ -389,7 +453,9 @@ function argmax(logits: FloatArray, b: number, S: number, V: number): number[] {
   for (let s = 0; s < S; s++) {
     const off = (b * S + s) * V;
     let best = 0;
-    for (let v = 1; v < V; v++) if (logits[off + v] > logits[off + best]) best = v;
+    for (let v = 1; v < V; v++) {
+      if (logits[off + v] > logits[off + best]) best = v;
+    }
     out[s] = best;
   }
   return out;

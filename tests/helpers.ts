@@ -1,0 +1,90 @@
+// Shared helpers for the test suite (not a test file itself).
+import { join } from "node:path";
+import { decodeNpy, type NpyArray } from "../lib/io/npy.ts";
+
+export const ROOT: string = join(import.meta.dirname!, "..");
+export const FIXTURES: string = join(ROOT, "tests", "fixtures");
+export const DEMO: string = join(ROOT, "references", "models", "sudoku4-trm");
+export const PY: string = join(ROOT, "references", "python");
+
+export interface Proc {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command and capture its output. */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string } = {},
+): Promise<Proc> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    cwd: opts.cwd ?? ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+/** Run python3 and fail loudly when it fails. */
+export async function python(args: string[]): Promise<string> {
+  const p = await run("python3", args);
+  if (p.code !== 0) {
+    throw new Error(
+      `python3 ${args.join(" ")} failed (${p.code}):\n${p.stderr}`,
+    );
+  }
+  return p.stdout;
+}
+
+/** Run the CLI in a subprocess with the given Deno permission flags. */
+export function cli(
+  args: string[],
+  perms: string[] = ["--allow-read", "--allow-write"],
+  cwd?: string,
+): Promise<Proc> {
+  return run(Deno.execPath(), [
+    "run",
+    "--quiet",
+    ...perms,
+    join(ROOT, "cli.ts"),
+    ...args,
+  ], { cwd });
+}
+
+/** Read an .npy file. */
+export function npy(path: string): NpyArray {
+  return decodeNpy(Deno.readFileSync(path), path);
+}
+
+/** Max |a - b| over two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) {
+    throw new Error(`length ${a.length} != ${b.length}`);
+  }
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** sha256 of a file as hex. */
+export async function fileSha(path: string): Promise<string> {
+  const buf = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/** List a directory's entries (names), sorted. */
+export async function listDir(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}

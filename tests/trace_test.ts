@@ -1,0 +1,377 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { TraceDataset } from "../lib/trace_dataset.ts";
+import { allAddresses } from "../lib/address.ts";
+import { Rng } from "../lib/rng.ts";
+import { sha256Hex } from "../lib/io/atomic.ts";
+import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
+
+const TINY = join(FIXTURES, "tiny_trm");
+
+/** Write n random puzzles valid for the tiny bundles (S=16, V=6, 3 puzzle ids). */
+async function writePuzzles(path: string, n: number, seed = 1): Promise<void> {
+  const rng = new Rng(seed);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = Array.from({ length: 16 }, () => 2 + rng.int(4));
+    const tokens = label.map((v) => rng.float() < 0.6 ? 1 : v);
+    lines.push(
+      JSON.stringify({
+        id: `q${i}`,
+        tokens,
+        label,
+        puzzle_identifier: rng.int(3),
+      }),
+    );
+  }
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
+
+async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function traceArgs(
+  runDir: string,
+  inputs: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    "trace",
+    "--run-dir",
+    runDir,
+    "--model",
+    TINY,
+    "--inputs",
+    inputs,
+    ...extra,
+  ];
+}
+
+Deno.test("trace: same seed gives byte-identical outputs; another seed samples other examples", async () => {
+  await withTmp(async (tmp) => {
+    const inputs = join(tmp, "p.jsonl");
+    await writePuzzles(inputs, 40);
+    const hashes: Record<string, string[]> = {};
+    for (const [name, seed] of [["a", "0"], ["b", "0"], ["c", "1"]]) {
+      const p = await cli(
+        traceArgs(join(tmp, name), inputs, [
+          "--seed",
+          seed,
+          "--limit",
+          "10",
+          "--batch",
+          "4",
+        ]),
+      );
+      assert.equal(p.code, 0, p.stderr);
+      hashes[name] = [
+        await fileSha(join(tmp, name, "trace.jsonl")),
+        await fileSha(join(tmp, name, "states.npy")),
+      ];
+    }
+    console.log(
+      `  seed 0 run 1: trace ${hashes.a[0].slice(0, 16)} states ${
+        hashes.a[1].slice(0, 16)
+      }`,
+    );
+    console.log(
+      `  seed 0 run 2: trace ${hashes.b[0].slice(0, 16)} states ${
+        hashes.b[1].slice(0, 16)
+      }`,
+    );
+    console.log(
+      `  seed 1      : trace ${hashes.c[0].slice(0, 16)} states ${
+        hashes.c[1].slice(0, 16)
+      }`,
+    );
+    assert.deepEqual(hashes.a, hashes.b);
+    assert.notEqual(hashes.a[0], hashes.c[0]);
+    const ids = async (run: string) =>
+      (await TraceDataset.load(join(tmp, run))).meta.outcomes.map((o) =>
+        o.example
+      );
+    const [a, c] = [await ids("a"), await ids("c")];
+    assert.equal(a.length, 10);
+    assert.notDeepEqual(a, c);
+  });
+});
+
+Deno.test("trace: the file layout, record counts and the run dir's .gitignore", async () => {
+  await withTmp(async (tmp) => {
+    const run = join(tmp, "run");
+    const p = await cli(traceArgs(run, join(TINY, "puzzles.jsonl")));
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(await listDir(run), [
+      ".gitignore",
+      "states.npy",
+      "trace.jsonl",
+    ]);
+    assert.equal(await Deno.readTextFile(join(run, ".gitignore")), "*\n");
+    const lines = (await Deno.readTextFile(join(run, "trace.jsonl"))).trim()
+      .split("\n").map((l) => JSON.parse(l));
+    const header = lines[0];
+    assert.equal(header.kind, "header");
+    const sched = header.model.schedule;
+    const nSteps = allAddresses(sched).length;
+    const n = header.inputs.selected;
+    const count = (k: string) => lines.filter((l) => l.kind === k).length;
+    assert.equal(count("step"), n * nSteps);
+    assert.equal(count("readout"), n * sched.halt_max_steps * sched.H_cycles);
+    assert.equal(count("example"), n);
+    assert.equal(header.rows, n * nSteps * 18);
+    assert.deepEqual(header.states_npy.shape, [header.rows, 32]);
+    assert.equal(
+      header.states_npy.sha256,
+      await fileSha(join(run, "states.npy")),
+    );
+    // Readouts inside a supervision step are marked; the final one agrees with the example record.
+    for (const ex of lines.filter((l) => l.kind === "example")) {
+      const rs = lines.filter((l) =>
+        l.kind === "readout" && l.example === ex.example
+      );
+      assert.equal(rs.filter((r) => r.final).length, sched.halt_max_steps);
+      const last = rs.filter((r) => r.final).at(-1);
+      assert.deepEqual(last.pred, ex.pred);
+      assert.equal(last.exact, ex.exact);
+    }
+    const noIgnore = await cli(
+      traceArgs(join(tmp, "plain"), join(TINY, "puzzles.jsonl"), [
+        "--no-gitignore",
+      ]),
+    );
+    assert.equal(noIgnore.code, 0);
+    assert.deepEqual(await listDir(join(tmp, "plain")), [
+      "states.npy",
+      "trace.jsonl",
+    ]);
+  });
+});
+
+Deno.test("trace: TraceDataset.load equals numpy.load(states.npy), from the cache and inline", async () => {
+  await withTmp(async (tmp) => {
+    const run = join(tmp, "run");
+    assert.equal(
+      (await cli(traceArgs(run, join(TINY, "puzzles.jsonl")))).code,
+      0,
+    );
+    const cached = await TraceDataset.load(run);
+    assert.equal(cached.meta.source, "states.npy");
+    const out = await python([
+      "-c",
+      `import numpy as np, sys, hashlib
+a = np.load(sys.argv[1])
+print(a.dtype, a.shape[0], a.shape[1], hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())`,
+      join(run, "states.npy"),
+    ]);
+    const [dtype, n, d, sha] = out.trim().split(" ");
+    assert.equal(dtype, "float32");
+    assert.deepEqual(cached.shape, [Number(n), Number(d)]);
+    const bytes = new Uint8Array(
+      cached.states.buffer,
+      cached.states.byteOffset,
+      cached.states.byteLength,
+    );
+    assert.equal(sha256Hex(bytes), sha);
+    // A states.npy whose hash does not match is ignored in favour of the inline states.
+    const npyBytes = await Deno.readFile(join(run, "states.npy"));
+    npyBytes[npyBytes.length - 1] ^= 0x55;
+    await Deno.writeFile(join(run, "states.npy"), npyBytes);
+    const inline = await TraceDataset.load(join(run, "trace.jsonl"));
+    assert.equal(inline.meta.source, "inline");
+    assert.deepEqual(inline.states, cached.states);
+    // Filters by latent and by step selector.
+    const zh = await TraceDataset.load(run, {
+      latents: ["z_H"],
+      steps: "s*.h1.H",
+    });
+    assert.equal(zh.shape[0], cached.meta.outcomes.length * 3 * 18);
+    for (let i = 0; i < zh.shape[0]; i += 17) {
+      assert.equal(zh.row(i).latent, "z_H");
+      assert.match(zh.row(i).address, /^s\d\.h1\.H$/);
+    }
+  });
+});
+
+Deno.test("trace: recording options select latents, steps and positions", async () => {
+  await withTmp(async (tmp) => {
+    const run = join(tmp, "run");
+    const p = await cli(
+      traceArgs(run, join(TINY, "puzzles.jsonl"), [
+        "--latents",
+        "z_L",
+        "--steps",
+        "s0.*.*",
+        "--positions",
+        "puzzle",
+      ]),
+    );
+    assert.equal(p.code, 0, p.stderr);
+    const ds = await TraceDataset.load(run);
+    // 4 examples x (2 H cycles x 2 z_L updates in s0) x 16 puzzle positions.
+    assert.deepEqual(ds.shape, [4 * 4 * 16, 32]);
+    assert.equal(ds.row(0).position, 2);
+    assert.equal(ds.row(0).latent, "z_L");
+  });
+});
+
+Deno.test("trace: the official dataset folder layout gives the same states as the JSONL", async () => {
+  await withTmp(async (tmp) => {
+    const inputs = join(tmp, "p.jsonl");
+    await writePuzzles(inputs, 6);
+    const ds = join(tmp, "dataset", "test");
+    await python([
+      "-c",
+      `import json, sys, os, numpy as np
+rows = [json.loads(l) for l in open(sys.argv[1])]
+out = sys.argv[2]; os.makedirs(out, exist_ok=True)
+np.save(os.path.join(out, "all__inputs.npy"), np.array([r["tokens"] for r in rows], dtype=np.int32))
+np.save(os.path.join(out, "all__labels.npy"), np.array([r["label"] for r in rows], dtype=np.int32))
+np.save(os.path.join(out, "all__puzzle_identifiers.npy"), np.array([r["puzzle_identifier"] for r in rows], dtype=np.int32))
+np.save(os.path.join(out, "all__puzzle_indices.npy"), np.arange(len(rows) + 1, dtype=np.int32))
+np.save(os.path.join(out, "all__group_indices.npy"), np.arange(len(rows) + 1, dtype=np.int32))
+json.dump({"pad_id": 0, "ignore_label_id": -100, "blank_identifier_id": 0, "vocab_size": 6, "seq_len": 16,
+           "num_puzzle_identifiers": 3, "total_groups": len(rows), "mean_puzzle_examples": 1, "total_puzzles": len(rows),
+           "sets": ["all"]}, open(os.path.join(out, "dataset.json"), "w"))`,
+      inputs,
+      ds,
+    ]);
+    assert.equal((await cli(traceArgs(join(tmp, "a"), inputs))).code, 0);
+    const p = await cli(traceArgs(join(tmp, "b"), join(tmp, "dataset")));
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(
+      await fileSha(join(tmp, "a", "states.npy")),
+      await fileSha(join(tmp, "b", "states.npy")),
+    );
+    const header = JSON.parse(
+      (await Deno.readTextFile(join(tmp, "b", "trace.jsonl"))).split("\n")[0],
+    );
+    assert.equal(header.inputs.format, "dataset_dir");
+  });
+});
+
+const badInputs: [string, (path: string) => Promise<void>, RegExp][] = [
+  [
+    "a puzzle of the wrong length",
+    (p) =>
+      Deno.writeTextFile(
+        p,
+        JSON.stringify({ id: "x", tokens: [1, 2, 3], label: [1, 2, 3] }) + "\n",
+      ),
+    /has 3 tokens, but model tiny_trm takes seq_len 16/,
+  ],
+  [
+    "a token outside the vocabulary",
+    (p) =>
+      Deno.writeTextFile(
+        p,
+        JSON.stringify({
+          id: "x",
+          tokens: Array(16).fill(9),
+          label: Array(16).fill(2),
+        }) + "\n",
+      ),
+    /tokens value 9 is outside the vocabulary 0\.\.5/,
+  ],
+  [
+    "truncated JSONL",
+    (p) =>
+      Deno.writeTextFile(
+        p,
+        JSON.stringify({
+          id: "x",
+          tokens: Array(16).fill(1),
+          label: Array(16).fill(2),
+        }) + '\n{"id": "y", "tok',
+      ),
+    /truncated|invalid JSON/,
+  ],
+  [
+    "a label shape that disagrees with the input",
+    (p) =>
+      Deno.writeTextFile(
+        p,
+        JSON.stringify({
+          id: "x",
+          tokens: Array(16).fill(1),
+          label: Array(15).fill(2),
+        }) + "\n",
+      ),
+    /label of length 15 for 16 tokens/,
+  ],
+];
+
+for (const [name, write, pattern] of badInputs) {
+  Deno.test(`trace: ${name} gives one line, exit code 2 and no output`, async () => {
+    await withTmp(async (tmp) => {
+      const inputs = join(tmp, "bad.jsonl");
+      await write(inputs);
+      const p = await cli(traceArgs(join(tmp, "run"), inputs));
+      assert.equal(p.code, 2, p.stderr);
+      assert.equal(p.stderr.trim().split("\n").length, 1, p.stderr);
+      assert.match(p.stderr, pattern);
+      assert.deepEqual(await listDir(tmp), ["bad.jsonl"]);
+    });
+  });
+}
+
+Deno.test("trace: an unknown selector, an existing run and an unwritable run dir are refused", async () => {
+  await withTmp(async (tmp) => {
+    const inputs = join(TINY, "puzzles.jsonl");
+    const sel = await cli(
+      traceArgs(join(tmp, "x"), inputs, ["--steps", "s0.q1.H"]),
+    );
+    assert.equal(sel.code, 2);
+    assert.match(sel.stderr, /unknown step selector "s0\.q1\.H"/);
+    const none = await cli(
+      traceArgs(join(tmp, "x"), inputs, ["--steps", "s9.*.*"]),
+    );
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /matches no step/);
+    assert.deepEqual(await listDir(tmp), []);
+
+    const run = join(tmp, "run");
+    assert.equal((await cli(traceArgs(run, inputs))).code, 0);
+    const before = await fileSha(join(run, "trace.jsonl"));
+    const again = await cli(traceArgs(run, inputs, ["--seed", "5"]));
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already holds trace\.jsonl; pass --force/);
+    assert.equal(await fileSha(join(run, "trace.jsonl")), before);
+    assert.equal((await cli(traceArgs(run, inputs, ["--force"]))).code, 0);
+
+    // Denied by Deno's permissions: write access only elsewhere.
+    const elsewhere = join(tmp, "granted");
+    await Deno.mkdir(elsewhere);
+    const denied = await cli(traceArgs(join(tmp, "denied"), inputs), [
+      "--allow-read",
+      `--allow-write=${elsewhere}`,
+    ]);
+    assert.equal(denied.code, 2, denied.stderr);
+    assert.equal(denied.stderr.trim().split("\n").length, 1, denied.stderr);
+    assert.match(denied.stderr, /--allow-write/);
+    assert.ok(!(await listDir(tmp)).includes("denied"));
+  });
+});
+
+Deno.test("trace: a read-only run dir is refused before any output", async () => {
+  if (Deno.uid() === 0) {
+    // root ignores file modes; the permission-scoped case above covers this path.
+    const p = await cli(["trace", "--help"]);
+    assert.equal(p.code, 0);
+    return;
+  }
+  await withTmp(async (tmp) => {
+    const run = join(tmp, "ro");
+    await Deno.mkdir(run);
+    await Deno.chmod(run, 0o555);
+    const p = await cli(traceArgs(run, join(TINY, "puzzles.jsonl")));
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /cannot write to run dir/);
+    await Deno.chmod(run, 0o755);
+  });
+});
