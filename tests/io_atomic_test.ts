@@ -76,8 +76,16 @@ Deno.test("AtomicWriter hashes incrementally when nothing is patched", async () 
   await withTempDir(async (dir) => {
     const w = await AtomicWriter.open(`${dir}/a.txt`);
     await w.write("hello ");
+    const big = new Uint8Array(3 << 20).fill(7); // above the buffer size: written directly
+    await w.write(big);
     await w.write("world");
-    assert.equal(await w.commit(), sha256Hex("hello world"));
+    const expected = new Uint8Array([
+      ...new TextEncoder().encode("hello "),
+      ...big,
+      ...new TextEncoder().encode("world"),
+    ]);
+    assert.equal(await w.commit(), sha256Hex(expected));
+    assert.deepEqual(await Deno.readFile(`${dir}/a.txt`), expected);
   });
 });
 

@@ -313,3 +313,31 @@ Deno.test("pickle round-trips scalars, big ints, tuples and nested containers", 
   assert.ok(Object.isFrozen(v.get("t")));
   assert.deepEqual(v.get("m"), new Map([["k", null]]));
 });
+
+Deno.test("pickle reader handles long lists, rejects deep nesting and never throws non-InputError on noise", () => {
+  const long = Array.from({ length: 200_000 }, (_, i) => i);
+  assert.equal((decodePickle(encodePickle(long)) as number[]).length, 200_000);
+  // 5000 nested lists, by hand: EMPTY_LIST x 5000, then APPEND x 4999.
+  const depth = 5000;
+  const deep = new Uint8Array([
+    0x80,
+    2,
+    ...new Array(depth).fill(0x5d),
+    ...new Array(depth - 1).fill(0x61),
+    0x2e,
+  ]);
+  const zip = encodeZip([{ name: "x/data.pkl", data: deep }]);
+  assert.throws(() => decodeTorchPt(zip), /nesting deeper/);
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 16;
+  for (let n = 0; n < 2000; n++) {
+    const bytes = new Uint8Array(2 + (rand() % 40)).map(() => rand() & 0xff);
+    bytes[0] = 0x80;
+    bytes[1] = 2;
+    try {
+      decodePickle(bytes);
+    } catch (err) {
+      assert.ok(err instanceof InputError, `${bytes}: ${err}`);
+    }
+  }
+});

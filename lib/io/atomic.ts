@@ -175,6 +175,14 @@ export class AtomicWriter implements AsyncDisposable {
       ? new TextEncoder().encode(chunk)
       : chunk;
     if (bytes.length === 0) return;
+    if (bytes.length >= FLUSH_BYTES) {
+      // Large chunks go straight to disk, skipping the buffer copy.
+      await this.#flush();
+      this.#hash?.update(bytes);
+      await writeAll(this.#file, bytes);
+      this.#flushed += bytes.length;
+      return;
+    }
     // Copy: the caller may reuse its buffer before we flush.
     this.#pending.push(bytes.slice());
     this.#pendingBytes += bytes.length;

@@ -419,10 +419,14 @@ export class NpyReader implements Disposable {
     try {
       const size = (await file.stat()).size;
       let head = await readAt(file, 0, Math.min(size, 4096));
-      if (head.length >= 12 && head[6] !== 1) {
-        const len = new DataView(head.buffer).getUint32(8, true);
-        if (12 + len > head.length && 12 + len <= size) {
-          head = await readAt(file, 0, 12 + len);
+      if (head.length >= 12) {
+        // Headers longer than the first read (many dims, or v2+) need a second read.
+        const hv = new DataView(head.buffer);
+        const full = head[6] === 1
+          ? 10 + hv.getUint16(8, true)
+          : 12 + hv.getUint32(8, true);
+        if (full > head.length && full <= size) {
+          head = await readAt(file, 0, full);
         }
       }
       const header = parseHeader(head, path);

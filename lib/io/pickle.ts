@@ -349,7 +349,8 @@ export function decodePickle(
     if (!Array.isArray(l) || Object.isFrozen(l)) {
       fail("APPEND(S) on a non-list");
     }
-    l.push(...items);
+    // A loop, not push(...items): spreading a long list overflows the call stack.
+    for (const it of items) l.push(it);
   };
 
   for (;;) {
@@ -494,6 +495,8 @@ export function decodePickle(
         const fn = pop();
         if (typeof fn !== "function") fail("REDUCE target is not callable");
         if (!Array.isArray(args)) fail("REDUCE arguments are not a tuple");
+        // The whitelisted callables take a handful of arguments.
+        if (args.length > 16) fail("REDUCE with too many arguments");
         stack.push(fn(...args));
         break;
       }

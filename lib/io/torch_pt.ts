@@ -296,6 +296,8 @@ function rebuildTensor(
   return { dtype: st.dtype, shape, data: viewAs(st.dtype, out) };
 }
 
+const MAX_DEPTH = 1000;
+
 function toPlain(v: unknown, seen: Set<unknown>): TorchValue {
   if (
     v === null || typeof v === "boolean" || typeof v === "number" ||
@@ -304,6 +306,10 @@ function toPlain(v: unknown, seen: Set<unknown>): TorchValue {
   if (typeof v === "bigint") throw bad(`integer ${v} does not fit in a double`);
   if (isTorchTensor(v)) return v;
   if (seen.has(v)) throw bad("recursive structure");
+  // `seen` holds the ancestors, so its size is the nesting depth.
+  if (seen.size >= MAX_DEPTH) {
+    throw bad(`nesting deeper than ${MAX_DEPTH} levels`);
+  }
   seen.add(v);
   try {
     if (Array.isArray(v)) return v.map((x) => toPlain(x, seen));
