@@ -7,8 +7,8 @@ Each folder: float32 bundle (model.json + graphs), f64/ (the same weights as flo
 graphs), checkpoint.pt (our format), puzzles.jsonl (4 puzzles with "puzzle_identifier"),
 parity/ written by parity.py with the torch model in float64 (compare f64/ against it
 tightly), and parity_f32/ with the torch model in float32 (for the float32 graphs).
-Model: D=32, 2 heads, P=2 prefix positions (puzzle_emb_ndim=32, padded to 2*32 like the
-official Sudoku config pads 512 to 16*512), 3 puzzle ids, S=16, V=6, H2/L2, one layer per
+Model: D=32, 2 heads, P=2 prefix positions (TRM: puzzle_emb_ndim=32 zero-padded to 2*32, as
+the official Sudoku config pads 512 to 16*512; HRM: puzzle_emb_ndim=64), 3 puzzle ids, S=16, V=6, H2/L2, one layer per
 level, SwiGLU width rounded to 64 (not 256) to keep the files small, halt_max_steps 3.
 """
 from __future__ import annotations
@@ -33,7 +33,10 @@ import parity  # noqa: E402
 def tiny_config(family: str) -> ModelConfig:
     return ModelConfig(family=family, seq_len=16, vocab_size=6, hidden_size=32, num_heads=2, expansion=4.0,
                        H_cycles=2, L_cycles=2, L_layers=1, H_layers=1 if family == "hrm" else 0,
-                       halt_max_steps=3, puzzle_emb_ndim=32, puzzle_emb_len=2, num_puzzle_identifiers=3,
+                       halt_max_steps=3, num_puzzle_identifiers=3,
+                       # TRM: explicit puzzle_emb_len=2 with a 32-wide embedding zero-padded to 2*32;
+                       # HRM (whose official code has no puzzle_emb_len): 64 = 2*32 wide, so P = ceil(64/32) = 2
+                       puzzle_emb_ndim=32 if family == "trm" else 64, puzzle_emb_len=2 if family == "trm" else 0,
                        ffn_multiple=64)
 
 

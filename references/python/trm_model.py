@@ -413,7 +413,7 @@ def load_checkpoint(path: str, base: Optional[ModelConfig] = None) -> RecursiveM
         assert base is not None, "an official checkpoint needs a config (see export.py --official-config)"
         sd = strip_official(obj)
         cfg = config_from_state_dict(sd, base)
-    sd = {k: v.to(torch.float32) for k, v in sd.items()}
+    sd = {k: v.to(torch.float32) for k, v in sd.items() if not k.endswith(("cos_cached", "sin_cached"))}
     model = RecursiveModel(cfg, trainable_puzzle_emb=False)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [m for m in missing if not m.endswith(("cos_cached", "sin_cached"))]
