@@ -101,6 +101,10 @@ export interface FitOptions {
   dead_tokens?: number;
   /** Number of loss-curve samples, evenly spaced over the steps; default 100. */
   curve_points?: number;
+  /** Use the WASM SIMD encoder kernel when D % 4 == 0 and F is even (default
+   * true). It sums in float32 lanes, the fallback in float64, so the two paths
+   * give slightly different (each deterministic) results. */
+  simd?: boolean;
 }
 
 /**
@@ -172,6 +176,9 @@ export interface FitResult {
 
 /** Rows per register block of the dense encoder kernel. */
 const R = 4;
+/** Rows per chunk: the weights stream from memory once per chunk, so a chunk
+ * is as large as fits in L2 next to a pair of weight rows (64 × D floats). */
+const RC = 64;
 
 /**
  * Fit an SAE on `source`. Fully deterministic for a given seed: init uses
@@ -261,8 +268,10 @@ export function fitSAE(
   }
   // The encoder is kept transposed ([F,D], i.e. W_encᵀ) during training so the
   // dense kernel and the sparse gradient rows are contiguous.
-  const WT = Wd.slice();
-  const be = new Float32Array(F);
+  const simd = opts.simd === false ? null : simdEncoder(D, F, RC);
+  const WT = simd?.WT ?? new Float32Array(F * D);
+  WT.set(Wd);
+  const be = simd?.be ?? new Float32Array(F);
   const bd = initBDec(source, train, B, opts.b_dec_init ?? "mean");
 
   const gWd = new Float32Array(F * D), gWT = new Float32Array(F * D);
@@ -276,8 +285,8 @@ export function fitSAE(
   // ---- scratch (allocated once) -----------------------------------------
   const xb = new Float32Array(B * D);
   const bix = new Int32Array(B);
-  const xc = new Float64Array(R * D);
-  const pre = new Float32Array(R * F);
+  const xc = simd?.xc ?? new Float32Array(RC * D);
+  const pre = simd?.pre ?? new Float32Array(RC * F);
   const actCap = arch === "topk" ? K : F;
   const actIdx = new Int32Array(actCap), actVal = new Float32Array(actCap);
   const auxIdx = new Int32Array(Math.max(kAuxMax, 1)),
@@ -336,13 +345,21 @@ export function fitSAE(
     const l1Now = l1Coef * (l1Warm > 0 ? Math.min(1, (step + 1) / l1Warm) : 1);
     let sse = 0, auxSse = 0, l1Sum = 0;
 
-    for (let r0 = 0; r0 < B; r0 += R) {
-      const nr = Math.min(R, B - r0);
+    for (let r0 = 0; r0 < B; r0 += RC) {
+      const nr = Math.min(RC, B - r0);
       for (let r = 0; r < nr; r++) {
         const xo = (r0 + r) * D;
         for (let d = 0; d < D; d++) xc[r * D + d] = xb[xo + d] - bd[d];
       }
-      encodeBlock(xc, WT, be, pre, nr, D, F);
+      const nb = Math.ceil(nr / R);
+      if (simd) {
+        xc.fill(0, nr * D, nb * R * D);
+        simd.run(nb);
+      } else {
+        for (let b = 0; b < nb; b++) {
+          encodeBlock(xc, WT, be, pre, Math.min(R, nr - b * R), D, F, b * R);
+        }
+      }
 
       for (let r = 0; r < nr; r++) {
         const po = r * F, xo = (r0 + r) * D, co = r * D;
@@ -478,7 +495,7 @@ export function fitSAE(
   const cfg = arch === "topk"
     ? { arch, d_in: D, d_sae: F, k: K }
     : { arch, d_in: D, d_sae: F };
-  const sae = new SAE(cfg, { W_enc, W_dec: Wd, b_enc: be, b_dec: bd });
+  const sae = new SAE(cfg, { W_enc, W_dec: Wd, b_enc: be.slice(), b_dec: bd });
   return { sae, curve, steps, rows_seen: steps * B, dead_fraction: nDead / F };
 }
 
@@ -496,14 +513,16 @@ function posInt(name: string, v: number): void {
  * independent accumulators so the adds pipeline.
  */
 function encodeBlock(
-  xc: Float64Array,
+  xc: Float32Array,
   WT: Float32Array,
   be: Float32Array,
   pre: Float32Array,
   nr: number,
   D: number,
   F: number,
+  row0: number,
 ): void {
+  const xo = row0 * D, po = row0 * F;
   if (nr === R) {
     const o1 = D, o2 = 2 * D, o3 = 3 * D;
     let j = 0;
@@ -512,7 +531,10 @@ function encodeBlock(
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
       for (let d = 0; d < D; d++) {
         const u = WT[w0 + d], v = WT[w1 + d];
-        const x0 = xc[d], x1 = xc[o1 + d], x2 = xc[o2 + d], x3 = xc[o3 + d];
+        const x0 = xc[xo + d],
+          x1 = xc[xo + o1 + d],
+          x2 = xc[xo + o2 + d],
+          x3 = xc[xo + o3 + d];
         a0 += x0 * u;
         a1 += x1 * u;
         a2 += x2 * u;
@@ -523,20 +545,20 @@ function encodeBlock(
         c3 += x3 * v;
       }
       const b0 = be[j], b1 = be[j + 1];
-      pre[j] = a0 + b0;
-      pre[F + j] = a1 + b0;
-      pre[2 * F + j] = a2 + b0;
-      pre[3 * F + j] = a3 + b0;
-      pre[j + 1] = c0 + b1;
-      pre[F + j + 1] = c1 + b1;
-      pre[2 * F + j + 1] = c2 + b1;
-      pre[3 * F + j + 1] = c3 + b1;
+      pre[po + j] = a0 + b0;
+      pre[po + F + j] = a1 + b0;
+      pre[po + 2 * F + j] = a2 + b0;
+      pre[po + 3 * F + j] = a3 + b0;
+      pre[po + j + 1] = c0 + b1;
+      pre[po + F + j + 1] = c1 + b1;
+      pre[po + 2 * F + j + 1] = c2 + b1;
+      pre[po + 3 * F + j + 1] = c3 + b1;
     }
     for (; j < F; j++) {
       for (let r = 0; r < R; r++) {
         let a = 0;
-        for (let d = 0; d < D; d++) a += xc[r * D + d] * WT[j * D + d];
-        pre[r * F + j] = a + be[j];
+        for (let d = 0; d < D; d++) a += xc[xo + r * D + d] * WT[j * D + d];
+        pre[po + r * F + j] = a + be[j];
       }
     }
     return;
@@ -544,8 +566,8 @@ function encodeBlock(
   for (let r = 0; r < nr; r++) {
     for (let j = 0; j < F; j++) {
       let a = 0;
-      for (let d = 0; d < D; d++) a += xc[r * D + d] * WT[j * D + d];
-      pre[r * F + j] = a + be[j];
+      for (let d = 0; d < D; d++) a += xc[xo + r * D + d] * WT[j * D + d];
+      pre[po + r * F + j] = a + be[j];
     }
   }
 }
@@ -632,4 +654,146 @@ function initBDec(
     }
   }
   return Float32Array.from(y);
+}
+
+// ---- WASM SIMD encoder kernel ---------------------------------------------
+// The dense pre-activation matmul is nearly all of the arithmetic, and plain
+// JS numbers cannot use SIMD, so this one kernel is hand-assembled
+// WebAssembly (f32x4). Assembling it here keeps the source reviewable and
+// needs no build step or binary blob. Fixed order of operations: deterministic.
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function wasmName(s: string): number[] {
+  return [...uleb(s.length), ...new TextEncoder().encode(s)];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+/**
+ * Bytes of a module importing memory `e.m` and exporting
+ * `enc(xc, nb, w, b, pre, Db, Fb)`: for `4*nb` rows at `xc` ([4nb,D] f32)
+ * and the F rows of `w` ([F,D] f32, i.e. W_encᵀ), writes
+ * `pre[r*F + j] = xc[r]·w[j] + b[j]`. Byte strides `Db = 4D` (D % 4 == 0)
+ * and `Fb = 4F` (F even). Latent pairs are the outer loop so each pair of
+ * weight rows stays in L1 while the row chunk (in L2) streams past it: the
+ * whole W_encᵀ is read from memory once per chunk instead of once per 4 rows.
+ */
+// deno-fmt-ignore
+function encoderModule(): Uint8Array<ArrayBuffer> {
+  const get = (i: number) => [0x20, ...uleb(i)];
+  const set = (i: number) => [0x21, ...uleb(i)];
+  const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
+  const V_LOAD = 0x00, F32X4_ADD = 0xe4, F32X4_MUL = 0xe6, EXTRACT = 0x1f;
+  const I32_ADD = 0x6a, I32_LT_U = 0x49, F32_ADD = 0x92;
+  const F32_LOAD = (off: number) => [0x2a, 2, ...uleb(off)];
+  const F32_STORE = (off: number) => [0x38, 2, ...uleb(off)];
+  const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative only
+  const add = (a: number, b: number, out: number) => [...get(a), ...get(b), I32_ADD, ...set(out)];
+  // params
+  const [XC, NB, W, Bb, PRE, DB, FB] = [0, 1, 2, 3, 4, 5, 6];
+  // i32 locals
+  const [WP, JB, DD, X1, X2, X3, P0, P1, P2, P3, WQ, RB, XP, PP] =
+    [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+  // v128 locals
+  const [U, V, XR] = [21, 22, 23];
+  const A = [24, 25, 26, 27], C = [28, 29, 30, 31];
+  const xBase = [XP, X1, X2, X3], pBase = [P0, P1, P2, P3];
+  const zero = simd(0x0c, ...new Array(16).fill(0));
+  const hsum = (v: number) => [
+    ...get(v), ...simd(EXTRACT, 0), ...get(v), ...simd(EXTRACT, 1), F32_ADD,
+    ...get(v), ...simd(EXTRACT, 2), F32_ADD, ...get(v), ...simd(EXTRACT, 3), F32_ADD,
+  ];
+  const body: number[] = [
+    ...get(W), ...set(WP), ...i32c(0), ...set(JB),
+    0x03, 0x40, // loop: latent pairs (j, j+1)
+      ...add(WP, DB, WQ),
+      ...get(XC), ...set(XP), ...get(PRE), ...set(PP), ...i32c(0), ...set(RB),
+      0x03, 0x40, // loop: blocks of 4 rows
+        ...add(XP, DB, X1), ...add(X1, DB, X2), ...add(X2, DB, X3),
+        ...add(PP, JB, P0), ...add(P0, FB, P1), ...add(P1, FB, P2), ...add(P2, FB, P3),
+        ...[...A, ...C].flatMap((a) => [...zero, ...set(a)]),
+        ...i32c(0), ...set(DD),
+        0x03, 0x40, // loop: d, 4 lanes at a time
+          ...get(WP), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(U),
+          ...get(WQ), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(V),
+          ...[0, 1, 2, 3].flatMap((r) => [
+            ...get(xBase[r]), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(XR),
+            ...get(A[r]), ...get(XR), ...get(U), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(A[r]),
+            ...get(C[r]), ...get(XR), ...get(V), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(C[r]),
+          ]),
+          ...get(DD), ...i32c(16), I32_ADD, ...set(DD),
+          ...get(DD), ...get(DB), I32_LT_U, 0x0d, 0, // br_if d-loop
+        0x0b,
+        ...[0, 1, 2, 3].flatMap((r) => [
+          ...get(pBase[r]), ...hsum(A[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(0), F32_ADD,
+          ...F32_STORE(0),
+          ...get(pBase[r]), ...hsum(C[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(4), F32_ADD,
+          ...F32_STORE(4),
+        ]),
+        ...add(X3, DB, XP), ...get(P3), ...get(FB), I32_ADD, ...get(JB), 0x6b /* i32.sub */, ...set(PP),
+        ...get(RB), ...i32c(1), I32_ADD, ...set(RB),
+        ...get(RB), ...get(NB), I32_LT_U, 0x0d, 0, // br_if row-block loop
+      0x0b,
+      ...add(WQ, DB, WP),
+      ...get(JB), ...i32c(8), I32_ADD, ...set(JB),
+      ...get(JB), ...get(FB), I32_LT_U, 0x0d, 0, // br_if latent loop
+    0x0b,
+    0x0b, // end function
+  ];
+  const func = [2, ...uleb(14), 0x7f, ...uleb(11), 0x7b, ...body];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 7, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(2, [1, ...wasmName("e"), ...wasmName("m"), 0x02, 0x00, 1]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...wasmName("enc"), 0x00, 0]),
+    ...section(10, [1, ...uleb(func.length), ...func]),
+  ]);
+}
+
+/** Encoder buffers living in WASM memory, plus the kernel bound to them. */
+interface SimdEncoder {
+  xc: Float32Array;
+  pre: Float32Array;
+  WT: Float32Array;
+  be: Float32Array;
+  /** Pre-activations for the first `4 * nb` rows of `xc` into `pre`. */
+  run(nb: number): void;
+}
+
+/** A SIMD encoder for these sizes, or null when SIMD or the shapes don't fit. */
+function simdEncoder(D: number, F: number, rows: number): SimdEncoder | null {
+  if (D % 4 !== 0 || F % 2 !== 0 || rows % R !== 0) return null;
+  const bytes = encoderModule();
+  if (!WebAssembly.validate(bytes)) return null;
+  const align = (n: number) => Math.ceil(n / 16) * 16;
+  const xcOff = 0, preOff = align(rows * D * 4);
+  const wOff = preOff + align(rows * F * 4), bOff = wOff + align(F * D * 4);
+  const total = bOff + align(F * 4);
+  if (total > 2 ** 31) return null;
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(total / 65536) });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    e: { m: memory },
+  });
+  const enc = inst.exports.enc as (...a: number[]) => void;
+  const buf = memory.buffer;
+  return {
+    xc: new Float32Array(buf, xcOff, rows * D),
+    pre: new Float32Array(buf, preOff, rows * F),
+    WT: new Float32Array(buf, wOff, F * D),
+    be: new Float32Array(buf, bOff, F),
+    run: (nb) => enc(xcOff, nb, wOff, bOff, preOff, D * 4, F * 4),
+  };
 }

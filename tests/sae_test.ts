@@ -113,6 +113,13 @@ Deno.test("fitSAE is deterministic per seed", () => {
     fitSAE(src, { ...opts, b_dec_init: "geometric_median", arch: "relu" }).sae,
   );
   assert.equal(g1, g2);
+  // The scalar fallback agrees with the WASM SIMD kernel up to float32 rounding.
+  const fast = fitSAE(src, { ...opts, steps: 5 });
+  const slow = fitSAE(src, { ...opts, steps: 5, simd: false });
+  for (let i = 0; i < fast.curve.length; i++) {
+    const [p, q] = [fast.curve[i].loss, slow.curve[i].loss];
+    assert.ok(Math.abs(p - q) <= 1e-4 * Math.abs(q), `step ${i}: ${p} vs ${q}`);
+  }
 });
 
 Deno.test("encode/decode match a hand computation (SAELens v6 convention)", () => {
