@@ -16,6 +16,8 @@ import {
 import { InputError } from "./lib/errors.ts";
 import { SELECTOR_GRAMMAR } from "./lib/address.ts";
 import { runTrace } from "./lib/trace.ts";
+import { runSaeFit } from "./lib/sae_fit.ts";
+import { numFlag } from "./lib/cli_args.ts";
 import type { Latent } from "./lib/runner.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -139,6 +141,80 @@ step selectors:
 ${SELECTOR_GRAMMAR.replace(/^/gm, "  ")}`,
 );
 
+const SAE_FLAGS: Record<string, FlagSpec> = {
+  "run-dir": COMMON["run-dir"],
+  seed: COMMON.seed,
+  arch: { type: "string", arg: "NAME", help: "topk (default) or relu" },
+  features: {
+    type: "string",
+    arg: "F",
+    help: "dictionary size F (default expansion x D)",
+  },
+  expansion: {
+    type: "string",
+    arg: "E",
+    help: "F = E x D when --features is not given (default 8)",
+  },
+  k: {
+    type: "string",
+    arg: "K",
+    help: "active features per row for topk (default 16)",
+  },
+  l1: {
+    type: "string",
+    arg: "LAMBDA",
+    help: "L1 coefficient for relu (default 5, with a warm-up)",
+  },
+  lr: { type: "string", arg: "LR", help: "Adam learning rate (default 1e-3)" },
+  batch: {
+    type: "string",
+    arg: "N",
+    help: "rows per optimiser step (default 1024)",
+  },
+  steps: { type: "string", arg: "N", help: "optimiser steps (default 3000)" },
+  epochs: {
+    type: "string",
+    arg: "N",
+    help: "passes over the training rows, instead of --steps",
+  },
+  latents: {
+    type: "string",
+    arg: "LATENT",
+    help: "the latent to fit on: z_H (default) or z_L",
+  },
+  select: {
+    type: "string",
+    arg: "SELECTOR",
+    help: "steps whose rows train the SAE (default all)",
+  },
+  holdout: {
+    type: "string",
+    arg: "FRAC",
+    help: "held-out fraction of examples for the metrics (default 0.1)",
+  },
+  model: {
+    type: "string",
+    arg: "BUNDLE",
+    help: "bundle for task accuracy recovered (default: the trace's model)",
+  },
+  "export-saelens": {
+    type: "boolean",
+    help: "also write DIR/saelens/ (cfg.json, sae_weights.safetensors)",
+  },
+  force: COMMON.force,
+  progress: COMMON.progress,
+  help: COMMON.help,
+};
+
+const SAE_HELP = usage(
+  "sae fit",
+  "--run-dir DIR [flags]",
+  SAE_FLAGS,
+  `Fits a sparse autoencoder (SAELens v6 conventions) on the trace's states and writes
+DIR/sae.pt (torch.load(path, weights_only=True) opens it) and DIR/sae_metrics.json
+(held-out metrics with their formulas, the loss curve and task accuracy recovered).`,
+);
+
 function requireRunDir(
   v: Record<string, string | boolean | undefined>,
   cmd: string,
@@ -238,7 +314,68 @@ async function trace(args: string[]): Promise<void> {
   );
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { trace };
+async function saeFit(args: string[]): Promise<void> {
+  const v = parseFlags("sae fit", args, SAE_FLAGS);
+  if (v.help) return print(SAE_HELP);
+  const runDir = requireRunDir(v, "sae fit");
+  const latents = parseLatents(v.latents);
+  if (latents && latents.length !== 1) {
+    throw new InputError(`sae fit: --latents takes one latent, z_H or z_L`);
+  }
+  const arch = v.arch;
+  if (arch !== undefined && arch !== "topk" && arch !== "relu") {
+    throw new InputError(
+      `--arch: unknown architecture "${arch}"; use topk or relu`,
+    );
+  }
+  const m = await runSaeFit({
+    runDir,
+    seed: intFlag(v.seed, "--seed") ?? 0,
+    arch: arch as "topk" | "relu" | undefined,
+    features: intFlag(v.features, "--features", 1),
+    expansion: numFlag(v.expansion, "--expansion"),
+    k: intFlag(v.k, "--k", 1),
+    l1: numFlag(v.l1, "--l1"),
+    lr: numFlag(v.lr, "--lr"),
+    batch: intFlag(v.batch, "--batch", 1),
+    steps: intFlag(v.steps, "--steps", 1),
+    epochs: intFlag(v.epochs, "--epochs", 1),
+    latent: latents?.[0],
+    select: typeof v.select === "string" ? v.select : undefined,
+    holdout: numFlag(v.holdout, "--holdout"),
+    model: typeof v.model === "string" ? v.model : undefined,
+    exportSaeLens: v["export-saelens"] === true,
+    force: v.force === true,
+    progress: v.progress === true || Deno.stderr.isTerminal(),
+    command: provenanceArgs(["sae", "fit"], args),
+  });
+  const t = m.task_accuracy_recovered;
+  console.error(
+    `sae fit: F=${m.config.d_sae} FVU ${m.metrics.fvu.value.toFixed(4)}, L0 ${
+      m.metrics.l0.value.toFixed(2)
+    }, dead ${
+      m.metrics.dead_fraction.value.toFixed(3)
+    }, task accuracy recovered ${
+      t.value === null ? "n/a" : t.value.toFixed(4)
+    } -> ${join(runDir, "sae.pt")}`,
+  );
+}
+
+async function sae(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  if (sub === "fit") return await saeFit(rest);
+  if (sub === undefined || sub === "--help" || sub === "-h") {
+    return print(SAE_HELP);
+  }
+  throw new InputError(
+    `unknown command "sae ${sub}"; the only sae command is \`trminterp sae fit\``,
+  );
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  trace,
+  sae,
+};
 
 /**
  * Run the CLI on `args` and return the exit code.

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
   type BackendName,
@@ -12,6 +11,7 @@ import {
   type ValueInfo,
 } from "./backend.ts";
 import { InputError } from "./errors.ts";
+import { sha256Hex } from "./io/atomic.ts";
 import { formatZodError, GRAPH_ROLES, ModelManifest } from "./schema.ts";
 
 /** A loaded, verified bundle with one session per graph role. */
@@ -230,8 +230,4 @@ function checkSignature(role: string, s: GraphSession, m: ModelManifest): void {
   };
   check("input", s.inputs, want.inputs);
   check("output", s.outputs, want.outputs);
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }

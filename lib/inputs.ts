@@ -39,6 +39,29 @@ export interface PuzzleSet {
 export const IGNORE_LABEL = -100;
 
 /**
+ * Token accuracy over the labelled positions, and whether all are right.
+ *
+ * @example
+ * ```ts
+ * import { scorePrediction } from "./inputs.ts";
+ * const s = scorePrediction([2, 3, 4], [2, 3, -100]);
+ * console.assert(s.acc === 1 && s.exact);
+ * ```
+ */
+export function scorePrediction(
+  pred: ArrayLike<number>,
+  label: readonly number[],
+): { acc: number; exact: boolean } {
+  let n = 0, ok = 0;
+  for (let i = 0; i < label.length; i++) {
+    if (label[i] === IGNORE_LABEL) continue;
+    n++;
+    if (pred[i] === label[i]) ok++;
+  }
+  return { acc: n ? ok / n : 1, exact: ok === n };
+}
+
+/**
  * Load puzzles from a JSONL file or an official dataset folder and check them
  * against the bundle: length S, token ids inside the vocabulary, label shape.
  *

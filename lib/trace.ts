@@ -10,7 +10,7 @@ import { formatAddress, type StepAddress, StepSelector } from "./address.ts";
 import type { BackendName } from "./backend.ts";
 import { type Bundle, loadBundle } from "./bundle.ts";
 import { InputError } from "./errors.ts";
-import { IGNORE_LABEL, loadPuzzles, type Puzzle } from "./inputs.ts";
+import { loadPuzzles, type Puzzle, scorePrediction } from "./inputs.ts";
 import { AtomicWriter } from "./io/atomic.ts";
 import { NpyWriter } from "./io/npy.ts";
 import { Progress } from "./progress.ts";
@@ -146,19 +146,6 @@ function b64(data: Float32Array): string {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString(
     "base64",
   );
-}
-
-function tokenAccuracy(
-  pred: ArrayLike<number>,
-  label: number[],
-): { acc: number; exact: boolean } {
-  let n = 0, ok = 0;
-  for (let i = 0; i < label.length; i++) {
-    if (label[i] === IGNORE_LABEL) continue;
-    n++;
-    if (pred[i] === label[i]) ok++;
-  }
-  return { acc: n ? ok / n : 1, exact: ok === n };
 }
 
 /**
@@ -316,7 +303,7 @@ async function writeTrace(
           for (let b = 0; b < B; b++) {
             if (e.halted[b]) continue;
             const pred = argmax(e.logits, b, S, V);
-            const { acc, exact } = tokenAccuracy(pred, puzzles[b].label);
+            const { acc, exact } = scorePrediction(pred, puzzles[b].label);
             await line({
               kind: "readout",
               example: puzzles[b].id,
@@ -337,7 +324,7 @@ async function writeTrace(
         const pred = Array.from(
           result.predictions.subarray(b * S, (b + 1) * S),
         );
-        const { acc, exact } = tokenAccuracy(pred, puzzles[b].label);
+        const { acc, exact } = scorePrediction(pred, puzzles[b].label);
         exactSum += exact ? 1 : 0;
         tokSum += acc;
         await line({

@@ -1,0 +1,219 @@
+/**
+ * Reading and writing SAEs: `sae.pt` (a real `torch.save` archive) and the
+ * SAELens v6 folder layout (`cfg.json` + `sae_weights.safetensors`).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { InputError } from "./errors.ts";
+import { sha256Hex, writeFileAtomic } from "./io/atomic.ts";
+import { encodeSafetensors } from "./io/safetensors.ts";
+import {
+  decodeTorchPt,
+  encodeTorchPt,
+  isTorchTensor,
+  type TorchValue,
+} from "./io/torch_pt.ts";
+import { SAE, type SAEConfig, type SAETensors } from "./sae.ts";
+
+/** What trminterp stores in `sae.pt` next to the tensors. */
+export interface SaeFileConfig extends SAEConfig {
+  /** File format tag. */
+  format: "trminterp-sae/1";
+  /** The latent the SAE was fitted on. */
+  latent: "z_H" | "z_L";
+  /** Step selector of the training rows. */
+  steps: string;
+  /** sha256 of the trace.jsonl it was fitted on. */
+  trace_sha256: string;
+  /** sha256 of the model bundle's model.json. */
+  model_sha256: string;
+  /** The seed. */
+  seed: number;
+  /** Training hyperparameters, as used. */
+  training: Record<string, number | string | boolean>;
+}
+
+const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
+
+/**
+ * Encode an SAE as `sae.pt` bytes: `{"state_dict": {W_enc, W_dec, b_enc,
+ * b_dec}, "cfg": {...}}`, loadable with `torch.load(path, weights_only=True)`.
+ *
+ * @example
+ * ```ts
+ * import { SAE } from "./sae.ts";
+ * import { decodeSaePt, encodeSaePt } from "./sae_io.ts";
+ * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+ * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+ *   trace_sha256: "", model_sha256: "", seed: 0, training: {} };
+ * const back = decodeSaePt(encodeSaePt(sae, cfg), "sae.pt");
+ * console.assert(back.sae.W_dec.length === 32);
+ * ```
+ */
+export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
+  const t = sae.toTensors();
+  const state: Record<string, TorchValue> = {};
+  for (const name of TENSORS) {
+    state[name] = {
+      dtype: "float32",
+      shape: t[name].shape,
+      data: t[name].data,
+    };
+  }
+  const plain: Record<string, TorchValue> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v !== undefined) plain[k] = v as TorchValue;
+  }
+  return encodeTorchPt({ state_dict: state, cfg: plain }, {
+    archiveName: "sae",
+  });
+}
+
+/**
+ * Decode `sae.pt` bytes (ours, or any `torch.save` of the same layout).
+ * Throws {@linkcode InputError} naming `label` when the file is not one.
+ *
+ * @example
+ * ```ts
+ * import { decodeSaePt } from "./sae_io.ts";
+ * try {
+ *   decodeSaePt(new Uint8Array([1, 2, 3]), "sae.pt");
+ * } catch (e) {
+ *   console.assert((e as Error).message.includes("sae.pt"));
+ * }
+ * ```
+ */
+export function decodeSaePt(
+  bytes: Uint8Array,
+  label: string,
+): { sae: SAE; cfg: SaeFileConfig } {
+  let obj: TorchValue;
+  try {
+    obj = decodeTorchPt(bytes);
+  } catch (e) {
+    throw new InputError(
+      `${label} is not a readable torch archive (${
+        (e as Error).message
+      }); re-run \`sae fit\``,
+    );
+  }
+  const root = obj as Record<string, TorchValue>;
+  const state = root?.state_dict as Record<string, TorchValue> | undefined;
+  const cfg = root?.cfg as unknown as SaeFileConfig | undefined;
+  if (!state || typeof state !== "object" || !cfg || typeof cfg !== "object") {
+    throw new InputError(
+      `${label} has no state_dict and cfg; it was not written by \`trminterp sae fit\``,
+    );
+  }
+  const tensors: Partial<SAETensors> = {};
+  for (const name of TENSORS) {
+    const t = state[name];
+    if (!isTorchTensor(t) || t.dtype !== "float32") {
+      throw new InputError(
+        `${label}: state_dict.${name} is missing or not a float32 tensor`,
+      );
+    }
+    tensors[name] = { shape: t.shape, data: t.data as Float32Array };
+  }
+  let sae: SAE;
+  try {
+    sae = SAE.fromTensors(tensors, {
+      arch: cfg.arch,
+      d_in: cfg.d_in,
+      d_sae: cfg.d_sae,
+      k: cfg.k,
+    });
+  } catch (e) {
+    throw new InputError(`${label}: ${(e as Error).message}`);
+  }
+  return { sae, cfg };
+}
+
+/**
+ * Read `sae.pt` from a run dir.
+ *
+ * @example
+ * ```ts ignore
+ * import { readSaePt } from "./sae_io.ts";
+ * const { sae, cfg } = await readSaePt("runs/demo");
+ * console.log(cfg.latent, sae.cfg.d_sae);
+ * ```
+ */
+export async function readSaePt(
+  runDir: string,
+): Promise<{ sae: SAE; cfg: SaeFileConfig; sha256: string }> {
+  const path = join(runDir, "sae.pt");
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(
+        `no sae.pt in ${runDir}; run \`trminterp sae fit --run-dir ${runDir}\` first`,
+      );
+    }
+    throw e;
+  }
+  return { ...decodeSaePt(bytes, path), sha256: sha256Hex(bytes) };
+}
+
+/**
+ * Write the SAELens v6 folder: `cfg.json` and `sae_weights.safetensors`.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeSaeLensFolder } from "./sae_io.ts";
+ * await writeSaeLensFolder("runs/demo/saelens", sae, cfg, "sudoku4-trm");
+ * ```
+ */
+export async function writeSaeLensFolder(
+  dir: string,
+  sae: SAE,
+  cfg: SaeFileConfig,
+  modelName: string,
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const t = sae.toTensors();
+  const tensors: Record<
+    string,
+    { dtype: "float32"; shape: number[]; data: Float32Array }
+  > = {};
+  for (const name of TENSORS) {
+    tensors[name] = {
+      dtype: "float32",
+      shape: t[name].shape,
+      data: t[name].data,
+    };
+  }
+  const saelensCfg: Record<string, unknown> = {
+    architecture: cfg.arch === "topk" ? "topk" : "standard",
+    d_in: cfg.d_in,
+    d_sae: cfg.d_sae,
+    dtype: "float32",
+    device: "cpu",
+    apply_b_dec_to_input: true,
+    normalize_activations: "none",
+    reshape_activations: "none",
+    metadata: {
+      sae_lens_version: "6.0.0",
+      sae_lens_training_version: "6.0.0",
+      model_name: modelName,
+      hook_name: `trm.${cfg.latent}`,
+      model_class_name: "trminterp",
+      hook_head_index: null,
+      prepend_bos: false,
+      context_size: null,
+      dataset_path: null,
+    },
+  };
+  if (cfg.arch === "topk") saelensCfg.k = cfg.k;
+  await writeFileAtomic(
+    join(dir, "sae_weights.safetensors"),
+    encodeSafetensors(tensors),
+  );
+  await writeFileAtomic(
+    join(dir, "cfg.json"),
+    JSON.stringify(saelensCfg, null, 2) + "\n",
+  );
+}
