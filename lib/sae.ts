@@ -94,26 +94,53 @@ export function selectTopK(
 ): number {
   // A sorted insertion buffer beats a heap for the small k used by SAEs: most
   // candidates are rejected by one compare against the current k-th value.
+  // The mask test and the filling phase are kept out of the hot loop.
   let cnt = 0;
-  let thr = -Infinity;
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i < n && cnt < k; i++) {
     if (mask !== undefined && mask[i] === 0) continue;
     const v = pre[off + i];
-    if (cnt === k) {
-      if (!(v > thr)) continue;
-    } else if (v !== v) continue;
-    let p = cnt < k ? cnt++ : k - 1;
-    // Strict compare: an equal value already kept (lower index) stays ahead.
-    while (p > 0 && val[p - 1] < v) {
-      val[p] = val[p - 1];
-      idx[p] = idx[p - 1];
-      p--;
+    if (v !== v) continue;
+    insert(idx, val, cnt++, v, i);
+  }
+  if (cnt < k) return cnt;
+  let thr = val[k - 1];
+  if (mask === undefined) {
+    for (; i < n; i++) {
+      const v = pre[off + i];
+      if (v > thr) {
+        insert(idx, val, k - 1, v, i);
+        thr = val[k - 1];
+      }
     }
-    val[p] = v;
-    idx[p] = i;
-    if (cnt === k) thr = val[k - 1];
+  } else {
+    for (; i < n; i++) {
+      const v = pre[off + i];
+      if (v > thr && mask[i] !== 0) {
+        insert(idx, val, k - 1, v, i);
+        thr = val[k - 1];
+      }
+    }
   }
   return cnt;
+}
+
+/** Put (v, i) at slot p or earlier, keeping `val` descending. */
+function insert(
+  idx: Int32Array,
+  val: Float32Array,
+  p: number,
+  v: number,
+  i: number,
+): void {
+  // Strict compare: an equal value already kept (lower index) stays ahead.
+  while (p > 0 && val[p - 1] < v) {
+    val[p] = val[p - 1];
+    idx[p] = idx[p - 1];
+    p--;
+  }
+  val[p] = v;
+  idx[p] = i;
 }
 
 function checkConfig(cfg: SAEConfig): void {

@@ -255,7 +255,12 @@ export function fitSAE(
 
   // ---- init --------------------------------------------------------------
   const initRng = new Rng(seed, 0);
-  const Wd = new Float32Array(F * D); // W_dec [F,D]
+  const actCap = arch === "topk" ? K : F;
+  const ws =
+    (opts.simd === false ? null : simdWorkspace(D, F, actCap, kAuxMax)) ??
+      jsWorkspace(D, F, actCap, kAuxMax);
+  const { Wd, WT, be, gWd, gWT, gbe, xc, pre, e, ge, gxc, rr } = ws;
+  const { actIdx, actVal, auxIdx, auxVal } = ws;
   for (let j = 0; j < F; j++) {
     let s = 0;
     for (let d = 0; d < D; d++) {
@@ -268,14 +273,10 @@ export function fitSAE(
   }
   // The encoder is kept transposed ([F,D], i.e. W_encᵀ) during training so the
   // dense kernel and the sparse gradient rows are contiguous.
-  const simd = opts.simd === false ? null : simdEncoder(D, F, RC);
-  const WT = simd?.WT ?? new Float32Array(F * D);
   WT.set(Wd);
-  const be = simd?.be ?? new Float32Array(F);
   const bd = initBDec(source, train, B, opts.b_dec_init ?? "mean");
 
-  const gWd = new Float32Array(F * D), gWT = new Float32Array(F * D);
-  const gbe = new Float32Array(F), gbd = new Float64Array(D);
+  const gbd = new Float64Array(D);
   const gbd32 = new Float32Array(D);
   const mWd = new Float32Array(F * D), vWd = new Float32Array(F * D);
   const mWT = new Float32Array(F * D), vWT = new Float32Array(F * D);
@@ -285,16 +286,6 @@ export function fitSAE(
   // ---- scratch (allocated once) -----------------------------------------
   const xb = new Float32Array(B * D);
   const bix = new Int32Array(B);
-  const xc = simd?.xc ?? new Float32Array(RC * D);
-  const pre = simd?.pre ?? new Float32Array(RC * F);
-  const actCap = arch === "topk" ? K : F;
-  const actIdx = new Int32Array(actCap), actVal = new Float32Array(actCap);
-  const auxIdx = new Int32Array(Math.max(kAuxMax, 1)),
-    auxVal = new Float32Array(Math.max(kAuxMax, 1));
-  const e = new Float64Array(D),
-    ge = new Float64Array(D),
-    gxc = new Float64Array(D),
-    rr = new Float64Array(D);
   const fired = new Uint8Array(F);
   const dead = new Uint8Array(F);
   const since = new Float64Array(F); // rows since each latent last fired
@@ -351,24 +342,22 @@ export function fitSAE(
         const xo = (r0 + r) * D;
         for (let d = 0; d < D; d++) xc[r * D + d] = xb[xo + d] - bd[d];
       }
-      const nb = Math.ceil(nr / R);
-      if (simd) {
-        xc.fill(0, nr * D, nb * R * D);
-        simd.run(nb);
-      } else {
-        for (let b = 0; b < nb; b++) {
-          encodeBlock(xc, WT, be, pre, Math.min(R, nr - b * R), D, F, b * R);
-        }
-      }
+      ws.encode(nr);
 
       for (let r = 0; r < nr; r++) {
-        const po = r * F, xo = (r0 + r) * D, co = r * D;
-        // ---- forward: active set ----
-        let na: number;
+        const po = r * F, xo = (r0 + r) * D;
+        // ---- forward: active set (positive activations only: a latent
+        // that TopK kept but ReLU zeroed gets no gradient anywhere) ----
+        let na = 0;
         if (arch === "topk") {
-          na = selectTopK(pre, po, F, K, actIdx, actVal);
+          const cnt = selectTopK(pre, po, F, K, actIdx, actVal);
+          for (let a = 0; a < cnt; a++) {
+            if (actVal[a] > 0) {
+              actIdx[na] = actIdx[a];
+              actVal[na++] = actVal[a];
+            }
+          }
         } else {
-          na = 0;
           for (let j = 0; j < F; j++) {
             const v = pre[po + j];
             if (v > 0) {
@@ -377,17 +366,13 @@ export function fitSAE(
             }
           }
         }
-        // x̂ = b_dec + Σ f_j W_dec[j]; e = x̂ - x
-        for (let d = 0; d < D; d++) e[d] = bd[d] - xb[xo + d];
         for (let a = 0; a < na; a++) {
-          const f = actVal[a];
-          if (!(f > 0)) continue;
-          const j = actIdx[a];
-          fired[j] = 1;
-          l1Sum += f;
-          const o = j * D;
-          for (let d = 0; d < D; d++) e[d] += f * Wd[o + d];
+          fired[actIdx[a]] = 1;
+          l1Sum += actVal[a];
         }
+        // e = x̂ - x with x̂ = b_dec + Σ f_j W_dec[j]
+        for (let d = 0; d < D; d++) e[d] = bd[d] - xb[xo + d];
+        ws.decode(0, na);
         let s = 0;
         for (let d = 0; d < D; d++) {
           s += e[d] * e[d];
@@ -395,33 +380,13 @@ export function fitSAE(
           gxc[d] = 0;
         }
         sse += s;
-
-        // ---- backward through the active latents ----
-        for (let a = 0; a < na; a++) {
-          const f = actVal[a];
-          if (!(f > 0)) continue; // ReLU'd to zero: no gradient anywhere
-          const j = actIdx[a], o = j * D;
-          let gf = 0;
-          for (let d = 0; d < D; d++) {
-            gf += ge[d] * Wd[o + d];
-            gWd[o + d] += f * ge[d];
-          }
-          gf += l1Now * invB;
-          gbe[j] += gf;
-          for (let d = 0; d < D; d++) {
-            gWT[o + d] += gf * xc[co + d];
-            gxc[d] += gf * WT[o + d];
-          }
-        }
+        ws.backward(0, na, l1Now * invB, r);
 
         // ---- AuxK: top dead latents reconstruct the (detached) residual ----
         if (kAux > 0) {
           const na2 = selectTopK(pre, po, F, kAux, auxIdx, auxVal, dead);
-          for (let d = 0; d < D; d++) rr[d] = e[d]; // ê - (x - x̂) = ê + e
-          for (let a = 0; a < na2; a++) {
-            const z = auxVal[a], o = auxIdx[a] * D;
-            for (let d = 0; d < D; d++) rr[d] += z * Wd[o + d];
-          }
+          rr.set(e); // ê - (x - x̂) = ê + e
+          ws.decode(1, na2);
           let s2 = 0;
           const c = 2 * auxScale * invB;
           for (let d = 0; d < D; d++) {
@@ -429,19 +394,7 @@ export function fitSAE(
             rr[d] *= c;
           }
           auxSse += s2;
-          for (let a = 0; a < na2; a++) {
-            const z = auxVal[a], j = auxIdx[a], o = j * D;
-            let gz = 0;
-            for (let d = 0; d < D; d++) {
-              gz += rr[d] * Wd[o + d];
-              gWd[o + d] += z * rr[d];
-            }
-            gbe[j] += gz;
-            for (let d = 0; d < D; d++) {
-              gWT[o + d] += gz * xc[co + d];
-              gxc[d] += gz * WT[o + d];
-            }
-          }
+          ws.backward(1, na2, 0, r);
         }
         for (let d = 0; d < D; d++) gbd[d] += ge[d] - gxc[d];
       }
@@ -681,8 +634,51 @@ function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];
 }
 
+// Instruction helpers for the hand-assembled module.
+const get = (i: number) => [0x20, ...uleb(i)];
+const set = (i: number) => [0x21, ...uleb(i)];
+const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
+const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative only
+const V_LOAD = 0x00, V_STORE = 0x0b, F32X4_SPLAT = 0x13, EXTRACT = 0x1f;
+const F32X4_ADD = 0xe4, F32X4_MUL = 0xe6;
+const I32_ADD = 0x6a,
+  I32_SUB = 0x6b,
+  I32_MUL = 0x6c,
+  I32_LT_U = 0x49,
+  F32_ADD = 0x92;
+const I32_LOAD = [0x28, 2, 0],
+  F32_LOAD = (off: number) => [0x2a, 2, ...uleb(off)];
+const F32_STORE = (off: number) => [0x38, 2, ...uleb(off)];
+const VLOAD = simd(V_LOAD, 2, 0), VSTORE = simd(V_STORE, 2, 0);
+const LOOP = [0x03, 0x40], END = 0x0b;
+const brIfLt = (
+  a: number,
+  b: number,
+) => [...get(a), ...get(b), I32_LT_U, 0x0d, 0];
+const add = (
+  a: number,
+  b: number,
+  out: number,
+) => [...get(a), ...get(b), I32_ADD, ...set(out)];
+const inc = (
+  a: number,
+  n: number,
+) => [...get(a), ...i32c(n), I32_ADD, ...set(a)];
+const hsum = (v: number) => [
+  ...get(v),
+  ...simd(EXTRACT, 0),
+  ...get(v),
+  ...simd(EXTRACT, 1),
+  F32_ADD,
+  ...get(v),
+  ...simd(EXTRACT, 2),
+  F32_ADD,
+  ...get(v),
+  ...simd(EXTRACT, 3),
+  F32_ADD,
+];
+
 /**
- * Bytes of a module importing memory `e.m` and exporting
  * `enc(xc, nb, w, b, pre, Db, Fb)`: for `4*nb` rows at `xc` ([4nb,D] f32)
  * and the F rows of `w` ([F,D] f32, i.e. W_encᵀ), writes
  * `pre[r*F + j] = xc[r]·w[j] + b[j]`. Byte strides `Db = 4D` (D % 4 == 0)
@@ -691,109 +687,355 @@ function section(id: number, body: number[]): number[] {
  * whole W_encᵀ is read from memory once per chunk instead of once per 4 rows.
  */
 // deno-fmt-ignore
-function encoderModule(): Uint8Array<ArrayBuffer> {
-  const get = (i: number) => [0x20, ...uleb(i)];
-  const set = (i: number) => [0x21, ...uleb(i)];
-  const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
-  const V_LOAD = 0x00, F32X4_ADD = 0xe4, F32X4_MUL = 0xe6, EXTRACT = 0x1f;
-  const I32_ADD = 0x6a, I32_LT_U = 0x49, F32_ADD = 0x92;
-  const F32_LOAD = (off: number) => [0x2a, 2, ...uleb(off)];
-  const F32_STORE = (off: number) => [0x38, 2, ...uleb(off)];
-  const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative only
-  const add = (a: number, b: number, out: number) => [...get(a), ...get(b), I32_ADD, ...set(out)];
-  // params
+function encBody(): number[] {
   const [XC, NB, W, Bb, PRE, DB, FB] = [0, 1, 2, 3, 4, 5, 6];
-  // i32 locals
   const [WP, JB, DD, X1, X2, X3, P0, P1, P2, P3, WQ, RB, XP, PP] =
     [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
-  // v128 locals
   const [U, V, XR] = [21, 22, 23];
   const A = [24, 25, 26, 27], C = [28, 29, 30, 31];
   const xBase = [XP, X1, X2, X3], pBase = [P0, P1, P2, P3];
   const zero = simd(0x0c, ...new Array(16).fill(0));
-  const hsum = (v: number) => [
-    ...get(v), ...simd(EXTRACT, 0), ...get(v), ...simd(EXTRACT, 1), F32_ADD,
-    ...get(v), ...simd(EXTRACT, 2), F32_ADD, ...get(v), ...simd(EXTRACT, 3), F32_ADD,
-  ];
-  const body: number[] = [
+  return [
+    2, ...uleb(14), 0x7f, ...uleb(11), 0x7b, // locals
     ...get(W), ...set(WP), ...i32c(0), ...set(JB),
-    0x03, 0x40, // loop: latent pairs (j, j+1)
+    ...LOOP, // latent pairs (j, j+1)
       ...add(WP, DB, WQ),
       ...get(XC), ...set(XP), ...get(PRE), ...set(PP), ...i32c(0), ...set(RB),
-      0x03, 0x40, // loop: blocks of 4 rows
+      ...LOOP, // blocks of 4 rows
         ...add(XP, DB, X1), ...add(X1, DB, X2), ...add(X2, DB, X3),
         ...add(PP, JB, P0), ...add(P0, FB, P1), ...add(P1, FB, P2), ...add(P2, FB, P3),
         ...[...A, ...C].flatMap((a) => [...zero, ...set(a)]),
         ...i32c(0), ...set(DD),
-        0x03, 0x40, // loop: d, 4 lanes at a time
-          ...get(WP), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(U),
-          ...get(WQ), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(V),
+        ...LOOP, // d, 4 lanes at a time
+          ...get(WP), ...get(DD), I32_ADD, ...VLOAD, ...set(U),
+          ...get(WQ), ...get(DD), I32_ADD, ...VLOAD, ...set(V),
           ...[0, 1, 2, 3].flatMap((r) => [
-            ...get(xBase[r]), ...get(DD), I32_ADD, ...simd(V_LOAD, 2, 0), ...set(XR),
+            ...get(xBase[r]), ...get(DD), I32_ADD, ...VLOAD, ...set(XR),
             ...get(A[r]), ...get(XR), ...get(U), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(A[r]),
             ...get(C[r]), ...get(XR), ...get(V), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(C[r]),
           ]),
-          ...get(DD), ...i32c(16), I32_ADD, ...set(DD),
-          ...get(DD), ...get(DB), I32_LT_U, 0x0d, 0, // br_if d-loop
-        0x0b,
+          ...inc(DD, 16), ...brIfLt(DD, DB),
+        END,
         ...[0, 1, 2, 3].flatMap((r) => [
           ...get(pBase[r]), ...hsum(A[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(0), F32_ADD,
           ...F32_STORE(0),
           ...get(pBase[r]), ...hsum(C[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(4), F32_ADD,
           ...F32_STORE(4),
         ]),
-        ...add(X3, DB, XP), ...get(P3), ...get(FB), I32_ADD, ...get(JB), 0x6b /* i32.sub */, ...set(PP),
-        ...get(RB), ...i32c(1), I32_ADD, ...set(RB),
-        ...get(RB), ...get(NB), I32_LT_U, 0x0d, 0, // br_if row-block loop
-      0x0b,
+        ...add(X3, DB, XP), ...get(P3), ...get(FB), I32_ADD, ...get(JB), I32_SUB, ...set(PP),
+        ...inc(RB, 1), ...brIfLt(RB, NB),
+      END,
       ...add(WQ, DB, WP),
-      ...get(JB), ...i32c(8), I32_ADD, ...set(JB),
-      ...get(JB), ...get(FB), I32_LT_U, 0x0d, 0, // br_if latent loop
-    0x0b,
-    0x0b, // end function
+      ...inc(JB, 8), ...brIfLt(JB, FB),
+    END,
+    END,
   ];
-  const func = [2, ...uleb(14), 0x7f, ...uleb(11), 0x7b, ...body];
+}
+
+/**
+ * `dec(n4, idx, coef, out, Wd, Db)`: `out += Σ_a coef[a] Wd[idx[a]]` over
+ * `n4 / 4 >= 1` entries (i32 `idx`, f32 `coef`), rows of `Db` bytes.
+ */
+// deno-fmt-ignore
+function decBody(): number[] {
+  const [N4, IDX, COEF, OUT, WD, DB] = [0, 1, 2, 3, 4, 5];
+  const [AA, O, VV, AD] = [6, 7, 8, 9];
+  const CS = 10;
+  return [
+    2, 4, 0x7f, 1, 0x7b,
+    ...i32c(0), ...set(AA),
+    ...LOOP,
+      ...get(IDX), ...get(AA), I32_ADD, ...I32_LOAD, ...get(DB), I32_MUL, ...get(WD), I32_ADD, ...set(O),
+      ...get(COEF), ...get(AA), I32_ADD, ...F32_LOAD(0), ...simd(F32X4_SPLAT), ...set(CS),
+      ...i32c(0), ...set(VV),
+      ...LOOP,
+        ...add(OUT, VV, AD),
+        ...get(AD), ...get(AD), ...VLOAD, ...get(CS), ...get(O), ...get(VV), I32_ADD, ...VLOAD,
+        ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...VSTORE,
+        ...inc(VV, 16), ...brIfLt(VV, DB),
+      END,
+      ...inc(AA, 4), ...brIfLt(AA, N4),
+    END,
+    END,
+  ];
+}
+
+/**
+ * `bwd(n4, idx, coef, g, xc, gxc, Wd, gWd, WT, gWT, gbe, Db, add)`: the
+ * sparse backward pass of {@linkcode Workspace.backward} over `n4 / 4 >= 1`
+ * latents.
+ */
+// deno-fmt-ignore
+function bwdBody(): number[] {
+  const [N4, IDX, COEF, G, XC, GXC, WD, GWD, WT, GWT, GBE, DB, ADD] =
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const [AA, O, VV, JB, AD] = [13, 14, 15, 16, 17];
+  const GF = 18;
+  const [CS, ACC, GS, GV] = [19, 20, 21, 22];
+  return [
+    3, 5, 0x7f, 1, 0x7d, 4, 0x7b,
+    ...i32c(0), ...set(AA),
+    ...LOOP,
+      ...get(IDX), ...get(AA), I32_ADD, ...I32_LOAD, ...set(JB),
+      ...get(JB), ...get(DB), I32_MUL, ...set(O),
+      ...get(JB), ...i32c(4), I32_MUL, ...set(JB),
+      ...get(COEF), ...get(AA), I32_ADD, ...F32_LOAD(0), ...simd(F32X4_SPLAT), ...set(CS),
+      ...simd(0x0c, ...new Array(16).fill(0)), ...set(ACC),
+      ...i32c(0), ...set(VV),
+      ...LOOP, // gpre partial sums and gW_dec[j] += c g
+        ...get(G), ...get(VV), I32_ADD, ...VLOAD, ...set(GV),
+        ...get(ACC), ...get(GV), ...get(WD), ...get(O), I32_ADD, ...get(VV), I32_ADD, ...VLOAD,
+        ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(ACC),
+        ...get(GWD), ...get(O), I32_ADD, ...get(VV), I32_ADD, ...set(AD),
+        ...get(AD), ...get(AD), ...VLOAD, ...get(CS), ...get(GV), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...VSTORE,
+        ...inc(VV, 16), ...brIfLt(VV, DB),
+      END,
+      ...hsum(ACC), ...get(ADD), F32_ADD, ...set(GF),
+      ...get(GBE), ...get(JB), I32_ADD, ...set(AD),
+      ...get(AD), ...get(AD), ...F32_LOAD(0), ...get(GF), F32_ADD, ...F32_STORE(0),
+      ...get(GF), ...simd(F32X4_SPLAT), ...set(GS),
+      ...i32c(0), ...set(VV),
+      ...LOOP, // gW_encᵀ[j] += gpre xc; gxc += gpre W_encᵀ[j]
+        ...get(GWT), ...get(O), I32_ADD, ...get(VV), I32_ADD, ...set(AD),
+        ...get(AD), ...get(AD), ...VLOAD, ...get(GS), ...get(XC), ...get(VV), I32_ADD, ...VLOAD,
+        ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...VSTORE,
+        ...get(GXC), ...get(VV), I32_ADD, ...set(AD),
+        ...get(AD), ...get(AD), ...VLOAD, ...get(GS), ...get(WT), ...get(O), I32_ADD, ...get(VV), I32_ADD, ...VLOAD,
+        ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...VSTORE,
+        ...inc(VV, 16), ...brIfLt(VV, DB),
+      END,
+      ...inc(AA, 4), ...brIfLt(AA, N4),
+    END,
+    END,
+  ];
+}
+
+/** The module: imports memory `e.m`, exports `enc`, `dec` and `bwd`. */
+// deno-fmt-ignore
+function simdModule(): Uint8Array<ArrayBuffer> {
+  const fn = (params: number[]) => [0x60, params.length, ...params, 0];
+  const I = 0x7f;
+  const bodies = [encBody(), decBody(), bwdBody()].map((b) => [...uleb(b.length), ...b]);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 7, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(1, [3, ...fn(new Array(7).fill(I)), ...fn(new Array(6).fill(I)),
+      ...fn([...new Array(12).fill(I), 0x7d])]),
     ...section(2, [1, ...wasmName("e"), ...wasmName("m"), 0x02, 0x00, 1]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...wasmName("enc"), 0x00, 0]),
-    ...section(10, [1, ...uleb(func.length), ...func]),
+    ...section(3, [3, 0, 1, 2]),
+    ...section(7, [3, ...wasmName("enc"), 0x00, 0, ...wasmName("dec"), 0x00, 1,
+      ...wasmName("bwd"), 0x00, 2]),
+    ...section(10, [3, ...bodies.flat()]),
   ]);
 }
 
-/** Encoder buffers living in WASM memory, plus the kernel bound to them. */
-interface SimdEncoder {
-  xc: Float32Array;
-  pre: Float32Array;
+/**
+ * Parameters, gradients and per-row scratch, with the three hot kernels.
+ * List 0 is the active latents (`actIdx`/`actVal`, residual `e`, its
+ * gradient `ge`); list 1 is AuxK (`auxIdx`/`auxVal`, scaled residual `rr`).
+ */
+interface Workspace {
+  Wd: Float32Array;
   WT: Float32Array;
   be: Float32Array;
-  /** Pre-activations for the first `4 * nb` rows of `xc` into `pre`. */
-  run(nb: number): void;
+  gWd: Float32Array;
+  gWT: Float32Array;
+  gbe: Float32Array;
+  xc: Float32Array;
+  pre: Float32Array;
+  e: Float32Array;
+  ge: Float32Array;
+  gxc: Float32Array;
+  rr: Float32Array;
+  actIdx: Int32Array;
+  actVal: Float32Array;
+  auxIdx: Int32Array;
+  auxVal: Float32Array;
+  /** `pre[r] = xc[r] W_encᵀ + b_enc` for the first `nr` rows of the chunk. */
+  encode(nr: number): void;
+  /** List 0: `e += Σ f_j W_dec[j]`; list 1: `rr += Σ z_j W_dec[j]`. */
+  decode(list: 0 | 1, n: number): void;
+  /**
+   * For each listed latent j with coefficient c and output gradient g
+   * (`ge` or `rr`): `gW_dec[j] += c g`, `gpre = g·W_dec[j] + add`,
+   * `gb_enc[j] += gpre`, `gW_encᵀ[j] += gpre xc[r]`, `gxc += gpre W_encᵀ[j]`.
+   */
+  backward(list: 0 | 1, n: number, add: number, r: number): void;
 }
 
-/** A SIMD encoder for these sizes, or null when SIMD or the shapes don't fit. */
-function simdEncoder(D: number, F: number, rows: number): SimdEncoder | null {
-  if (D % 4 !== 0 || F % 2 !== 0 || rows % R !== 0) return null;
-  const bytes = encoderModule();
+function jsWorkspace(
+  D: number,
+  F: number,
+  actCap: number,
+  auxCap: number,
+): Workspace {
+  const w = {
+    Wd: new Float32Array(F * D),
+    WT: new Float32Array(F * D),
+    be: new Float32Array(F),
+    gWd: new Float32Array(F * D),
+    gWT: new Float32Array(F * D),
+    gbe: new Float32Array(F),
+    xc: new Float32Array(RC * D),
+    pre: new Float32Array(RC * F),
+    e: new Float32Array(D),
+    ge: new Float32Array(D),
+    gxc: new Float32Array(D),
+    rr: new Float32Array(D),
+    actIdx: new Int32Array(actCap),
+    actVal: new Float32Array(actCap),
+    auxIdx: new Int32Array(Math.max(auxCap, 1)),
+    auxVal: new Float32Array(Math.max(auxCap, 1)),
+  };
+  const { Wd, WT, gWd, gWT, gbe, xc, gxc } = w;
+  return {
+    ...w,
+    encode(nr) {
+      for (let b = 0; b * R < nr; b++) {
+        encodeBlock(xc, WT, w.be, w.pre, Math.min(R, nr - b * R), D, F, b * R);
+      }
+    },
+    decode(list, n) {
+      const idx = list === 0 ? w.actIdx : w.auxIdx;
+      const val = list === 0 ? w.actVal : w.auxVal;
+      const out = list === 0 ? w.e : w.rr;
+      for (let a = 0; a < n; a++) {
+        const c = val[a], o = idx[a] * D;
+        for (let d = 0; d < D; d++) out[d] += c * Wd[o + d];
+      }
+    },
+    backward(list, n, add, r) {
+      const idx = list === 0 ? w.actIdx : w.auxIdx;
+      const val = list === 0 ? w.actVal : w.auxVal;
+      const g = list === 0 ? w.ge : w.rr;
+      const co = r * D;
+      for (let a = 0; a < n; a++) {
+        const c = val[a], j = idx[a], o = j * D;
+        let gp = 0;
+        for (let d = 0; d < D; d++) {
+          gp += g[d] * Wd[o + d];
+          gWd[o + d] += c * g[d];
+        }
+        gp += add;
+        gbe[j] += gp;
+        for (let d = 0; d < D; d++) {
+          gWT[o + d] += gp * xc[co + d];
+          gxc[d] += gp * WT[o + d];
+        }
+      }
+    },
+  };
+}
+
+/** The same workspace in WASM memory with SIMD kernels, or null if unusable. */
+function simdWorkspace(
+  D: number,
+  F: number,
+  actCap: number,
+  auxCap: number,
+): Workspace | null {
+  if (D % 4 !== 0 || F % 2 !== 0) return null;
+  const bytes = simdModule();
   if (!WebAssembly.validate(bytes)) return null;
-  const align = (n: number) => Math.ceil(n / 16) * 16;
-  const xcOff = 0, preOff = align(rows * D * 4);
-  const wOff = preOff + align(rows * F * 4), bOff = wOff + align(F * D * 4);
-  const total = bOff + align(F * 4);
-  if (total > 2 ** 31) return null;
-  const memory = new WebAssembly.Memory({ initial: Math.ceil(total / 65536) });
+  let top = 0;
+  const alloc = (n: number) => {
+    const off = top;
+    top += Math.ceil((n * 4) / 16) * 16;
+    return off;
+  };
+  const o = {
+    Wd: alloc(F * D),
+    WT: alloc(F * D),
+    be: alloc(F),
+    gWd: alloc(F * D),
+    gWT: alloc(F * D),
+    gbe: alloc(F),
+    xc: alloc(RC * D),
+    pre: alloc(RC * F),
+    e: alloc(D),
+    ge: alloc(D),
+    gxc: alloc(D),
+    rr: alloc(D),
+    actIdx: alloc(actCap),
+    actVal: alloc(actCap),
+    auxIdx: alloc(Math.max(auxCap, 1)),
+    auxVal: alloc(Math.max(auxCap, 1)),
+  };
+  if (top > 2 ** 31) return null;
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(top / 65536) });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
     e: { m: memory },
   });
-  const enc = inst.exports.enc as (...a: number[]) => void;
+  const { enc, dec, bwd } = inst.exports as Record<
+    string,
+    (...a: number[]) => void
+  >;
   const buf = memory.buffer;
+  const f32 = (off: number, n: number) => new Float32Array(buf, off, n);
+  const w = {
+    Wd: f32(o.Wd, F * D),
+    WT: f32(o.WT, F * D),
+    be: f32(o.be, F),
+    gWd: f32(o.gWd, F * D),
+    gWT: f32(o.gWT, F * D),
+    gbe: f32(o.gbe, F),
+    xc: f32(o.xc, RC * D),
+    pre: f32(o.pre, RC * F),
+    e: f32(o.e, D),
+    ge: f32(o.ge, D),
+    gxc: f32(o.gxc, D),
+    rr: f32(o.rr, D),
+    actIdx: new Int32Array(buf, o.actIdx, actCap),
+    actVal: f32(o.actVal, actCap),
+    auxIdx: new Int32Array(buf, o.auxIdx, Math.max(auxCap, 1)),
+    auxVal: f32(o.auxVal, Math.max(auxCap, 1)),
+  };
+  const Db = D * 4;
   return {
-    xc: new Float32Array(buf, xcOff, rows * D),
-    pre: new Float32Array(buf, preOff, rows * F),
-    WT: new Float32Array(buf, wOff, F * D),
-    be: new Float32Array(buf, bOff, F),
-    run: (nb) => enc(xcOff, nb, wOff, bOff, preOff, D * 4, F * 4),
+    ...w,
+    encode(nr) {
+      const nb = Math.ceil(nr / R);
+      w.xc.fill(0, nr * D, nb * R * D); // pad rows: finite values, results unused
+      enc(o.xc, nb, o.WT, o.be, o.pre, Db, F * 4);
+    },
+    decode(list, n) {
+      if (n === 0) return;
+      if (list === 0) dec(n * 4, o.actIdx, o.actVal, o.e, o.Wd, Db);
+      else dec(n * 4, o.auxIdx, o.auxVal, o.rr, o.Wd, Db);
+    },
+    backward(list, n, add, r) {
+      if (n === 0) return;
+      const x = o.xc + r * Db;
+      if (list === 0) {
+        bwd(
+          n * 4,
+          o.actIdx,
+          o.actVal,
+          o.ge,
+          x,
+          o.gxc,
+          o.Wd,
+          o.gWd,
+          o.WT,
+          o.gWT,
+          o.gbe,
+          Db,
+          add,
+        );
+      } else {bwd(
+          n * 4,
+          o.auxIdx,
+          o.auxVal,
+          o.rr,
+          x,
+          o.gxc,
+          o.Wd,
+          o.gWd,
+          o.WT,
+          o.gWT,
+          o.gbe,
+          Db,
+          add,
+        );}
+    },
   };
 }
