@@ -113,12 +113,23 @@ Deno.test("fitSAE is deterministic per seed", () => {
     fitSAE(src, { ...opts, b_dec_init: "geometric_median", arch: "relu" }).sae,
   );
   assert.equal(g1, g2);
-  // The scalar fallback agrees with the WASM SIMD kernel up to float32 rounding.
-  const fast = fitSAE(src, { ...opts, steps: 5 });
-  const slow = fitSAE(src, { ...opts, steps: 5, simd: false });
+  // The scalar fallback agrees with the WASM SIMD kernels up to float32
+  // rounding, AuxK included (4 atoms for 64 latents: most latents die).
+  const few = arraySource(planted(2000, 16, 4, 2, 6).x, 16);
+  const o2 = { ...opts, steps: 20, curve_points: 20 };
+  const fast = fitSAE(few, o2);
+  const slow = fitSAE(few, { ...o2, simd: false });
+  assert.ok(fast.curve.some((p) => p.aux > 0));
   for (let i = 0; i < fast.curve.length; i++) {
-    const [p, q] = [fast.curve[i].loss, slow.curve[i].loss];
-    assert.ok(Math.abs(p - q) <= 1e-4 * Math.abs(q), `step ${i}: ${p} vs ${q}`);
+    const [p, q] = [fast.curve[i], slow.curve[i]];
+    assert.ok(
+      Math.abs(p.loss - q.loss) <= 1e-4 * q.loss,
+      `step ${i}: ${p.loss} vs ${q.loss}`,
+    );
+    assert.ok(
+      Math.abs(p.aux - q.aux) <= 1e-4 * q.loss,
+      `step ${i}: ${p.aux} vs ${q.aux}`,
+    );
   }
 });
 
