@@ -229,6 +229,7 @@ const TraceExampleSchema = z.object({
   token_acc: z.number().min(0).max(1),
   exact: z.boolean(),
   halt_step: nonNeg,
+  logits: z.string(),
 });
 
 const TraceRecordSchema = z.discriminatedUnion("kind", [
@@ -464,6 +465,8 @@ export interface TraceExample {
   exact: boolean;
   /** Supervision step at which the example halted. */
   halt_step: number;
+  /** base64 float32 little-endian logits `[S, V]` at the halting step. */
+  logits: string;
 }
 
 /** Any record after the trace header. */

@@ -10,12 +10,22 @@ import { formatAddress, type StepAddress, StepSelector } from "./address.ts";
 import type { BackendName } from "./backend.ts";
 import { type Bundle, loadBundle } from "./bundle.ts";
 import { InputError } from "./errors.ts";
-import { loadPuzzles, type Puzzle, scorePrediction } from "./inputs.ts";
+import {
+  loadPuzzles,
+  type Puzzle,
+  type PuzzleSet,
+  scorePrediction,
+} from "./inputs.ts";
 import { AtomicWriter } from "./io/atomic.ts";
 import { NpyWriter } from "./io/npy.ts";
 import { Progress } from "./progress.ts";
 import { Rng } from "./rng.ts";
-import { type FloatArray, type Latent, runRollout } from "./runner.ts";
+import {
+  type FloatArray,
+  type Latent,
+  runRollout,
+  type StepEvent,
+} from "./runner.ts";
 import { prepareRunDir } from "./run_dir.ts";
 import type {
   TraceExample,
@@ -200,18 +210,35 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   }
 }
 
-interface Resolved {
+/** Resolved recording options, plus an optional edit applied before recording. */
+export interface ResolvedTraceOptions {
+  /** Latents to record. */
   latents: Latent[];
+  /** Steps to record. */
   selector: StepSelector;
+  /** Positions to record. */
   positionList: number[];
+  /** Examples per batch. */
   batchSize: number;
+  /** Rewrites the state before it is recorded (intervene's saved traces). */
+  edit?: (e: StepEvent, examples: string[]) => void;
 }
 
-async function writeTrace(
+/**
+ * Write trace.jsonl and states.npy for the `chosen` puzzles of `set` into
+ * `opts.runDir`, which must exist.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeTrace } from "./trace.ts";
+ * await writeTrace(bundle, set, [0, 1], { ...opts, latents: ["z_H"], selector, positionList: [0], batchSize: 8 });
+ * ```
+ */
+export async function writeTrace(
   bundle: Bundle,
-  set: Awaited<ReturnType<typeof loadPuzzles>>,
+  set: PuzzleSet,
   chosen: number[],
-  opts: TraceOptions & Resolved,
+  opts: TraceOptions & ResolvedTraceOptions,
 ): Promise<TraceSummary> {
   const m = bundle.manifest;
   const S = m.seq_len,
@@ -258,6 +285,7 @@ async function writeTrace(
       }, {
         readoutEveryH: true,
         onStep: async (e) => {
+          opts.edit?.(e, puzzles.map((p) => p.id));
           const before = prev[e.latent];
           prev[e.latent] = e.state.slice();
           if (
@@ -338,6 +366,11 @@ async function writeTrace(
           token_acc: round6(acc),
           exact,
           halt_step: result.haltStep[b],
+          logits: b64(
+            Float32Array.from(
+              result.logits.subarray(b * S * V, (b + 1) * S * V),
+            ),
+          ),
         });
       }
       progress.update(Math.min(start + opts.batchSize, chosen.length));

@@ -1,0 +1,228 @@
+/**
+ * `Evaluator.compare`: baseline versus intervened outcomes.
+ *
+ * @module
+ */
+import { InputError } from "./errors.ts";
+import { scorePrediction } from "./inputs.ts";
+
+/** The outcome of one example in a rollout. */
+export interface ExampleOutcome {
+  /** Example id. */
+  example: string;
+  /** Target tokens (−100 = ignored). */
+  label: number[];
+  /** Prediction at the halting step. */
+  pred: ArrayLike<number>;
+  /** Prediction after each supervision step. */
+  predPerSup: ArrayLike<number>[];
+  /** Supervision step at which the example halted. */
+  haltStep: number;
+  /** Logits at the halting step, `[S, V]`. */
+  logits: Float32Array;
+}
+
+/** Outcomes of a set of examples. */
+export interface OutcomeTrace {
+  /** Sequence length. */
+  S: number;
+  /** Vocabulary size. */
+  V: number;
+  /** Outcomes, in a fixed order. */
+  examples: ExampleOutcome[];
+}
+
+/** Summary scores of one side of a comparison. */
+export interface SideSummary {
+  /** Fraction of examples solved exactly. */
+  exact_acc: number;
+  /** Mean token accuracy. */
+  token_acc: number;
+  /** Exact and token accuracy after each supervision step. */
+  acc_per_sup: { sup: number; exact: number; token: number }[];
+  /** Mean halting step. */
+  mean_halt_step: number;
+}
+
+/** One example's deltas. */
+export interface ExampleDelta {
+  /** Example id. */
+  example: string;
+  /** Baseline exact / token accuracy / halting step. */
+  baseline: { exact: boolean; token_acc: number; halt_step: number };
+  /** Intervened exact / token accuracy / halting step. */
+  intervened: { exact: boolean; token_acc: number; halt_step: number };
+  /** Intervened minus baseline token accuracy. */
+  delta_token_acc: number;
+  /** Mean over positions of KL(baseline ‖ intervened), nats. */
+  kl: number;
+  /** Positions whose predicted token changed. */
+  flipped: number;
+}
+
+/** What {@linkcode Evaluator.compare} returns. */
+export interface Comparison {
+  /** Examples compared. */
+  examples: number;
+  /** Baseline scores. */
+  baseline: SideSummary;
+  /** Intervened scores. */
+  intervened: SideSummary;
+  /** Intervened minus baseline, plus divergences. */
+  delta: {
+    exact_acc: number;
+    token_acc: number;
+    mean_halt_step: number;
+    /** Mean over examples and positions of KL(p_baseline ‖ p_intervened) of the output softmax, nats. */
+    mean_kl: number;
+    /** Fraction of (example, position) pairs whose argmax token changed. */
+    flipped_fraction: number;
+  };
+  /** Per-example deltas, in baseline order. */
+  per_example: ExampleDelta[];
+}
+
+function summarize(t: OutcomeTrace): SideSummary {
+  const n = t.examples.length;
+  let exact = 0, tok = 0, halt = 0;
+  const sups = Math.max(0, ...t.examples.map((e) => e.predPerSup.length));
+  const perSup = Array.from(
+    { length: sups },
+    (_, sup) => ({ sup, exact: 0, token: 0 }),
+  );
+  for (const e of t.examples) {
+    const s = scorePrediction(e.pred, e.label);
+    exact += s.exact ? 1 : 0;
+    tok += s.acc;
+    halt += e.haltStep;
+    for (let sup = 0; sup < sups; sup++) {
+      // After halting, an example keeps its halting prediction.
+      const p = e.predPerSup[Math.min(sup, e.predPerSup.length - 1)];
+      const r = scorePrediction(p, e.label);
+      perSup[sup].exact += r.exact ? 1 : 0;
+      perSup[sup].token += r.acc;
+    }
+  }
+  return {
+    exact_acc: round(exact / n),
+    token_acc: round(tok / n),
+    acc_per_sup: perSup.map((p) => ({
+      sup: p.sup,
+      exact: round(p.exact / n),
+      token: round(p.token / n),
+    })),
+    mean_halt_step: round(halt / n),
+  };
+}
+
+/**
+ * Mean over positions of KL(softmax(p) ‖ softmax(q)) for `[S, V]` logits.
+ *
+ * @example
+ * ```ts
+ * import { meanKL } from "./evaluate.ts";
+ * const a = new Float32Array([0, 1, 2, 0]);
+ * console.assert(meanKL(a, a, 2) === 0);
+ * ```
+ */
+export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
+  const S = p.length / V;
+  let total = 0;
+  for (let s = 0; s < S; s++) {
+    const o = s * V;
+    let mp = -Infinity, mq = -Infinity;
+    for (let v = 0; v < V; v++) {
+      mp = Math.max(mp, p[o + v]);
+      mq = Math.max(mq, q[o + v]);
+    }
+    let zp = 0, zq = 0;
+    for (let v = 0; v < V; v++) {
+      zp += Math.exp(p[o + v] - mp);
+      zq += Math.exp(q[o + v] - mq);
+    }
+    const lzp = Math.log(zp) + mp, lzq = Math.log(zq) + mq;
+    let kl = 0;
+    for (let v = 0; v < V; v++) {
+      const lp = p[o + v] - lzp, lq = q[o + v] - lzq;
+      kl += Math.exp(lp) * (lp - lq);
+    }
+    total += Math.max(0, kl);
+  }
+  return total / S;
+}
+
+/**
+ * Compares a baseline with an intervened rollout.
+ *
+ * @example
+ * ```ts
+ * import { Evaluator, type OutcomeTrace } from "./evaluate.ts";
+ * const t: OutcomeTrace = { S: 1, V: 2, examples: [{ example: "a", label: [1], pred: [1], predPerSup: [[1]],
+ *   haltStep: 0, logits: new Float32Array([0, 1]) }] };
+ * console.assert(Evaluator.compare(t, t).delta.mean_kl === 0);
+ * ```
+ */
+export class Evaluator {
+  /** Compare two outcome traces over the baseline's examples. */
+  static compare(
+    baselineTrace: OutcomeTrace,
+    newTrace: OutcomeTrace,
+  ): Comparison {
+    const byId = new Map(newTrace.examples.map((e) => [e.example, e]));
+    const base = baselineTrace.examples.filter((e) => byId.has(e.example));
+    if (base.length === 0) {
+      throw new InputError(
+        `the two traces share no example; compare runs of the same inputs`,
+      );
+    }
+    const other = base.map((e) => byId.get(e.example)!);
+    const V = baselineTrace.V;
+    let kl = 0, flipped = 0, positions = 0;
+    const perExample: ExampleDelta[] = base.map((b, i) => {
+      const n = other[i];
+      const sb = scorePrediction(b.pred, b.label),
+        sn = scorePrediction(n.pred, n.label);
+      const k = meanKL(b.logits, n.logits, V);
+      let f = 0;
+      for (let s = 0; s < b.pred.length; s++) if (b.pred[s] !== n.pred[s]) f++;
+      kl += k;
+      flipped += f;
+      positions += b.pred.length;
+      return {
+        example: b.example,
+        baseline: {
+          exact: sb.exact,
+          token_acc: round(sb.acc),
+          halt_step: b.haltStep,
+        },
+        intervened: {
+          exact: sn.exact,
+          token_acc: round(sn.acc),
+          halt_step: n.haltStep,
+        },
+        delta_token_acc: round(sn.acc - sb.acc),
+        kl: round(k),
+        flipped: f,
+      };
+    });
+    const bs = summarize({ ...baselineTrace, examples: base });
+    const ns = summarize({ ...newTrace, examples: other });
+    return {
+      examples: base.length,
+      baseline: bs,
+      intervened: ns,
+      delta: {
+        exact_acc: round(ns.exact_acc - bs.exact_acc),
+        token_acc: round(ns.token_acc - bs.token_acc),
+        mean_halt_step: round(ns.mean_halt_step - bs.mean_halt_step),
+        mean_kl: round(kl / base.length),
+        flipped_fraction: round(flipped / positions),
+      },
+      per_example: perExample,
+    };
+  }
+}
+
+function round(x: number): number {
+  return x === 0 ? 0 : Number(x.toPrecision(7));
+}
