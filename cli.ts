@@ -227,7 +227,8 @@ const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   features: {
     type: "string",
     arg: "LIST",
-    help: "SAE features the policy edits, e.g. 3,17 (required)",
+    help:
+      "SAE features to edit and rank, e.g. 3,17 (default: rank the most active, edit the top one)",
   },
   steps: {
     type: "string",
@@ -301,7 +302,7 @@ const INTERVENE_FLAGS: Record<string, FlagSpec> = {
 
 const INTERVENE_HELP = usage(
   "intervene",
-  "--run-dir DIR --policy NAME --features LIST [flags]",
+  "--run-dir DIR --policy NAME [--features LIST] [flags]",
   INTERVENE_FLAGS,
   `Edits SAE features of the SAE's latent during the rollout, keeping the SAE error term
 (h' = h - decode(encode(h)) + decode(a')), and writes DIR/report.json: baseline vs

@@ -48,7 +48,7 @@ export interface InterveneOptions {
   runDir: string;
   /** The policy. */
   policy: PolicyName;
-  /** Features to edit (and the ranking candidates when given). */
+  /** Features to edit and rank; default: rank the most active, edit the top one. */
   features?: number[];
   /** Steps to act on (default all steps of the SAE's latent). */
   steps?: string;
@@ -284,20 +284,17 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     const means = opts.ablateTo === "mean"
       ? featureMeans(ctx, null)
       : undefined;
-    const features = opts.features ?? [];
-    if (features.length === 0) {
-      throw new InputError(
-        `--features is required: the features the policy edits, e.g. --features 3,17`,
-      );
-    }
-    const policy: InterventionPolicy = opts.policy === "ablate_features"
-      ? new AblateFeatures(features, opts.ablateTo ?? "zero", means)
-      : opts.policy === "clamp_features"
-      ? new ClampFeatures(features, { value: opts.value, scale: opts.scale })
-      : new PatchFeatures(features, {
-        sourceExample: opts.sourceExample,
-        sourceStep,
-      });
+    const makePolicy = (features: number[]): InterventionPolicy =>
+      opts.policy === "ablate_features"
+        ? new AblateFeatures(features, opts.ablateTo ?? "zero", means)
+        : opts.policy === "clamp_features"
+        ? new ClampFeatures(features, { value: opts.value, scale: opts.scale })
+        : new PatchFeatures(features, {
+          sourceExample: opts.sourceExample,
+          sourceStep,
+        });
+    // Check the policy's flags before any rollout.
+    makePolicy(opts.features ?? [0]);
 
     const rank = opts.rank ?? 5;
     const nCand = opts.candidates ?? 16;
@@ -317,22 +314,6 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
     let done = 0;
     const tick = () => progress.update(++done);
-
-    // Baseline over every example: reuse trace.jsonl when the schedule matches.
-    const sameSchedule =
-      JSON.stringify(bundle.manifest.schedule) === JSON.stringify(sched);
-    const baseline = sameSchedule
-      ? outcomesFromTrace(ds)
-      : await rollout(ctx, ds.meta.outcomes, null);
-    tick();
-    const policyEdit = (
-      step: StepAddress,
-      rows: Float32Array,
-      example: string,
-    ) => policy.apply(step, rows, sae, { example, positions, source });
-    const intervened = await rollout(ctx, ds.meta.outcomes, policyEdit);
-    tick();
-    const comparison = Evaluator.compare(baseline, intervened);
 
     // Ranking on a seeded subsample, each candidate ablated alone.
     const subBase = await rollout(ctx, sub, null);
@@ -375,6 +356,31 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     ranking.sort((a, b) =>
       b.effect - a.effect || b.mean_kl - a.mean_kl || a.feature - b.feature
     );
+
+    // Baseline over every example: reuse trace.jsonl when the schedule matches.
+    const sameSchedule =
+      JSON.stringify(bundle.manifest.schedule) === JSON.stringify(sched);
+    const baseline = sameSchedule
+      ? outcomesFromTrace(ds)
+      : await rollout(ctx, ds.meta.outcomes, null);
+    tick();
+    // Without --features the policy edits the top-ranked feature.
+    if (!opts.features && ranking.length === 0) {
+      throw new InputError(
+        `no SAE feature fires at --steps "${selector.text}" on the subsample; pass --features or widen --steps`,
+      );
+    }
+    const policy = makePolicy(
+      opts.features ?? ranking.slice(0, 1).map((r) => r.feature),
+    );
+    const policyEdit = (
+      step: StepAddress,
+      rows: Float32Array,
+      example: string,
+    ) => policy.apply(step, rows, sae, { example, positions, source });
+    const intervened = await rollout(ctx, ds.meta.outcomes, policyEdit);
+    tick();
+    const comparison = Evaluator.compare(baseline, intervened);
 
     // Random alive features give the reference median.
     const alive = Array.from({ length: F }, (_, i) => i).filter((f) =>
