@@ -160,6 +160,10 @@ def export_bundle(model: RecursiveModel, out: str, dtype: str = "float32", name:
         if not quiet:
             for k, v in report.items():
                 print(f"  verify {k}: max|torch-ort| = {v:.3g}", file=sys.stderr)
+        tol = 1e-10 if dtype == "float64" else 1e-3
+        bad = {k: v for k, v in report.items() if not v <= tol}
+        if bad:
+            raise SystemExit(f"export verification failed (tolerance {tol}): {bad}")
     return manifest
 
 

@@ -177,7 +177,11 @@ class Attention(nn.Module):
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # B,nh,L,hd
-        att = torch.softmax((q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd)), dim=-1)
+        scores = q @ k.transpose(-1, -2)
+        # scale by a [L] vector instead of a scalar: same numbers, but onnxruntime's
+        # MatMulScaleFusion (whose alpha is a float32 attribute) cannot fold it into the MatMul,
+        # which would cost float64 graphs ~1e-8 of accuracy
+        att = torch.softmax(scores * scores.new_full((scores.shape[-1],), 1.0 / math.sqrt(hd)), dim=-1)
         out = (att @ v).transpose(1, 2).reshape(B, L, nh * hd)
         return self.o_proj(out)
 
