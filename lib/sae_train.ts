@@ -626,6 +626,19 @@ function uleb(n: number): number[] {
   return out;
 }
 
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
 function wasmName(s: string): number[] {
   return [...uleb(s.length), ...new TextEncoder().encode(s)];
 }
@@ -638,11 +651,10 @@ function section(id: number, body: number[]): number[] {
 const get = (i: number) => [0x20, ...uleb(i)];
 const set = (i: number) => [0x21, ...uleb(i)];
 const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
-const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative only
+const i32c = (n: number) => [0x41, ...sleb(n)];
 const V_LOAD = 0x00, V_STORE = 0x0b, F32X4_SPLAT = 0x13, EXTRACT = 0x1f;
 const F32X4_ADD = 0xe4, F32X4_MUL = 0xe6;
 const I32_ADD = 0x6a,
-  I32_SUB = 0x6b,
   I32_MUL = 0x6c,
   I32_LT_U = 0x49,
   F32_ADD = 0x92;
@@ -679,54 +691,56 @@ const hsum = (v: number) => [
 ];
 
 /**
- * `enc(xc, nb, w, b, pre, Db, Fb)`: for `4*nb` rows at `xc` ([4nb,D] f32)
- * and the F rows of `w` ([F,D] f32, i.e. W_encᵀ), writes
- * `pre[r*F + j] = xc[r]·w[j] + b[j]`. Byte strides `Db = 4D` (D % 4 == 0)
- * and `Fb = 4F` (F even). Latent pairs are the outer loop so each pair of
+ * `enc(xc, nb, w, b, pre)`: for `4*nb` rows at `xc` ([4nb,D] f32) and the F
+ * rows of `w` ([F,D] f32, i.e. W_encᵀ), writes `pre[r*F + j] = xc[r]·w[j] +
+ * b[j]`. Needs D % 4 == 0 and F even; D and F are baked in so row strides are
+ * immediate load offsets. Latent pairs are the outer loop so each pair of
  * weight rows stays in L1 while the row chunk (in L2) streams past it: the
  * whole W_encᵀ is read from memory once per chunk instead of once per 4 rows.
  */
 // deno-fmt-ignore
-function encBody(): number[] {
-  const [XC, NB, W, Bb, PRE, DB, FB] = [0, 1, 2, 3, 4, 5, 6];
-  const [WP, JB, DD, X1, X2, X3, P0, P1, P2, P3, WQ, RB, XP, PP] =
-    [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
-  const [U, V, XR] = [21, 22, 23];
-  const A = [24, 25, 26, 27], C = [28, 29, 30, 31];
-  const xBase = [XP, X1, X2, X3], pBase = [P0, P1, P2, P3];
+function encBody(D: number, F: number): number[] {
+  const Db = D * 4, Fb = F * 4;
+  const unroll = D % 8 === 0 ? 2 : 1;
+  const [XC, NB, W, Bb, PRE] = [0, 1, 2, 3, 4];
+  const [WP, JB, DD, RB, XP, PP, WA, XA, P0] = [5, 6, 7, 8, 9, 10, 11, 12, 13];
+  const [U, V, XR] = [14, 15, 16];
+  const A = [17, 18, 19, 20], C = [21, 22, 23, 24];
   const zero = simd(0x0c, ...new Array(16).fill(0));
+  const vload = (off: number) => simd(V_LOAD, 2, ...uleb(off));
   return [
-    2, ...uleb(14), 0x7f, ...uleb(11), 0x7b, // locals
+    2, 9, 0x7f, 11, 0x7b, // locals
     ...get(W), ...set(WP), ...i32c(0), ...set(JB),
     ...LOOP, // latent pairs (j, j+1)
-      ...add(WP, DB, WQ),
       ...get(XC), ...set(XP), ...get(PRE), ...set(PP), ...i32c(0), ...set(RB),
       ...LOOP, // blocks of 4 rows
-        ...add(XP, DB, X1), ...add(X1, DB, X2), ...add(X2, DB, X3),
-        ...add(PP, JB, P0), ...add(P0, FB, P1), ...add(P1, FB, P2), ...add(P2, FB, P3),
         ...[...A, ...C].flatMap((a) => [...zero, ...set(a)]),
         ...i32c(0), ...set(DD),
         ...LOOP, // d, 4 lanes at a time
-          ...get(WP), ...get(DD), I32_ADD, ...VLOAD, ...set(U),
-          ...get(WQ), ...get(DD), I32_ADD, ...VLOAD, ...set(V),
-          ...[0, 1, 2, 3].flatMap((r) => [
-            ...get(xBase[r]), ...get(DD), I32_ADD, ...VLOAD, ...set(XR),
-            ...get(A[r]), ...get(XR), ...get(U), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(A[r]),
-            ...get(C[r]), ...get(XR), ...get(V), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(C[r]),
+          ...add(WP, DD, WA), ...add(XP, DD, XA),
+          ...[...Array(unroll).keys()].flatMap((u) => [
+            ...get(WA), ...vload(16 * u), ...set(U),
+            ...get(WA), ...vload(Db + 16 * u), ...set(V),
+            ...[0, 1, 2, 3].flatMap((r) => [
+              ...get(XA), ...vload(r * Db + 16 * u), ...set(XR),
+              ...get(A[r]), ...get(XR), ...get(U), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(A[r]),
+              ...get(C[r]), ...get(XR), ...get(V), ...simd(F32X4_MUL), ...simd(F32X4_ADD), ...set(C[r]),
+            ]),
           ]),
-          ...inc(DD, 16), ...brIfLt(DD, DB),
+          ...inc(DD, 16 * unroll), ...get(DD), ...i32c(Db), I32_LT_U, 0x0d, 0,
         END,
+        ...add(PP, JB, P0),
         ...[0, 1, 2, 3].flatMap((r) => [
-          ...get(pBase[r]), ...hsum(A[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(0), F32_ADD,
-          ...F32_STORE(0),
-          ...get(pBase[r]), ...hsum(C[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(4), F32_ADD,
-          ...F32_STORE(4),
+          ...get(P0), ...hsum(A[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(0), F32_ADD,
+          ...F32_STORE(r * Fb),
+          ...get(P0), ...hsum(C[r]), ...get(Bb), ...get(JB), I32_ADD, ...F32_LOAD(4), F32_ADD,
+          ...F32_STORE(r * Fb + 4),
         ]),
-        ...add(X3, DB, XP), ...get(P3), ...get(FB), I32_ADD, ...get(JB), I32_SUB, ...set(PP),
+        ...inc(XP, 4 * Db), ...inc(PP, 4 * Fb),
         ...inc(RB, 1), ...brIfLt(RB, NB),
       END,
-      ...add(WQ, DB, WP),
-      ...inc(JB, 8), ...brIfLt(JB, FB),
+      ...inc(WP, 2 * Db),
+      ...inc(JB, 8), ...get(JB), ...i32c(Fb), I32_LT_U, 0x0d, 0,
     END,
     END,
   ];
@@ -812,13 +826,13 @@ function bwdBody(): number[] {
 
 /** The module: imports memory `e.m`, exports `enc`, `dec` and `bwd`. */
 // deno-fmt-ignore
-function simdModule(): Uint8Array<ArrayBuffer> {
+function simdModule(D: number, F: number): Uint8Array<ArrayBuffer> {
   const fn = (params: number[]) => [0x60, params.length, ...params, 0];
   const I = 0x7f;
-  const bodies = [encBody(), decBody(), bwdBody()].map((b) => [...uleb(b.length), ...b]);
+  const bodies = [encBody(D, F), decBody(), bwdBody()].map((b) => [...uleb(b.length), ...b]);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [3, ...fn(new Array(7).fill(I)), ...fn(new Array(6).fill(I)),
+    ...section(1, [3, ...fn(new Array(5).fill(I)), ...fn(new Array(6).fill(I)),
       ...fn([...new Array(12).fill(I), 0x7d])]),
     ...section(2, [1, ...wasmName("e"), ...wasmName("m"), 0x02, 0x00, 1]),
     ...section(3, [3, 0, 1, 2]),
@@ -934,7 +948,7 @@ function simdWorkspace(
   auxCap: number,
 ): Workspace | null {
   if (D % 4 !== 0 || F % 2 !== 0) return null;
-  const bytes = simdModule();
+  const bytes = simdModule(D, F);
   if (!WebAssembly.validate(bytes)) return null;
   let top = 0;
   const alloc = (n: number) => {
@@ -995,7 +1009,7 @@ function simdWorkspace(
     encode(nr) {
       const nb = Math.ceil(nr / R);
       w.xc.fill(0, nr * D, nb * R * D); // pad rows: finite values, results unused
-      enc(o.xc, nb, o.WT, o.be, o.pre, Db, F * 4);
+      enc(o.xc, nb, o.WT, o.be, o.pre);
     },
     decode(list, n) {
       if (n === 0) return;

@@ -115,21 +115,24 @@ Deno.test("fitSAE is deterministic per seed", () => {
   assert.equal(g1, g2);
   // The scalar fallback agrees with the WASM SIMD kernels up to float32
   // rounding, AuxK included (4 atoms for 64 latents: most latents die).
-  const few = arraySource(planted(2000, 16, 4, 2, 6).x, 16);
-  const o2 = { ...opts, steps: 20, curve_points: 20 };
-  const fast = fitSAE(few, o2);
-  const slow = fitSAE(few, { ...o2, simd: false });
-  assert.ok(fast.curve.some((p) => p.aux > 0));
-  for (let i = 0; i < fast.curve.length; i++) {
-    const [p, q] = [fast.curve[i], slow.curve[i]];
-    assert.ok(
-      Math.abs(p.loss - q.loss) <= 1e-4 * q.loss,
-      `step ${i}: ${p.loss} vs ${q.loss}`,
-    );
-    assert.ok(
-      Math.abs(p.aux - q.aux) <= 1e-4 * q.loss,
-      `step ${i}: ${p.aux} vs ${q.aux}`,
-    );
+  // D = 16 runs the 2× unrolled encoder kernel, D = 12 the plain one.
+  for (const dim of [16, 12]) {
+    const few = arraySource(planted(2000, dim, 4, 2, 6).x, dim);
+    const o2 = { ...opts, steps: 20, curve_points: 20 };
+    const fast = fitSAE(few, o2);
+    const slow = fitSAE(few, { ...o2, simd: false });
+    assert.ok(fast.curve.some((p) => p.aux > 0));
+    for (let i = 0; i < fast.curve.length; i++) {
+      const [p, q] = [fast.curve[i], slow.curve[i]];
+      assert.ok(
+        Math.abs(p.loss - q.loss) <= 1e-4 * q.loss,
+        `${p.loss} vs ${q.loss}`,
+      );
+      assert.ok(
+        Math.abs(p.aux - q.aux) <= 1e-4 * q.loss,
+        `${p.aux} vs ${q.aux}`,
+      );
+    }
   }
 });
 
