@@ -12,7 +12,13 @@
  * averaged over the batch). AuxK follows Gao et al. 2024 ("Scaling and
  * evaluating sparse autoencoders"): the top `k_aux` dead latents reconstruct
  * the residual `x - x̂` without `b_dec`, scaled by `min(n_dead / k_aux, 1)`
- * as in SAELens, weighted by `aux_coefficient` (1/32).
+ * as in SAELens, weighted by `aux_coefficient` (1/32). AuxK pre-activations
+ * are used raw (no ReLU), as in SAELens v6.
+ *
+ * The three hot loops (the dense encoder matmul, the sparse decode and the
+ * sparse backward) run as small hand-assembled WebAssembly SIMD kernels when
+ * D % 4 == 0 and F is even, with a plain typed-array fallback otherwise. The
+ * TopK selection, Adam and the decoder renormalization stay in TypeScript.
  *
  * @module
  */
