@@ -178,9 +178,13 @@ function bad(what: string, problem: string): InputError {
   return new InputError(`${what}: ${problem}; re-create it with numpy.save`);
 }
 
+// Real headers nest one tuple deep; this bounds the parser's recursion.
+const MAX_HEADER_NESTING = 32;
+
 /** Parse the header dict, a tiny subset of Python literal syntax. */
 function parseHeaderDict(text: string, what: string): Record<string, unknown> {
   let i = 0;
+  let depth = 0;
   const ws = () => {
     while (i < text.length && " \t\n".includes(text[i])) i++;
   };
@@ -201,12 +205,16 @@ function parseHeaderDict(text: string, what: string): Record<string, unknown> {
       return s;
     }
     if (c === "(") {
+      if (++depth > MAX_HEADER_NESTING) {
+        throw bad(what, `header tuples nest deeper than ${MAX_HEADER_NESTING}`);
+      }
       i++;
       const items: unknown[] = [];
       for (;;) {
         ws();
         if (text[i] === ")") {
           i++;
+          depth--;
           return items;
         }
         items.push(value());
