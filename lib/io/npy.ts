@@ -263,7 +263,7 @@ function parseHeader(bytes: Uint8Array, what: string): NpyHeader {
   );
   const dict = parseHeaderDict(text, what);
   const { descr, fortran_order: fortran, shape } = dict;
-  if (typeof descr !== "string" || !(descr in FROM_DESCR)) {
+  if (typeof descr !== "string" || !Object.hasOwn(FROM_DESCR, descr)) {
     throw new InputError(
       `${what}: unsupported dtype ${JSON.stringify(descr)}; convert to one of ${
         Object.values(DESCR).join(" ")
