@@ -298,36 +298,51 @@ function rebuildTensor(
 
 const MAX_DEPTH = 1000;
 
-function toPlain(v: unknown, seen: Set<unknown>): TorchValue {
+/**
+ * Convert the unpickled value. `seen` holds the ancestors (a cycle check);
+ * `done` maps each converted container to its result, so an object the
+ * pickle references many times (memo) is converted once and stays shared,
+ * as in Python: without it, a few hundred bytes of nested back-references
+ * would take 2^depth steps.
+ */
+function toPlain(
+  v: unknown,
+  seen: Set<unknown>,
+  done: Map<unknown, TorchValue>,
+): TorchValue {
   if (
     v === null || typeof v === "boolean" || typeof v === "number" ||
     typeof v === "string"
   ) return v;
   if (typeof v === "bigint") throw bad(`integer ${v} does not fit in a double`);
   if (isTorchTensor(v)) return v;
+  const converted = done.get(v);
+  if (converted !== undefined) return converted;
   if (seen.has(v)) throw bad("recursive structure");
   // `seen` holds the ancestors, so its size is the nesting depth.
   if (seen.size >= MAX_DEPTH) {
     throw bad(`nesting deeper than ${MAX_DEPTH} levels`);
   }
   seen.add(v);
+  let out: TorchValue;
   try {
-    if (Array.isArray(v)) return v.map((x) => toPlain(x, seen));
-    if (v instanceof Map) {
+    if (Array.isArray(v)) out = v.map((x) => toPlain(x, seen, done));
+    else if (v instanceof Map) {
       const entries: [string, TorchValue][] = [];
       for (const [k, x] of v) {
         if (typeof k !== "string" && typeof k !== "number") {
           throw bad("dict with a non-string key");
         }
-        entries.push([String(k), toPlain(x, seen)]);
+        entries.push([String(k), toPlain(x, seen, done)]);
       }
       // fromEntries defines own properties, so a key "__proto__" is safe.
-      return Object.fromEntries(entries);
-    }
+      out = Object.fromEntries(entries);
+    } else throw bad("unsupported object in the pickle");
   } finally {
     seen.delete(v);
   }
-  throw bad("unsupported object in the pickle");
+  done.set(v, out);
+  return out;
 }
 
 /**
@@ -413,5 +428,5 @@ export function decodeTorchPt(bytes: Uint8Array): TorchValue {
       return st;
     },
   });
-  return toPlain(value, new Set());
+  return toPlain(value, new Set(), new Map());
 }
