@@ -232,6 +232,9 @@ function viewAs(dtype: TorchDtype, bytes: Uint8Array): TorchTensor["data"] {
   }
 }
 
+// Largest overlapping (expanded) view rebuilt, in elements.
+const MAX_EXPANDED_NUMEL = 1 << 22;
+
 const isIntTuple = (v: unknown): v is number[] =>
   Array.isArray(v) && v.every((x) => Number.isSafeInteger(x) && x >= 0);
 
@@ -280,6 +283,13 @@ function rebuildTensor(
       shape,
       data: viewAs(st.dtype, st.bytes.subarray(off * es, (off + n) * es)),
     };
+  }
+  // An overlapping view (stride 0, as from expand()) can name far more
+  // elements than its storage holds; materializing it must stay bounded.
+  if (n > st.numel && n > MAX_EXPANDED_NUMEL) {
+    throw bad(
+      `tensor view of ${n} elements over a ${st.numel}-element storage is too large to expand; save tensor.contiguous() instead`,
+    );
   }
   // A strided view (e.g. a saved transpose): gather the elements in C order.
   const out = new Uint8Array(n * es);
