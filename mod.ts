@@ -53,6 +53,8 @@ export {
   GraphRef,
   jsonSchemas,
   ModelManifest,
+  ReportFile,
+  SaeMetricsFile,
   Schedule,
   Tokens,
   TraceExample,
@@ -63,3 +65,60 @@ export {
 } from "./lib/schema.ts";
 export type { ParseResult, Validator } from "./lib/schema.ts";
 export { VERSION } from "./lib/version.ts";
+export { SAE } from "./lib/sae.ts";
+export type { SAEArch, SAEConfig, SAETensor, SAETensors } from "./lib/sae.ts";
+export { fitSAE } from "./lib/sae_train.ts";
+export type {
+  FitOptions,
+  FitProgress,
+  FitResult,
+  LossPoint,
+  RowSource,
+} from "./lib/sae_train.ts";
+export { saeMetrics } from "./lib/sae_metrics.ts";
+export type {
+  DensityHistogram,
+  Metric,
+  SAEMetrics,
+} from "./lib/sae_metrics.ts";
+export {
+  decodeSaePt,
+  encodeSaePt,
+  readSaePt,
+  writeSaeLensFolder,
+} from "./lib/sae_io.ts";
+export type { SaeFileConfig } from "./lib/sae_io.ts";
+export { runSaeFit } from "./lib/sae_fit.ts";
+export type {
+  SaeFitOptions,
+  SaeMetricsJson,
+  TaskAccuracy,
+} from "./lib/sae_fit.ts";
+export {
+  AblateFeatures,
+  ClampFeatures,
+  editActivations,
+  PatchFeatures,
+  POLICY_NAMES,
+} from "./lib/policy.ts";
+export type {
+  InterventionPolicy,
+  PolicyContext,
+  PolicyName,
+} from "./lib/policy.ts";
+export { Evaluator, meanKL } from "./lib/evaluate.ts";
+export type {
+  Comparison,
+  ExampleDelta,
+  ExampleOutcome,
+  OutcomeTrace,
+  SideSummary,
+} from "./lib/evaluate.ts";
+export { runIntervene } from "./lib/intervene.ts";
+export type {
+  CausalFeature,
+  InterveneOptions,
+  Report,
+} from "./lib/intervene.ts";
+export { rowEditHook } from "./lib/hooks.ts";
+export type { RowEditContext, RowEditSpec } from "./lib/hooks.ts";

@@ -88,7 +88,7 @@ export interface TaskAccuracy {
 }
 
 /** The content of `sae_metrics.json`. */
-export interface SaeMetricsFile {
+export interface SaeMetricsJson {
   /** Format tag. */
   format: "trminterp-sae-metrics/1";
   /** Provenance of the fit. */
@@ -129,7 +129,7 @@ export interface SaeMetricsFile {
  * console.log(m.metrics.fvu.value);
  * ```
  */
-export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsFile> {
+export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const holdout = opts.holdout ?? 0.1;
   if (!(holdout > 0 && holdout < 1)) {
     throw new InputError(`--holdout must lie in (0, 1), got ${holdout}`);
@@ -237,7 +237,7 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsFile> {
     },
   );
   const ptBytes = encodeSaePt(fit.sae, cfg);
-  const out: SaeMetricsFile = {
+  const out: SaeMetricsJson = {
     format: "trminterp-sae-metrics/1",
     provenance: {
       tool: { name: "trminterp", version: VERSION },

@@ -572,6 +572,192 @@ export const TraceExample: Validator<TraceExample> = TraceExampleSchema;
  */
 export const TraceRecord: Validator<TraceRecord> = TraceRecordSchema;
 
+// ---------------------------------------------------------------------------
+// sae_metrics.json and report.json (v0-spec §4, §5)
+
+const metric = <T extends z.ZodType>(v: T) =>
+  z.object({ value: v, formula: z.string().min(1) });
+const num = z.number();
+const provenanceBase = {
+  tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
+  command: z.array(z.string()),
+  seed: int,
+};
+const lossPoint = z.object({
+  step: nonNeg,
+  loss: num,
+  mse: num,
+  aux: num,
+  l1: num,
+});
+
+const SaeMetricsFileSchema = z.object({
+  format: z.literal("trminterp-sae-metrics/1"),
+  provenance: z.object({
+    ...provenanceBase,
+    trace_sha256: sha,
+    model_sha256: sha,
+    sae_pt_sha256: sha,
+  }),
+  config: z.object({
+    format: z.literal("trminterp-sae/1"),
+    arch: z.enum(["topk", "relu"]),
+    d_in: pos,
+    d_sae: pos,
+    k: pos.optional(),
+    latent: z.enum(["z_H", "z_L"]),
+    steps: z.string(),
+    trace_sha256: sha,
+    model_sha256: sha,
+    seed: int,
+    training: z.record(z.string(), z.union([num, z.string(), z.boolean()])),
+  }),
+  split: z.object({
+    holdout: num,
+    train_rows: nonNeg,
+    heldout_rows: nonNeg,
+    heldout_examples: nonNeg,
+  }),
+  metrics: z.object({
+    n_rows: nonNeg,
+    mse: metric(num),
+    fvu: metric(num),
+    explained_variance: metric(num),
+    l0: metric(num),
+    l1: metric(num),
+    dead_fraction: metric(num),
+    dense_fraction_1pct: metric(num),
+    dense_fraction_10pct: metric(num),
+    mean_cosine: metric(num),
+    relative_reconstruction_bias: metric(num),
+    feature_density_histogram: metric(
+      z.object({ edges: z.array(num), counts: z.array(nonNeg), never: nonNeg }),
+    ),
+  }),
+  task_accuracy_recovered: z.union([
+    z.object({
+      formula: z.string(),
+      value: num.nullable(),
+      acc_clean: num,
+      acc_sae: num,
+      acc_zero: num,
+      exact: z.object({ clean: num, sae: num, zero: num }),
+      examples: nonNeg,
+    }),
+    z.object({ value: z.null(), reason: z.string() }),
+  ]),
+  loss_curve: z.array(lossPoint),
+  train_dead_fraction: num,
+});
+
+const side = z.object({
+  exact_acc: num,
+  token_acc: num,
+  acc_per_sup: z.array(z.object({ sup: nonNeg, exact: num, token: num })),
+  mean_halt_step: num,
+});
+const outcome = z.object({
+  exact: z.boolean(),
+  token_acc: num,
+  halt_step: nonNeg,
+});
+
+const ReportSchema = z.object({
+  format: z.literal("trminterp-report/1"),
+  provenance: z.object({
+    ...provenanceBase,
+    trace_sha256: sha,
+    sae_pt_sha256: sha,
+    model_sha256: sha,
+    backend: z.string(),
+    baseline: z.enum(["trace.jsonl", "rerun"]),
+  }),
+  policy: z.object({
+    name: z.enum(["ablate_features", "clamp_features", "patch_features"]),
+    latent: z.enum(["z_H", "z_L"]),
+    steps: z.string(),
+    positions: z.array(nonNeg),
+    params: z.record(z.string(), z.unknown()),
+  }),
+  comparison: z.object({
+    examples: pos,
+    baseline: side,
+    intervened: side,
+    delta: z.object({
+      exact_acc: num,
+      token_acc: num,
+      mean_halt_step: num,
+      mean_kl: num,
+      flipped_fraction: num,
+    }),
+    per_example: z.array(z.object({
+      example: z.string(),
+      baseline: outcome,
+      intervened: outcome,
+      delta_token_acc: num,
+      kl: num,
+      flipped: nonNeg,
+    })),
+  }),
+  causal: z.object({
+    metric: z.string(),
+    tie_break: z.string(),
+    candidates: z.object({
+      source: z.enum(["most_active", "features"]),
+      features: z.array(nonNeg),
+    }),
+    subsample: z.object({
+      examples: pos,
+      seed: int,
+      baseline_token_acc: num,
+      baseline_exact_acc: num,
+    }),
+    ranking: z.array(z.object({
+      feature: nonNeg,
+      effect: num,
+      normalized_effect: num,
+      mean_kl: num,
+      exact_drop: num,
+      mean_activation: num,
+    })),
+    random_features: z.object({
+      features: z.array(nonNeg),
+      effects: z.array(num),
+      median_effect: num,
+    }),
+  }),
+  tomography: z.object({
+    metric: z.string(),
+    groups: z.array(z.string()),
+    features: z.array(nonNeg),
+    effect: z.array(z.array(num)),
+  }),
+  saved_trace: z.string().nullable(),
+});
+
+
+/**
+ * Validator for `sae_metrics.json`.
+ *
+ * @example
+ * ```ts
+ * import { SaeMetricsFile } from "./schema.ts";
+ * console.assert(!SaeMetricsFile.safeParse({}).success);
+ * ```
+ */
+export const SaeMetricsFile: Validator<unknown> = SaeMetricsFileSchema;
+
+/**
+ * Validator for `report.json`.
+ *
+ * @example
+ * ```ts
+ * import { ReportFile } from "./schema.ts";
+ * console.assert(!ReportFile.safeParse({}).success);
+ * ```
+ */
+export const ReportFile: Validator<unknown> = ReportSchema;
+
 /**
  * JSON Schemas of every payload, generated from the zod schemas. The files in
  * `references/schemas/` are this object, one file per key.
@@ -603,5 +789,7 @@ export function jsonSchemas(): Record<string, unknown> {
       TraceRecordSchema,
       "trminterp trace.jsonl step/readout/example record",
     ),
+    "sae_metrics.json": gen(SaeMetricsFileSchema, "trminterp sae_metrics.json"),
+    "report.json": gen(ReportSchema, "trminterp report.json"),
   };
 }
