@@ -107,9 +107,9 @@ export interface FitOptions {
   dead_tokens?: number;
   /** Number of loss-curve samples, evenly spaced over the steps; default 100. */
   curve_points?: number;
-  /** Use the WASM SIMD encoder kernel when D % 4 == 0 and F is even (default
-   * true). It sums in float32 lanes, the fallback in float64, so the two paths
-   * give slightly different (each deterministic) results. */
+  /** Use the WASM SIMD kernels when D % 4 == 0 and F is even (default true).
+   * They sum in float32 lanes, the plain loops partly in float64, so the two
+   * paths give slightly different (each deterministic) results. */
   simd?: boolean;
 }
 
@@ -454,7 +454,13 @@ export function fitSAE(
   const cfg = arch === "topk"
     ? { arch, d_in: D, d_sae: F, k: K }
     : { arch, d_in: D, d_sae: F };
-  const sae = new SAE(cfg, { W_enc, W_dec: Wd, b_enc: be.slice(), b_dec: bd });
+  // Copies: Wd and be may be views into the kernels' WebAssembly memory.
+  const sae = new SAE(cfg, {
+    W_enc,
+    W_dec: Wd.slice(),
+    b_enc: be.slice(),
+    b_dec: bd,
+  });
   return { sae, curve, steps, rows_seen: steps * B, dead_fraction: nDead / F };
 }
 

@@ -79,6 +79,10 @@ Deno.test("topk SAE recovers a planted sparse dictionary", () => {
   assert.equal(curve.length, 100);
   assert.ok(curve.at(-1)!.loss < curve[0].loss / 2);
 
+  // Parameters own their buffers (not views into the kernels' memory).
+  for (const a of [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]) {
+    assert.equal(a.buffer.byteLength, a.byteLength);
+  }
   // Decoder rows stay unit norm after training.
   for (let j = 0; j < sae.cfg.d_sae; j++) {
     let s = 0;
