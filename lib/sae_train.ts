@@ -258,6 +258,18 @@ export function fitSAE(
   const auxCoef = opts.aux_coefficient ?? 1 / 32;
   const deadTokens = opts.dead_tokens ?? Math.min(10_000_000, N);
   const seed = opts.seed ?? 0;
+  const bad = (name: string, v: number) => {
+    throw new InputError(`sae fit: bad ${name}: ${v}`);
+  };
+  if (!Number.isSafeInteger(seed)) bad("seed (must be an integer)", seed);
+  if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) bad("Adam beta", b1);
+  if (!(eps > 0)) bad("eps", eps);
+  if (!(l1Coef >= 0) || !(l1Warm >= 0)) {
+    bad("l1_coefficient/l1_warmup_steps", l1Coef);
+  }
+  if (!Number.isInteger(kAuxMax) || kAuxMax < 0) bad("k_aux", kAuxMax);
+  if (!(auxCoef >= 0)) bad("aux_coefficient", auxCoef);
+  if (!(deadTokens > 0)) bad("dead_tokens", deadTokens);
 
   // ---- init --------------------------------------------------------------
   const initRng = new Rng(seed, 0);

@@ -222,6 +222,17 @@ Deno.test("fromTensors validates shapes and values", () => {
   assert.deepEqual(back.toTensors(), t);
 });
 
+Deno.test("fitSAE rejects bad options with InputError", () => {
+  const src = arraySource(new Float32Array(40), 4);
+  assert.throws(() => fitSAE(src, { k: 0, d_sae: 8 }), InputError);
+  assert.throws(
+    () => fitSAE(src, { d_sae: 8, k: 2, indices: Int32Array.of(10) }),
+    InputError,
+  );
+  assert.throws(() => fitSAE(src, { d_sae: 8, k: 2, lr: -1 }), InputError);
+  assert.throws(() => fitSAE(src, { d_sae: 8, k: 2, seed: 0.5 }), InputError);
+});
+
 Deno.test("metrics: perfect reconstruction and the zero decoder", () => {
   const { x } = planted(500, 6, 6, 2, 3);
   const src = arraySource(x, 6);
