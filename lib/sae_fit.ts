@@ -108,6 +108,7 @@ export interface SaeMetricsJson {
     train_rows: number;
     heldout_rows: number;
     heldout_examples: number;
+    heldout_example_ids: string[];
   };
   /** Metrics on the held-out rows. */
   metrics: SAEMetrics;
@@ -253,6 +254,9 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
       train_rows: split.train.length,
       heldout_rows: split.heldout.length,
       heldout_examples: heldoutExamples.size,
+      heldout_example_ids: ds.meta.examples.filter((e) =>
+        heldoutExamples.has(e)
+      ),
     },
     metrics,
     task_accuracy_recovered: task,

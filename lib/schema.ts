@@ -617,6 +617,7 @@ const SaeMetricsFileSchema = z.object({
     train_rows: nonNeg,
     heldout_rows: nonNeg,
     heldout_examples: nonNeg,
+    heldout_example_ids: z.array(z.string()),
   }),
   metrics: z.object({
     n_rows: nonNeg,
@@ -734,7 +735,6 @@ const ReportSchema = z.object({
   }),
   saved_trace: z.string().nullable(),
 });
-
 
 /**
  * Validator for `sae_metrics.json`.
