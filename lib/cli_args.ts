@@ -59,6 +59,9 @@ export function nearest(
   word: string,
   candidates: string[],
 ): string | undefined {
+  // A unique prefix ("ablate" for "ablate_features") is the clearest hint.
+  const prefixed = candidates.filter((c) => c.startsWith(word));
+  if (word.length >= 3 && prefixed.length === 1) return prefixed[0];
   let best: string | undefined, bestD = Infinity;
   for (const c of candidates) {
     const d = editDistance(word, c);

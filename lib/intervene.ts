@@ -185,10 +185,6 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     }
   }
   const { sae, cfg, sha256: saeSha } = await readSaePt(opts.runDir);
-  await prepareRunDir(opts.runDir, {
-    outputs: ["report.json"],
-    force: opts.force,
-  });
   const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
   const header = ds.meta.header;
   if (sae.cfg.d_in !== header.state_dim) {
@@ -262,6 +258,17 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
   }
 
+  // Check the policy's own flags before anything is written or run.
+  if (opts.policy === "clamp_features") {
+    new ClampFeatures([0], { value: opts.value, scale: opts.scale });
+  }
+  if (opts.policy === "patch_features") {
+    new PatchFeatures([0], { sourceExample: opts.sourceExample, sourceStep });
+  }
+  await prepareRunDir(opts.runDir, {
+    outputs: ["report.json"],
+    force: opts.force,
+  });
   const bundle = await loadBundle(opts.model ?? header.model.path, {
     backend: header.backend as "wasm" | "webgpu",
   });
@@ -293,8 +300,6 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
           sourceExample: opts.sourceExample,
           sourceStep,
         });
-    // Check the policy's flags before any rollout.
-    makePolicy(opts.features ?? [0]);
 
     const rank = opts.rank ?? 5;
     const nCand = opts.candidates ?? 16;

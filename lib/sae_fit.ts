@@ -143,10 +143,6 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
     );
   }
-  await prepareRunDir(opts.runDir, {
-    outputs: ["sae.pt", "sae_metrics.json"],
-    force: opts.force,
-  });
   const ds = await TraceDataset.load(opts.runDir, {
     latents: [latent],
     steps: select,
@@ -163,6 +159,10 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   if (k !== undefined && (k < 1 || k > F)) {
     throw new InputError(`--k ${k} must lie in 1..F (F = ${F})`);
   }
+  await prepareRunDir(opts.runDir, {
+    outputs: ["sae.pt", "sae_metrics.json"],
+    force: opts.force,
+  });
   const groups = Array.from(ds.meta.exampleOf);
   if (ds.meta.examples.length < 2) {
     throw new InputError(

@@ -1,0 +1,314 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { SAE } from "../lib/sae.ts";
+import { encodeSaePt } from "../lib/sae_io.ts";
+import { ReportFile } from "../lib/schema.ts";
+import { cli, fileSha, FIXTURES, listDir } from "./helpers.ts";
+
+const TINY = join(FIXTURES, "tiny_trm");
+const QUICK = [
+  "--examples",
+  "4",
+  "--candidates",
+  "4",
+  "--random-features",
+  "4",
+  "--rank",
+  "2",
+];
+
+/** A traced run with an SAE on z_H, shared by the tests below (built once). */
+let shared: Promise<string> | null = null;
+function sharedRun(): Promise<string> {
+  shared ??= (async () => {
+    const dir = join(await Deno.makeTempDir(), "run");
+    let p = await cli([
+      "trace",
+      "--run-dir",
+      dir,
+      "--model",
+      TINY,
+      "--inputs",
+      join(TINY, "puzzles.jsonl"),
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    p = await cli([
+      "sae",
+      "fit",
+      "--run-dir",
+      dir,
+      "--steps",
+      "300",
+      "--features",
+      "64",
+      "--k",
+      "8",
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    return dir;
+  })();
+  return shared;
+}
+
+async function intervene(run: string, args: string[]) {
+  const p = await cli([
+    "intervene",
+    "--run-dir",
+    run,
+    "--force",
+    ...QUICK,
+    ...args,
+  ]);
+  const report = p.code === 0
+    ? JSON.parse(await Deno.readTextFile(join(run, "report.json")))
+    : null;
+  return { ...p, report };
+}
+
+Deno.test("intervene: identity edits reproduce the baseline exactly and the report shows zero deltas", async () => {
+  const run = await sharedRun();
+  for (
+    const args of [
+      [
+        "--policy",
+        "clamp_features",
+        "--features",
+        "0,1,2,3,4,5,6,7",
+        "--scale",
+        "1",
+      ],
+      [
+        "--policy",
+        "patch_features",
+        "--features",
+        "0,1,2,3,4,5,6,7",
+        "--source-example",
+        "p1-g048-b10",
+      ],
+      [
+        "--policy",
+        "patch_features",
+        "--features",
+        "0,1,2,3",
+        "--source-steps",
+        "s1.h1.H",
+        "--steps",
+        "s1.h1.H",
+      ],
+    ]
+  ) {
+    const r = await intervene(run, args);
+    assert.equal(r.code, 0, r.stderr);
+    const c = r.report.comparison;
+    const patchOther = args.includes("--source-example");
+    for (const e of c.per_example) {
+      // Patching from p1 is the identity only for p1 itself.
+      if (patchOther && e.example !== "p1-g048-b10") continue;
+      assert.equal(e.kl, 0, `${args.join(" ")}: ${e.example} kl ${e.kl}`);
+      assert.equal(e.flipped, 0);
+      assert.equal(e.delta_token_acc, 0);
+    }
+    if (!patchOther) {
+      assert.deepEqual(c.delta, {
+        exact_acc: 0,
+        token_acc: 0,
+        mean_halt_step: 0,
+        mean_kl: 0,
+        flipped_fraction: 0,
+      });
+    }
+    console.log(
+      `  ${args.slice(0, 2).join(" ")} ${args.slice(4, 6).join(" ")}: delta ${
+        JSON.stringify(c.delta)
+      }`,
+    );
+  }
+});
+
+Deno.test("intervene: a real ablation changes outputs; the report validates and is byte-identical per seed", async () => {
+  const run = await sharedRun();
+  const r1 = await intervene(run, [
+    "--policy",
+    "ablate_features",
+    "--seed",
+    "3",
+  ]);
+  assert.equal(r1.code, 0, r1.stderr);
+  const v = ReportFile.safeParse(r1.report);
+  assert.ok(v.success, JSON.stringify(!v.success && v.error.issues[0]));
+  const sha1 = await fileSha(join(run, "report.json"));
+  const r2 = await intervene(run, [
+    "--policy",
+    "ablate_features",
+    "--seed",
+    "3",
+  ]);
+  assert.equal(r2.code, 0);
+  assert.equal(await fileSha(join(run, "report.json")), sha1);
+  console.log(`  report.json sha256 ${sha1.slice(0, 16)} twice`);
+  const top = r1.report.causal.ranking[0];
+  assert.deepEqual(r1.report.policy.params.features, [top.feature]);
+  assert.ok(
+    r1.report.comparison.delta.mean_kl > 0,
+    "ablating the top feature everywhere changes the outputs",
+  );
+  assert.equal(r1.report.tomography.effect.length, 3);
+  assert.equal(r1.report.tomography.features.length, 2);
+  const other = await intervene(run, [
+    "--policy",
+    "ablate_features",
+    "--seed",
+    "4",
+  ]);
+  assert.notDeepEqual(
+    other.report.causal.random_features.features,
+    r1.report.causal.random_features.features,
+  );
+  const mean = await intervene(run, [
+    "--policy",
+    "ablate_features",
+    "--ablate-to",
+    "mean",
+    "--features",
+    "1",
+    "--save-trace",
+  ]);
+  assert.equal(mean.code, 0, mean.stderr);
+  assert.match(
+    mean.report.saved_trace,
+    /^interventions\/ablate_features-[0-9a-f]{12}\/trace\.jsonl$/,
+  );
+  assert.ok((await listDir(join(run, "interventions"))).length >= 1);
+});
+
+Deno.test("intervene: bad input gives one line, exit code 2 and loses nothing", async () => {
+  const run = await sharedRun();
+  const before = await fileSha(join(run, "sae.pt"));
+  const cases: [string[], RegExp][] = [
+    [
+      ["--policy", "ablate_features", "--features", "64"],
+      /feature 64 does not exist; the SAE has features 0\.\.63/,
+    ],
+    [
+      ["--policy", "ablate_features", "--features", "1", "--steps", "s*.*.l*"],
+      /matches no z_H step/,
+    ],
+    [
+      ["--policy", "ablate_features", "--features", "1", "--steps", "s7.*.*"],
+      /matches no z_H step/,
+    ],
+    [[
+      "--policy",
+      "patch_features",
+      "--features",
+      "1",
+      "--source-example",
+      "nope",
+    ], /--source-example "nope" is not in the trace/],
+    [
+      ["--policy", "clamp_features", "--features", "1"],
+      /needs exactly one of --value V or --scale S/,
+    ],
+    [
+      ["--policy", "ablate"],
+      /unknown policy "ablate"; did you mean ablate_features\?/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    const p = await cli(["intervene", "--run-dir", run, ...args]);
+    assert.equal(p.code, 2, `${args.join(" ")}: ${p.stderr}`);
+    assert.equal(p.stderr.trim().split("\n").length, 1, p.stderr);
+    assert.match(p.stderr, pattern);
+  }
+  assert.equal(await fileSha(join(run, "sae.pt")), before);
+
+  const tmp = await Deno.makeTempDir();
+  try {
+    // No sae.pt.
+    const bare = join(tmp, "bare");
+    await Deno.mkdir(bare);
+    await Deno.copyFile(join(run, "trace.jsonl"), join(bare, "trace.jsonl"));
+    let p = await cli([
+      "intervene",
+      "--run-dir",
+      bare,
+      "--policy",
+      "ablate_features",
+    ]);
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /no sae\.pt in .*; run `trminterp sae fit/);
+    // An SAE of another dimension.
+    const small = new SAE({ arch: "topk", d_in: 16, d_sae: 32, k: 4 });
+    const cfg = {
+      ...small.cfg,
+      format: "trminterp-sae/1" as const,
+      latent: "z_H" as const,
+      steps: "all",
+      trace_sha256: "0".repeat(64),
+      model_sha256: "0".repeat(64),
+      seed: 0,
+      training: {},
+    };
+    await Deno.writeFile(join(bare, "sae.pt"), encodeSaePt(small, cfg));
+    p = await cli([
+      "intervene",
+      "--run-dir",
+      bare,
+      "--policy",
+      "ablate_features",
+    ]);
+    assert.equal(p.code, 2);
+    assert.match(
+      p.stderr,
+      /sae\.pt has d_in 16, but the trace's states have D=32/,
+    );
+    // An SAE fitted on z_L, asked to act on z_H updates only.
+    const zl = join(tmp, "zl");
+    await Deno.mkdir(zl);
+    await Deno.copyFile(join(run, "trace.jsonl"), join(zl, "trace.jsonl"));
+    p = await cli([
+      "sae",
+      "fit",
+      "--run-dir",
+      zl,
+      "--latents",
+      "z_L",
+      "--steps",
+      "50",
+      "--features",
+      "32",
+      "--k",
+      "4",
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    p = await cli([
+      "intervene",
+      "--run-dir",
+      zl,
+      "--policy",
+      "ablate_features",
+      "--features",
+      "1",
+      "--steps",
+      "s*.*.H",
+    ]);
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /matches no z_L step \(the SAE was fitted on z_L\)/);
+    assert.deepEqual(await listDir(zl), [
+      "sae.pt",
+      "sae_metrics.json",
+      "trace.jsonl",
+    ]);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "intervene: cleanup of the shared run",
+  fn: async () => {
+    if (shared) {
+      await Deno.remove(join(await shared, ".."), { recursive: true });
+    }
+  },
+});
