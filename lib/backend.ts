@@ -123,6 +123,8 @@ export async function createSession(
     session = await ort.InferenceSession.create(bytes, {
       executionProviders: [opts.backend],
       graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
+      // Node-placement notices are not errors; keep stderr to our one-line messages.
+      logSeverityLevel: 3,
     });
   } catch (e) {
     if (opts.backend === "webgpu" && /adapter|webgpu/i.test(String(e))) {
