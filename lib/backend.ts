@@ -7,11 +7,15 @@
 import type * as OrtTypes from "onnxruntime-web";
 import { InputError } from "./errors.ts";
 
-/** Names of the execution backends. */
-export type BackendName = "wasm" | "webgpu";
+/**
+ * Names of the execution backends. `wasm` (the default) and `webgpu` run in
+ * Deno's sandbox; `native` (onnxruntime-node, see `backend_native.ts`) loads a
+ * native library and needs `--allow-ffi`: use it on trusted workstations only.
+ */
+export type BackendName = "wasm" | "webgpu" | "native";
 
 /** The backends trminterp accepts for `--backend`. */
-export const BACKENDS: readonly BackendName[] = ["wasm", "webgpu"];
+export const BACKENDS: readonly BackendName[] = ["wasm", "webgpu", "native"];
 
 /** A dense tensor as the runner sees it. */
 export interface HostTensor {
@@ -77,6 +81,11 @@ const ortCache = new Map<BackendName, Promise<Ort>>();
  * ```
  */
 export function loadOrt(backend: BackendName): Promise<Ort> {
+  if (backend === "native") {
+    throw new Error(
+      "loadOrt serves onnxruntime-web; native uses backend_native.ts",
+    );
+  }
   let p = ortCache.get(backend);
   if (!p) {
     p = (backend === "webgpu"
@@ -117,6 +126,11 @@ export async function createSession(
   opts: SessionOptions,
   label = "graph",
 ): Promise<GraphSession> {
+  if (opts.backend === "native") {
+    // Imported only here, so the sandboxed backends never load the addon.
+    const { createNativeSession } = await import("./backend_native.ts");
+    return createNativeSession(bytes, opts, label);
+  }
   const ort = await loadOrt(opts.backend);
   let session: OrtTypes.InferenceSession;
   try {

@@ -1,0 +1,126 @@
+/**
+ * The opt-in native backend: the same ONNX graphs on `onnxruntime-node`
+ * (onnxruntime's C++ CPU execution provider, multithreaded, loaded as a
+ * Node-API addon). It is for trusted workstations: loading a native library
+ * needs `--allow-ffi`, which lifts Deno's sandbox. WASM stays the default and
+ * the sandboxed path. {@linkcode ./backend.ts} imports this module only when
+ * `--backend native` is asked for, so the WASM path never loads it.
+ *
+ * @module
+ */
+import type * as OrtNodeTypes from "onnxruntime-node";
+import type {
+  GraphSession,
+  HostTensor,
+  SessionOptions,
+  ValueInfo,
+} from "./backend.ts";
+import { InputError } from "./errors.ts";
+
+type OrtNode = typeof OrtNodeTypes;
+let ortNode: Promise<OrtNode> | null = null;
+
+/** The message when `--allow-ffi` is missing. */
+export const FFI_MESSAGE =
+  "--backend native loads onnxruntime's native library (npm:onnxruntime-node) and needs --allow-ffi, " +
+  "which lifts the sandbox; run it only on a trusted workstation, or use the default --backend wasm";
+
+/**
+ * Throw {@linkcode InputError} unless `--allow-ffi` is granted.
+ *
+ * @example
+ * ```ts
+ * import { checkFfi } from "./backend_native.ts";
+ * await checkFfi().catch((e) => console.log(e.message));
+ * ```
+ */
+export async function checkFfi(): Promise<void> {
+  const st = await Deno.permissions.query({ name: "ffi" });
+  if (st.state !== "granted") throw new InputError(FFI_MESSAGE);
+}
+
+/**
+ * Load onnxruntime-node once (after the `--allow-ffi` check).
+ *
+ * @example
+ * ```ts ignore
+ * import { loadOrtNode } from "./backend_native.ts";
+ * const ort = await loadOrtNode();
+ * ```
+ */
+export function loadOrtNode(): Promise<OrtNode> {
+  if (!ortNode) {
+    ortNode = checkFfi().then(() => import("onnxruntime-node")).then(
+      (mod) =>
+        ((mod as unknown as { default?: OrtNode }).default ?? mod) as OrtNode,
+    );
+    ortNode.catch(() => {
+      ortNode = null;
+    });
+  }
+  return ortNode;
+}
+
+function toInfo(meta: OrtNodeTypes.InferenceSession.ValueMetadata): ValueInfo {
+  return meta.isTensor
+    ? { name: meta.name, type: meta.type, shape: meta.shape }
+    : { name: meta.name, type: "non-tensor", shape: [] };
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n")[0].slice(0, 200);
+}
+
+/**
+ * Create a native session for one graph; the same contract as
+ * `createSession` in `backend.ts`.
+ *
+ * @example
+ * ```ts ignore
+ * import { createNativeSession } from "./backend_native.ts";
+ * const s = await createNativeSession(await Deno.readFile("net.onnx"), { backend: "native" });
+ * ```
+ */
+export async function createNativeSession(
+  bytes: Uint8Array,
+  opts: SessionOptions,
+  label = "graph",
+): Promise<GraphSession> {
+  const ort = await loadOrtNode();
+  let session: OrtNodeTypes.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ["cpu"],
+      graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
+      logSeverityLevel: 3,
+    });
+  } catch (e) {
+    throw new InputError(
+      `${label} is not a valid ONNX graph (${
+        firstLine(e)
+      }); re-export the bundle with references/python/export.py`,
+    );
+  }
+  return {
+    inputs: session.inputMetadata.map(toInfo),
+    outputs: session.outputMetadata.map(toInfo),
+    async run(feeds) {
+      const ortFeeds: Record<string, OrtNodeTypes.Tensor> = {};
+      for (const [name, t] of Object.entries(feeds)) {
+        ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+      }
+      const out = await session.run(ortFeeds);
+      const result: Record<string, HostTensor> = {};
+      for (const [name, t] of Object.entries(out)) {
+        result[name] = {
+          type: t.type as HostTensor["type"],
+          data: t.data as HostTensor["data"],
+          dims: t.dims,
+        };
+      }
+      return result;
+    },
+    release: () => session.release(),
+  };
+}
