@@ -105,7 +105,9 @@ const TRACE_FLAGS: Record<string, FlagSpec> = {
   backend: {
     type: "string",
     arg: "NAME",
-    help: `execution backend: ${BACKENDS.join(" | ")} (default wasm)`,
+    help: `execution backend: ${
+      BACKENDS.join(" | ")
+    } (default wasm, sandboxed; native = onnxruntime-node, needs --allow-ffi: trusted workstations only)`,
   },
   "no-states-npy": {
     type: "boolean",
