@@ -141,6 +141,14 @@ export async function createSession(
       logSeverityLevel: 3,
     });
   } catch (e) {
+    const denied = /Requires read access to "([^"]+)"/.exec(String(e));
+    if (denied) {
+      throw new InputError(
+        `onnxruntime-web cannot read ${denied[1]}; run with --allow-read=${
+          denied[1]
+        }`,
+      );
+    }
     if (opts.backend === "webgpu" && /adapter|webgpu/i.test(String(e))) {
       throw new InputError(
         `WebGPU is not available here (${

@@ -35,6 +35,7 @@ import { Progress } from "./progress.ts";
 import { Rng } from "./rng.ts";
 import { type FloatArray, runRollout, type StepEvent } from "./runner.ts";
 import { pathExists, prepareRunDir } from "./run_dir.ts";
+import { checkPermissions, ortWasmPath } from "./permissions.ts";
 import type { SAE } from "./sae.ts";
 import { readSaePt, type SaeFileConfig } from "./sae_io.ts";
 import type { TraceExample } from "./schema.ts";
@@ -177,6 +178,11 @@ interface Ctx {
  * ```
  */
 export async function runIntervene(opts: InterveneOptions): Promise<Report> {
+  await checkPermissions({
+    command: "intervene",
+    read: [opts.runDir],
+    write: [opts.runDir],
+  });
   for (const f of ["trace.jsonl"]) {
     if (!(await pathExists(join(opts.runDir, f)))) {
       throw new InputError(
@@ -258,6 +264,12 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
   }
 
+  const wasm = header.backend === "wasm" ? ortWasmPath() : null;
+  await checkPermissions({
+    command: "intervene",
+    read: [opts.model ?? header.model.path, ...(wasm ? [wasm] : [])],
+    write: [],
+  });
   // Check the policy's own flags before anything is written or run.
   if (opts.policy === "clamp_features") {
     new ClampFeatures([0], { value: opts.value, scale: opts.scale });

@@ -15,6 +15,7 @@ import { sha256File, sha256Hex, writeFileAtomic } from "./io/atomic.ts";
 import { Progress } from "./progress.ts";
 import { type Latent, runRollout } from "./runner.ts";
 import { pathExists, prepareRunDir } from "./run_dir.ts";
+import { checkPermissions, ortWasmPath } from "./permissions.ts";
 import type { SAE, SAEArch } from "./sae.ts";
 import {
   encodeSaePt,
@@ -138,6 +139,11 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const latent = opts.latent ?? "z_H";
   const select = opts.select ?? "all";
   const selector = StepSelector.parse(select);
+  await checkPermissions({
+    command: "sae fit",
+    read: [opts.runDir],
+    write: [opts.runDir],
+  });
   if (!(await pathExists(join(opts.runDir, "trace.jsonl")))) {
     throw new InputError(
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
@@ -304,6 +310,12 @@ async function taskAccuracy(
 ): Promise<TaskAccuracy | { value: null; reason: string }> {
   let bundle: Bundle;
   try {
+    const wasm = ortWasmPath();
+    await checkPermissions({
+      command: "sae fit",
+      read: [modelPath, ...(wasm ? [wasm] : [])],
+      write: [],
+    });
     bundle = await loadBundle(modelPath);
   } catch (e) {
     return {

@@ -27,6 +27,7 @@ import {
   type StepEvent,
 } from "./runner.ts";
 import { prepareRunDir } from "./run_dir.ts";
+import { checkPermissions, ortWasmPath } from "./permissions.ts";
 import type {
   TraceExample,
   TraceHeader,
@@ -175,6 +176,13 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new InputError(`--batch must be a positive integer`);
   }
+  const wasm = (opts.backend ?? "wasm") === "wasm" ? ortWasmPath() : null;
+  await checkPermissions({
+    command: "trace",
+    // Atomic renames need read access to the run dir as well (Deno.rename).
+    read: [opts.model, opts.inputs, opts.runDir, ...(wasm ? [wasm] : [])],
+    write: [opts.runDir],
+  });
   const bundle = await loadBundle(opts.model, {
     backend: opts.backend ?? "wasm",
   });
