@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Rng } from "../lib/rng.ts";
+import { cli, fileSha, FIXTURES, listDir, ROOT } from "./helpers.ts";
+
+const TINY = join(FIXTURES, "tiny_trm");
+
+/** Many random puzzles, so that each command runs long enough to be killed mid-way. */
+async function bigPuzzles(path: string, n: number): Promise<void> {
+  const rng = new Rng(7);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = Array.from({ length: 16 }, () => 2 + rng.int(4));
+    const tokens = label.map((v) => rng.float() < 0.6 ? 1 : v);
+    lines.push(
+      JSON.stringify({
+        id: `k${i}`,
+        tokens,
+        label,
+        puzzle_identifier: rng.int(3),
+      }),
+    );
+  }
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
+
+/** Start the CLI, wait until `ready()` holds (or a delay passes), then SIGKILL it. */
+async function killMidway(
+  args: string[],
+  ready: () => Promise<boolean>,
+  minMs: number,
+): Promise<void> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", join(ROOT, "cli.ts"), ...args],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const start = performance.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 50));
+    if (performance.now() - start > minMs && await ready()) break;
+    if (performance.now() - start > 60_000) break;
+  }
+  child.kill("SIGKILL");
+  const status = await child.status;
+  assert.equal(
+    status.signal,
+    "SIGKILL",
+    "the command finished before it could be killed; give it more work",
+  );
+}
+
+const hasTemp = (dir: string) => async () =>
+  (await listDir(dir).catch(() => [])).some((n) => n.includes(".tmp-"));
+
+Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keeps earlier outputs, and a rerun matches a clean run", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const inputs = join(tmp, "big.jsonl");
+    await bigPuzzles(inputs, 1500);
+    const traceArgs = (
+      dir: string,
+    ) => [
+      "trace",
+      "--run-dir",
+      dir,
+      "--model",
+      TINY,
+      "--inputs",
+      inputs,
+      "--batch",
+      "16",
+    ];
+    const saeArgs = (
+      dir: string,
+    ) => [
+      "sae",
+      "fit",
+      "--run-dir",
+      dir,
+      "--steps",
+      "400",
+      "--features",
+      "64",
+      "--k",
+      "4",
+    ];
+    const itvArgs = (dir: string) => [
+      "intervene",
+      "--run-dir",
+      dir,
+      "--policy",
+      "ablate_features",
+      "--examples",
+      "32",
+      "--candidates",
+      "4",
+      "--random-features",
+      "4",
+    ];
+    // The clean reference run.
+    const clean = join(tmp, "clean");
+    for (const args of [traceArgs(clean), saeArgs(clean), itvArgs(clean)]) {
+      const p = await cli(args);
+      assert.equal(p.code, 0, p.stderr);
+    }
+
+    const run = join(tmp, "killed");
+    // trace: killed while its temp files are being written.
+    await killMidway(traceArgs(run), hasTemp(run), 0);
+    let names = await listDir(run);
+    assert.ok(
+      !names.includes("trace.jsonl") && !names.includes("states.npy"),
+      `after kill: ${names}`,
+    );
+    console.log(`  trace killed: left ${names.join(", ")}`);
+    assert.equal((await cli(traceArgs(run))).code, 0);
+    assert.deepEqual(await listDir(run), [
+      ".gitignore",
+      "states.npy",
+      "trace.jsonl",
+    ]);
+    const traceSha = await fileSha(join(run, "trace.jsonl"));
+    assert.equal(traceSha, await fileSha(join(clean, "trace.jsonl")));
+
+    // sae fit: killed mid-training; the trace stays intact.
+    await killMidway(saeArgs(run), async () => true, 1500);
+    names = await listDir(run);
+    assert.ok(
+      !names.includes("sae.pt") && !names.includes("sae_metrics.json"),
+      `after kill: ${names}`,
+    );
+    assert.equal(await fileSha(join(run, "trace.jsonl")), traceSha);
+    console.log(`  sae fit killed: left ${names.join(", ")}`);
+    assert.equal((await cli(saeArgs(run))).code, 0);
+    for (const f of ["sae.pt", "sae_metrics.json"]) {
+      assert.equal(
+        await fileSha(join(run, f)),
+        await fileSha(join(clean, f)),
+        f,
+      );
+    }
+
+    // intervene: killed mid-ranking; everything before it stays intact.
+    const saeSha = await fileSha(join(run, "sae.pt"));
+    await killMidway(itvArgs(run), async () => true, 1500);
+    names = await listDir(run);
+    assert.ok(!names.includes("report.json"), `after kill: ${names}`);
+    assert.equal(await fileSha(join(run, "sae.pt")), saeSha);
+    console.log(`  intervene killed: left ${names.join(", ")}`);
+    assert.equal((await cli(itvArgs(run))).code, 0);
+    assert.equal(
+      await fileSha(join(run, "report.json")),
+      await fileSha(join(clean, "report.json")),
+    );
+    assert.ok(
+      !(await listDir(run)).some((n) => n.includes(".tmp-")),
+      "stale temp files were removed",
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("faults: corrupt sae.pt and a states.npy whose hash does not match", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const run = join(tmp, "run");
+    let p = await cli([
+      "trace",
+      "--run-dir",
+      run,
+      "--model",
+      TINY,
+      "--inputs",
+      join(TINY, "puzzles.jsonl"),
+    ]);
+    assert.equal(p.code, 0);
+    p = await cli([
+      "sae",
+      "fit",
+      "--run-dir",
+      run,
+      "--steps",
+      "50",
+      "--features",
+      "32",
+      "--k",
+      "4",
+    ]);
+    assert.equal(p.code, 0);
+    const pt = await Deno.readFile(join(run, "sae.pt"));
+    await Deno.writeFile(join(run, "sae.pt"), pt.subarray(0, pt.length - 100));
+    p = await cli([
+      "intervene",
+      "--run-dir",
+      run,
+      "--policy",
+      "ablate_features",
+    ]);
+    assert.equal(p.code, 2, p.stderr);
+    assert.equal(p.stderr.trim().split("\n").length, 1);
+    assert.match(p.stderr, /sae\.pt is not a readable torch archive/);
+    assert.ok(!(await listDir(run)).includes("report.json"));
+    // A states.npy that does not match the header is ignored: the inline states are used.
+    const npyBytes = await Deno.readFile(join(run, "states.npy"));
+    npyBytes[200] ^= 0xff;
+    await Deno.writeFile(join(run, "states.npy"), npyBytes);
+    p = await cli([
+      "sae",
+      "fit",
+      "--run-dir",
+      run,
+      "--steps",
+      "50",
+      "--features",
+      "32",
+      "--k",
+      "4",
+      "--force",
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
