@@ -74,6 +74,7 @@ def main(argv=None):
     ap.add_argument("--L-cycles", type=int, default=2)
     ap.add_argument("--halt-max-steps", type=int, default=8)
     ap.add_argument("--mlp-t", action="store_true", help="sequence-MLP variant instead of attention")
+    ap.add_argument("--pos-encodings", choices=["rope", "learned", "none"], default="rope")
     ap.add_argument("--ffn-multiple", type=int, default=256)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3000, help="optimizer steps (one supervision step each)")
@@ -96,7 +97,8 @@ def main(argv=None):
     te_tok, te_lab, _ = load_jsonl(os.path.join(a.data, "test.jsonl"))
     cfg = ModelConfig(family="trm", seq_len=16, vocab_size=6, hidden_size=a.hidden, num_heads=a.heads,
                       expansion=4.0, H_cycles=a.H_cycles, L_cycles=a.L_cycles, L_layers=a.L_layers,
-                      halt_max_steps=a.halt_max_steps, mlp_t=a.mlp_t, ffn_multiple=a.ffn_multiple)
+                      halt_max_steps=a.halt_max_steps, mlp_t=a.mlp_t, ffn_multiple=a.ffn_multiple,
+                      pos_encodings=a.pos_encodings)
     model = RecursiveModel(cfg)
     model.train()
     n_params = count_params(model)
