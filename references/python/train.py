@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seeded training of the demo TRM on 4x4 Sudoku (CPU, a few minutes).
 
-    python3 references/python/train.py --data DIR --out DIR --seed 0
+    python3 references/python/train.py --data DIR --out DIR --seed 0 [--act --pos-encodings learned ...]
 
 DIR (--data) holds train.jsonl / test.jsonl from sudoku4.py. Writes checkpoint.pt and
 train_result.json (per-supervision-step accuracy on the test split) into --out.
