@@ -409,6 +409,13 @@ async function trace(args: string[]): Promise<void> {
       summary.seconds.toFixed(2)
     }s -> ${summary.trace}`,
   );
+  console.error(
+    `per supervision step (exact / token): ${
+      summary.perSup.map((p) =>
+        `s${p.sup} ${p.exact.toFixed(4)}/${p.token.toFixed(4)}`
+      ).join("  ")
+    }`,
+  );
 }
 
 async function saeFit(args: string[]): Promise<void> {

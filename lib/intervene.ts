@@ -144,6 +144,8 @@ export interface Report {
       features: number[];
       effects: number[];
       median_effect: number;
+      kls: number[];
+      median_kl: number;
     };
   };
   /** Effect of each top feature ablated at one supervision step at a time. */
@@ -407,9 +409,11 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
       alive.length,
       Math.min(nRandom, alive.length),
     ).map((i) => alive[i]);
-    const randomEffects: number[] = [];
+    const randomEffects: number[] = [], randomKls: number[] = [];
     for (const f of randomFeatures) {
-      randomEffects.push((await ablateEffect(f, selector)).effect);
+      const e = await ablateEffect(f, selector);
+      randomEffects.push(e.effect);
+      randomKls.push(e.kl);
     }
 
     // Tomography: each top feature ablated at one supervision step at a time.
@@ -472,6 +476,8 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
           features: randomFeatures,
           effects: randomEffects,
           median_effect: median(randomEffects),
+          kls: randomKls,
+          median_kl: median(randomKls),
         },
       },
       tomography: {

@@ -725,6 +725,8 @@ const ReportSchema = z.object({
       features: z.array(nonNeg),
       effects: z.array(num),
       median_effect: num,
+      kls: z.array(num),
+      median_kl: num,
     }),
   }),
   tomography: z.object({

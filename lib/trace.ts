@@ -82,6 +82,8 @@ export interface TraceSummary {
   exact: number;
   /** Token accuracy at the halting step. */
   tokenAcc: number;
+  /** Exact and token accuracy of the official readout after each supervision step. */
+  perSup: { sup: number; exact: number; token: number }[];
   /** Wall time in seconds (not in any payload). */
   seconds: number;
 }
@@ -269,6 +271,8 @@ export async function writeTrace(
   const line = (rec: TraceStep | TraceReadout | TraceExample) =>
     body.write(JSON.stringify(rec) + "\n");
   let rows = 0, exactSum = 0, tokSum = 0;
+  // Official end-of-step readouts, summed per supervision step (halted examples keep theirs).
+  const perSup: { exact: number; token: number; n: number }[] = [];
   const rowBuf = new Float32Array(opts.positionList.length * D);
   try {
     for (let start = 0; start < chosen.length; start += opts.batchSize) {
@@ -340,6 +344,16 @@ export async function writeTrace(
             if (e.halted[b]) continue;
             const pred = argmax(e.logits, b, S, V);
             const { acc, exact } = scorePrediction(pred, puzzles[b].label);
+            if (e.final) {
+              const slot = perSup[e.address.sup] ??= {
+                exact: 0,
+                token: 0,
+                n: 0,
+              };
+              slot.exact += exact ? 1 : 0;
+              slot.token += acc;
+              slot.n++;
+            }
             await line({
               kind: "readout",
               example: puzzles[b].id,
@@ -438,6 +452,11 @@ export async function writeTrace(
     examples: chosen.length,
     exact: exactSum / chosen.length,
     tokenAcc: tokSum / chosen.length,
+    perSup: perSup.map((p, sup) => ({
+      sup,
+      exact: p.exact / p.n,
+      token: p.token / p.n,
+    })),
     seconds,
   };
 }
