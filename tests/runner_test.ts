@@ -191,3 +191,59 @@ Deno.test("runner: batching does not change results", async () => {
     await bundle.release();
   }
 });
+
+Deno.test("demo model: live parity with torch in float32 and, via a float64 export, within 1e-9", async () => {
+  const demo = join(
+    FIXTURES,
+    "..",
+    "..",
+    "references",
+    "models",
+    "sudoku4-trm",
+  );
+  const tmp = await Deno.makeTempDir();
+  try {
+    const f64 = join(tmp, "f64");
+    await python([
+      join(PY, "export.py"),
+      "--checkpoint",
+      join(demo, "checkpoint.pt"),
+      "--out",
+      f64,
+      "--dtype",
+      "float64",
+    ]);
+    for (const [bundle, tol] of [[demo, 1e-3], [f64, 1e-9]] as const) {
+      const out = join(tmp, `parity-${tol}`);
+      await python([
+        join(PY, "parity.py"),
+        "--bundle",
+        bundle,
+        "--checkpoint",
+        join(demo, "checkpoint.pt"),
+        "--puzzles",
+        join(demo, "test.jsonl"),
+        "--limit",
+        "32",
+        "--out",
+        out,
+      ]);
+      const r = await compareTo(bundle, out);
+      console.log(
+        `  demo ${tol === 1e-9 ? "float64" : "float32"}: first net ${
+          r.firstNet.toExponential(2)
+        }, z_H ${r.zH.toExponential(2)}, logits ${
+          r.logits.toExponential(2)
+        }, predictions ${r.predsEqual ? "identical" : "DIFFER"}`,
+      );
+      assert.ok(
+        r.logits <= tol && r.zH <= (tol === 1e-9 ? 1e-9 : 1e-3),
+        JSON.stringify(r),
+      );
+      assert.ok(r.firstNet <= (tol === 1e-9 ? 1e-9 : 1e-5));
+      assert.ok(r.predsEqual);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
