@@ -19,6 +19,27 @@ import { InputError } from "./errors.ts";
 
 type OrtNode = typeof OrtNodeTypes;
 let ortNode: Promise<OrtNode> | null = null;
+let intraOpThreads = 0;
+
+/**
+ * Threads per native session for sessions created after the call; 0 (the
+ * default) lets onnxruntime pick one per physical core.
+ *
+ * @example
+ * ```ts
+ * import { setNativeThreads } from "./backend_native.ts";
+ * setNativeThreads(1);
+ * setNativeThreads(0);
+ * ```
+ */
+export function setNativeThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 0) {
+    throw new InputError(
+      `native threads must be a whole number >= 0, got ${n}`,
+    );
+  }
+  intraOpThreads = n;
+}
 
 /** The message when `--allow-ffi` is missing. */
 export const FFI_MESSAGE =
@@ -92,6 +113,7 @@ export async function createNativeSession(
   try {
     session = await ort.InferenceSession.create(bytes, {
       executionProviders: ["cpu"],
+      ...(intraOpThreads ? { intraOpNumThreads: intraOpThreads } : {}),
       graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
       logSeverityLevel: 3,
     });

@@ -1,0 +1,874 @@
+/**
+ * `deno task bench [--full]`: trminterp against the tools a researcher would
+ * use instead, in one run on one machine, on the same weights and graphs.
+ *
+ * - trminterp's runner on onnxruntime-web WASM (the default, sandboxed), WASM
+ *   with 2 threads (a lever), and the opt-in native backend (onnxruntime-node);
+ * - PyTorch eager CPU running the reference TRM (references/python/trm_model.py);
+ * - Python onnxruntime on the same .onnx files
+ *   (references/python/bench_runner.py).
+ *
+ * Measures trace throughput (net calls/s, examples/s, recording off and on),
+ * startup (`trminterp --help`, time to the first net call), `sae fit`
+ * throughput and quality against references/python/sae_ref.py, and the peak
+ * RSS of `trace` and `sae fit` as the data grows. Prints a table of ratios
+ * (trminterp / baseline; > 1 is faster for throughput) and writes the raw
+ * figures as JSON to `--json FILE` when asked.
+ *
+ * Fast mode (default, for CI): batch 2, one supervision step of the full-size
+ * models, 100 and 1,000 examples for RSS. `--full`: batch 8, two reps,
+ * 100 / 1,000 / 10,000 examples. Every trminterp measurement runs in a child
+ * process (this file with `--child`), so thread settings and peak RSS are its own.
+ *
+ * Run: `deno task bench` or `deno run -A bench/run.ts --full --json out.json`
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { loadBundle } from "../lib/bundle.ts";
+import { type BackendName, type HostTensor, loadOrt } from "../lib/backend.ts";
+import { runRollout } from "../lib/runner.ts";
+import { fitSAE, type RowSource } from "../lib/sae_train.ts";
+import { encodeNpy } from "../lib/io/npy.ts";
+import { Rng } from "../lib/rng.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const PY = join(ROOT, "references/python");
+
+// ---------------------------------------------------------------- child mode
+
+interface RolloutFigures {
+  impl: string;
+  batch: number;
+  record: boolean;
+  threads: number;
+  net_calls: number;
+  seconds: number;
+  net_calls_per_s: number;
+  ms_per_call: number;
+  examples_per_s: number;
+  first_call_s: number;
+  process_to_first_call_s?: number;
+  peak_rss_mb?: number;
+}
+
+function inputs(S: number, V: number, B: number): BigInt64Array {
+  // Shared with bench_runner.py: token i = 2 + (7 i + 3) mod (V - 2).
+  const t = new BigInt64Array(B * S);
+  for (let i = 0; i < t.length; i++) t[i] = BigInt(2 + (7 * i + 3) % (V - 2));
+  return t;
+}
+
+async function childRollout(a: Record<string, string>): Promise<void> {
+  const backend = a.backend as BackendName;
+  const threads = Number(a.threads ?? 1);
+  if (backend === "wasm") {
+    (await loadOrt("wasm")).env.wasm.numThreads = threads;
+  } else if (backend === "native") {
+    const { setNativeThreads } = await import("../lib/backend_native.ts");
+    setNativeThreads(threads);
+  }
+  const B = Number(a.batch), reps = Number(a.reps), record = a.record === "1";
+  const fullSup = Number(a["full-sup"] ?? 0);
+  const t0 = performance.now();
+  const bundle = await loadBundle(a.bundle, { backend });
+  const m = bundle.manifest;
+  const tokens = inputs(m.seq_len, m.vocab_size, B);
+  const callsPerSup = m.schedule.H_cycles * (m.schedule.L_cycles + 1);
+  const calls = callsPerSup * m.schedule.halt_max_steps;
+  let first = 0;
+  const once = async () => {
+    const kept: Float32Array[] = [];
+    await runRollout(bundle, { tokens, size: B }, {
+      onStep: record
+        ? (e) => void kept.push((e.state as Float32Array).slice())
+        : undefined,
+    });
+    return kept.length;
+  };
+  // Warm-up: embed, one net call (timed from process start), head.
+  {
+    const S = m.seq_len, T = S + m.puzzle_emb_len, D = m.hidden_size;
+    const feeds: Record<string, HostTensor> = {
+      tokens: { type: "int64", data: tokens, dims: [B, S] },
+    };
+    if (m.puzzle_emb_len > 0) {
+      feeds.puzzle_identifiers = {
+        type: "int64",
+        data: new BigInt64Array(B),
+        dims: [B],
+      };
+    }
+    const x = (await bundle.sessions.embed.run(feeds)).x;
+    const net = bundle.sessions.net ?? bundle.sessions.L_net;
+    const z = (await net.run({ hidden: x, injection: x })).hidden_out;
+    first = performance.now();
+    await bundle.sessions.head.run({ z_H: { ...z, dims: [B, T, D] } });
+  }
+  const firstCall = (first - t0) / 1000;
+  const fromStart = first / 1000;
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const s = performance.now();
+    await once();
+    best = Math.min(best, (performance.now() - s) / 1000);
+  }
+  await bundle.release();
+  const full = fullSup ? callsPerSup * fullSup : calls;
+  const out: RolloutFigures = {
+    impl: `${backend}-${threads || "default"}t`,
+    batch: B,
+    record,
+    threads,
+    net_calls: calls,
+    seconds: best,
+    net_calls_per_s: calls / best,
+    ms_per_call: 1000 * best / calls,
+    examples_per_s: B / (best * full / calls),
+    first_call_s: firstCall,
+    process_to_first_call_s: fromStart,
+  };
+  console.log(JSON.stringify(out));
+}
+
+// ---------------------------------------------------------------- helpers
+
+function parseArgs(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (!k.startsWith("--")) continue;
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith("--")) out[k.slice(2)] = "1";
+    else out[k.slice(2)] = argv[++i];
+  }
+  return out;
+}
+
+interface Ran {
+  stdout: string;
+  stderr: string;
+  seconds: number;
+  maxrss_mb: number;
+}
+
+/** Run a command under /usr/bin/time (peak RSS of the process tree's largest). */
+async function sh(
+  cmd: string[],
+  opts: { env?: Record<string, string> } = {},
+): Promise<Ran> {
+  const rssFile = await Deno.makeTempFile();
+  const t0 = performance.now();
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "%M", "-o", rssFile, ...cmd],
+    cwd: ROOT,
+    env: opts.env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - t0) / 1000;
+  const dec = new TextDecoder();
+  const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
+  if (!out.success) {
+    throw new Error(
+      `${cmd.join(" ")} failed (${out.code}):\n${stderr.slice(-2000)}`,
+    );
+  }
+  const kb = Number(
+    (await Deno.readTextFile(rssFile)).trim().split("\n").at(-1),
+  );
+  await Deno.remove(rssFile);
+  return { stdout, stderr, seconds, maxrss_mb: kb / 1024 };
+}
+
+function jsonLines<T>(s: string): T[] {
+  return s.split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l) as T
+  );
+}
+
+const log = (msg: string) =>
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+async function trmRollout(
+  bundle: string,
+  backend: BackendName,
+  batch: number,
+  reps: number,
+  o: { record?: boolean; threads?: number; fullSup?: number } = {},
+): Promise<RolloutFigures> {
+  const args = [
+    "deno",
+    "run",
+    "--allow-read",
+    "--allow-env",
+    "--allow-ffi",
+    join(ROOT, "bench/run.ts"),
+    "--child",
+    "rollout",
+    "--bundle",
+    bundle,
+    "--backend",
+    backend,
+    "--batch",
+    String(batch),
+    "--reps",
+    String(reps),
+    "--threads",
+    String(o.threads ?? 1),
+    "--record",
+    o.record ? "1" : "0",
+    "--full-sup",
+    String(o.fullSup ?? 0),
+  ];
+  const r = await sh(args);
+  const f = jsonLines<RolloutFigures>(r.stdout)[0];
+  f.peak_rss_mb = r.maxrss_mb;
+  return f;
+}
+
+async function pyRollout(
+  bundle: string,
+  impls: string,
+  batch: number,
+  reps: number,
+  o: { record?: boolean; fullSup?: number; threads?: number } = {},
+): Promise<Record<string, RolloutFigures>> {
+  const r = await sh([
+    "python3",
+    join(PY, "bench_runner.py"),
+    "time",
+    "--bundle",
+    bundle,
+    "--impl",
+    impls,
+    "--batch",
+    String(batch),
+    "--reps",
+    String(reps),
+    "--full-sup-steps",
+    String(o.fullSup ?? 0),
+    "--threads",
+    String(o.threads ?? 0),
+    ...(o.record ? ["--record"] : []),
+  ]);
+  const out: Record<string, RolloutFigures> = {};
+  for (const f of jsonLines<RolloutFigures>(r.stdout)) {
+    f.impl = `${f.impl}-${o.threads || "default"}t`;
+    out[f.impl] = f;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- SAE
+
+function planted(
+  n: number,
+  dim: number,
+  nAtoms: number,
+  active: number,
+): Float32Array {
+  const rng = new Rng(0);
+  const atoms = new Float32Array(nAtoms * dim);
+  for (let a = 0; a < nAtoms; a++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += (atoms[a * dim + d] = rng.normal()) ** 2;
+    for (let d = 0; d < dim; d++) atoms[a * dim + d] /= Math.sqrt(s);
+  }
+  const x = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    for (let t = 0; t < active; t++) {
+      const a = rng.int(nAtoms), c = 0.5 + rng.float();
+      for (let d = 0; d < dim; d++) x[i * dim + d] += c * atoms[a * dim + d];
+    }
+  }
+  return x;
+}
+
+interface SaeFigures {
+  impl: string;
+  activations_per_s: number;
+  seconds: number;
+  fvu: number;
+}
+
+async function saeCase(
+  tmp: string,
+  D: number,
+  F: number,
+  k: number,
+  n: number,
+  steps: number,
+  batch: number,
+  threads: number,
+): Promise<{ ts: SaeFigures; torch: SaeFigures }> {
+  const x = planted(n, D, F, k);
+  const npy = join(tmp, `sae_${D}_${F}.npy`);
+  await Deno.writeFile(npy, encodeNpy(x, [n, D]));
+  const src: RowSource = {
+    n,
+    dim: D,
+    rows(ix, out) {
+      for (let i = 0; i < ix.length; i++) {
+        out.set(x.subarray(ix[i] * D, (ix[i] + 1) * D), i * D);
+      }
+    },
+  };
+  const lr = 3e-4;
+  const t0 = performance.now();
+  const { sae } = fitSAE(src, {
+    d_sae: F,
+    k,
+    batch_size: batch,
+    steps,
+    seed: 0,
+    lr,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  // FVU on the training rows, as sae_ref.py reports it.
+  let sse = 0, vv = 0;
+  const mean = new Float64Array(D);
+  for (let i = 0; i < n; i++) {
+    for (let d = 0; d < D; d++) mean[d] += x[i * D + d] / n;
+  }
+  for (let s = 0; s < n; s += 4096) {
+    const rows = x.subarray(s * D, Math.min(n, s + 4096) * D);
+    const rec = sae.decode(sae.encode(rows));
+    for (let j = 0; j < rows.length; j++) {
+      sse += (rec[j] - rows[j]) ** 2;
+      vv += (rows[j] - mean[j % D]) ** 2;
+    }
+  }
+  const ts = {
+    impl: "trminterp",
+    activations_per_s: steps * batch / seconds,
+    seconds,
+    fvu: sse / vv,
+  };
+  const r = await sh([
+    "python3",
+    join(PY, "sae_ref.py"),
+    "--states",
+    npy,
+    "--d-sae",
+    String(F),
+    "--k",
+    String(k),
+    "--batch",
+    String(batch),
+    "--steps",
+    String(steps),
+    "--lr",
+    String(lr),
+    "--seed",
+    "0",
+    "--threads",
+    String(threads),
+    "--warmup-steps",
+    "0",
+  ]);
+  const py = jsonLines<SaeFigures>(r.stdout)[0];
+  await Deno.remove(npy);
+  return { ts, torch: { ...py, impl: "torch" } };
+}
+
+// ---------------------------------------------------------------- RSS growth
+
+async function puzzlesFile(tmp: string, n: number): Promise<string> {
+  // The 4x4 Sudoku training puzzles, repeated to n lines with fresh ids.
+  const src = (await Deno.readTextFile(
+    join(ROOT, "references/models/sudoku4-trm/train.jsonl"),
+  ))
+    .split("\n").filter(Boolean);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = JSON.parse(src[i % src.length]);
+    o.id = `b${i}`;
+    lines.push(JSON.stringify(o));
+  }
+  const p = join(tmp, `puzzles_${n}.jsonl`);
+  await Deno.writeTextFile(p, lines.join("\n") + "\n");
+  return p;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const a = parseArgs(Deno.args);
+  if (a.child === "rollout") return await childRollout(a);
+  const full = a.full === "1";
+  const tmp = await Deno.makeTempDir({ prefix: "trminterp-bench-" });
+  const results: Record<string, unknown> = { mode: full ? "full" : "fast" };
+  const rows: [string, string, string, string][] = [];
+  const ratio = (x: number, y: number) => (x / y).toFixed(2) + "×";
+  const add = (what: string, figs: string, r: string, target: string) =>
+    rows.push([what, figs, r, target]);
+  const started = performance.now();
+  try {
+    // ---- models
+    const demoDir =
+      await exists(join(ROOT, "references/models/sudoku4-trm/model.json"))
+        ? join(ROOT, "references/models/sudoku4-trm")
+        : join(ROOT, "tests/fixtures/tiny_trm");
+    results.demo = demoDir;
+    const B = full ? 8 : 2, reps = 1, sup = full ? 2 : 1, rounds = full ? 3 : 2;
+    const fig = (f: RolloutFigures) =>
+      `${f.net_calls_per_s.toFixed(2)} calls/s, ${
+        f.examples_per_s.toFixed(4)
+      } ex/s`;
+    for (const arch of ["mlp", "att"]) {
+      const dir = join(tmp, `trm-${arch}`);
+      log(`export full-size TRM-${arch} (random weights) to ${dir}`);
+      await sh([
+        "python3",
+        join(PY, "bench_runner.py"),
+        "gen",
+        "--arch",
+        arch,
+        "--out",
+        dir,
+        "--halt-max-steps",
+        String(sup),
+      ]);
+      // Rounds of every implementation, interleaved; each keeps its best round
+      // (a shared machine's noise only ever slows a run down).
+      const best: Record<string, RolloutFigures> = {};
+      const keep = (f: RolloutFigures, key = f.impl) => {
+        if (!best[key] || f.seconds < best[key].seconds) best[key] = f;
+      };
+      for (let r = 0; r < rounds; r++) {
+        log(
+          `TRM-${arch} round ${
+            r + 1
+          }/${rounds}: torch eager, python onnxruntime, trminterp wasm + native; batch ${B}`,
+        );
+        for (const threads of [1, 0]) {
+          for (
+            const f of Object.values(
+              await pyRollout(dir, "torch,ort", B, reps, {
+                fullSup: 16,
+                threads,
+              }),
+            )
+          ) keep(f);
+        }
+        keep(
+          await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 1 }),
+        );
+        keep(
+          await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 2 }),
+        );
+        keep(
+          await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 1 }),
+        );
+        keep(
+          await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 0 }),
+        );
+      }
+      log(`TRM-${arch}: recording on`);
+      keep(
+        await trmRollout(dir, "wasm", B, reps, {
+          fullSup: 16,
+          threads: 1,
+          record: true,
+        }),
+        "wasm-1t-rec",
+      );
+      keep(
+        await trmRollout(dir, "native", B, reps, {
+          fullSup: 16,
+          threads: 0,
+          record: true,
+        }),
+        "native-defaultt-rec",
+      );
+      const tr = await pyRollout(dir, "torch", B, reps, {
+        fullSup: 16,
+        threads: 0,
+        record: true,
+      });
+      keep(tr["torch-defaultt"], "torch-defaultt-rec");
+      results[`trm_${arch}`] = best;
+      const t1 = best["torch-1t"], t = best["torch-defaultt"];
+      add(
+        `TRM-${arch} D512 B${B}: torch eager, ${t.threads} threads`,
+        fig(t),
+        "1.00×",
+        "",
+      );
+      add(
+        `  torch eager, 1 thread`,
+        fig(t1),
+        ratio(t1.net_calls_per_s, t.net_calls_per_s),
+        "",
+      );
+      add(
+        `  python onnxruntime, ${best["ort-defaultt"].threads} threads`,
+        fig(best["ort-defaultt"]),
+        ratio(best["ort-defaultt"].net_calls_per_s, t.net_calls_per_s),
+        "",
+      );
+      add(
+        `  trminterp wasm (default, 1 thread)`,
+        fig(best["wasm-1t"]),
+        ratio(best["wasm-1t"].net_calls_per_s, t.net_calls_per_s),
+        "report",
+      );
+      add(
+        `    same, vs torch 1 thread`,
+        "",
+        ratio(best["wasm-1t"].net_calls_per_s, t1.net_calls_per_s),
+        "",
+      );
+      add(
+        `  trminterp wasm 2 threads`,
+        fig(best["wasm-2t"]),
+        ratio(best["wasm-2t"].net_calls_per_s, t.net_calls_per_s),
+        "lever",
+      );
+      add(
+        `  trminterp native, 1 thread`,
+        fig(best["native-1t"]),
+        ratio(best["native-1t"].net_calls_per_s, t.net_calls_per_s),
+        "lever",
+      );
+      add(
+        `  trminterp native, default threads`,
+        fig(best["native-defaultt"]),
+        ratio(best["native-defaultt"].net_calls_per_s, t.net_calls_per_s),
+        "≥ 1.0× torch",
+      );
+      const fastest = ["native-1t", "native-defaultt"].map((k) => best[k])
+        .reduce((x, y) => x.seconds < y.seconds ? x : y);
+      add(
+        `  trminterp fastest backend (${fastest.impl})`,
+        "",
+        ratio(
+          fastest.net_calls_per_s,
+          Math.max(t.net_calls_per_s, t1.net_calls_per_s),
+        ),
+        "≥ 1.0× best torch",
+      );
+      add(
+        `  recording on: wasm / native / torch`,
+        `${best["wasm-1t-rec"].net_calls_per_s.toFixed(2)} / ${
+          best["native-defaultt-rec"].net_calls_per_s.toFixed(2)
+        } / ${best["torch-defaultt-rec"].net_calls_per_s.toFixed(2)} calls/s`,
+        ratio(
+          best["native-defaultt-rec"].net_calls_per_s,
+          best["torch-defaultt-rec"].net_calls_per_s,
+        ),
+        "native/torch",
+      );
+      add(
+        `  native vs python onnxruntime (default threads)`,
+        "",
+        ratio(
+          best["native-defaultt"].net_calls_per_s,
+          best["ort-defaultt"].net_calls_per_s,
+        ),
+        "",
+      );
+    }
+
+    // ---- demo model: per-call overhead at batch 1 (every implementation on 1 thread)
+    {
+      const dreps = full ? 50 : 20;
+      log(`demo model ${demoDir}: batch 1, ${dreps} rollouts; batch 64`);
+      const py = await pyRollout(demoDir, "torch,ort", 1, dreps, {
+        threads: 1,
+      });
+      const wasm = await trmRollout(demoDir, "wasm", 1, dreps);
+      const native = await trmRollout(demoDir, "native", 1, dreps, {
+        threads: 1,
+      });
+      const wasmRec = await trmRollout(demoDir, "wasm", 1, dreps, {
+        record: true,
+      });
+      const wasm64 = await trmRollout(demoDir, "wasm", 64, full ? 10 : 4);
+      const native64 = await trmRollout(demoDir, "native", 64, full ? 10 : 4, {
+        threads: 1,
+      });
+      const py64 = await pyRollout(demoDir, "torch,ort", 64, full ? 10 : 4, {
+        threads: 1,
+      });
+      results.demo = {
+        dir: demoDir,
+        py,
+        wasm,
+        native,
+        wasmRec,
+        wasm64,
+        native64,
+        py64,
+      };
+      const ort1 = py["ort-1t"], t1 = py["torch-1t"];
+      const us = (f: RolloutFigures) =>
+        `${(f.ms_per_call * 1000).toFixed(0)} µs/call`;
+      const name = demoDir.split("/").at(-1);
+      add(
+        `demo (${name}) B1, 1 thread: python onnxruntime`,
+        us(ort1),
+        "1.00×",
+        "",
+      );
+      add(
+        `  trminterp wasm per-call time`,
+        us(wasm),
+        ratio(wasm.ms_per_call, ort1.ms_per_call),
+        "≤ 1.5× native ort",
+      );
+      add(
+        `  trminterp wasm, recording on`,
+        us(wasmRec),
+        ratio(wasmRec.ms_per_call, ort1.ms_per_call),
+        "",
+      );
+      add(
+        `  trminterp native per-call time`,
+        us(native),
+        ratio(native.ms_per_call, ort1.ms_per_call),
+        "≤ 1.5× native ort",
+      );
+      add(
+        `  torch eager per-call time`,
+        us(t1),
+        ratio(t1.ms_per_call, ort1.ms_per_call),
+        "",
+      );
+      const ex = (f: RolloutFigures) => `${f.examples_per_s.toFixed(0)} ex/s`;
+      add(`demo B64, 1 thread: torch eager`, ex(py64["torch-1t"]), "1.00×", "");
+      add(
+        `  python onnxruntime`,
+        ex(py64["ort-1t"]),
+        ratio(py64["ort-1t"].examples_per_s, py64["torch-1t"].examples_per_s),
+        "",
+      );
+      add(
+        `  trminterp wasm`,
+        ex(wasm64),
+        ratio(wasm64.examples_per_s, py64["torch-1t"].examples_per_s),
+        "",
+      );
+      add(
+        `  trminterp native`,
+        ex(native64),
+        ratio(native64.examples_per_s, py64["torch-1t"].examples_per_s),
+        "",
+      );
+    }
+
+    // ---- startup
+    {
+      log("startup");
+      const help = await bestOf(
+        3,
+        () =>
+          sh([
+            "deno",
+            "run",
+            "--allow-read",
+            "--allow-write",
+            join(ROOT, "cli.ts"),
+            "--help",
+          ]),
+      );
+      const pyHelp = await bestOf(
+        3,
+        () => sh(["python3", join(PY, "export.py"), "--help"]),
+      );
+      const trmFirst = await trmRollout(demoDir, "wasm", 1, 0);
+      const pyFirst =
+        jsonLines<{ impl: string; process_to_first_call_s: number }>(
+          (await sh([
+            "python3",
+            join(PY, "bench_runner.py"),
+            "startup",
+            "--bundle",
+            demoDir,
+            "--impl",
+            "torch",
+          ])).stdout,
+        )[0];
+      const trmToFirst = trmFirst.process_to_first_call_s!;
+      results.startup = { help, pyHelp, trmFirst, pyFirst };
+      add(
+        `startup: trminterp --help`,
+        `${help.seconds.toFixed(2)} s vs export.py --help ${
+          pyHelp.seconds.toFixed(2)
+        } s`,
+        ratio(help.seconds, pyHelp.seconds),
+        "lower is better",
+      );
+      add(
+        `  process start to first net call (demo)`,
+        `${trmToFirst.toFixed(2)} s vs torch ${
+          pyFirst.process_to_first_call_s.toFixed(2)
+        } s`,
+        ratio(trmToFirst, pyFirst.process_to_first_call_s),
+        "lower is better",
+      );
+    }
+
+    // ---- SAE
+    {
+      const cases = full
+        ? [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 100 }, {
+          D: 512,
+          F: 4096,
+          k: 32,
+          n: 8_192,
+          steps: 10,
+        }]
+        : [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 30 }, {
+          D: 512,
+          F: 4096,
+          k: 32,
+          n: 8_192,
+          steps: 3,
+        }];
+      const sae: unknown[] = [];
+      for (const c of cases) {
+        log(`sae fit D=${c.D} F=${c.F} k=${c.k} steps=${c.steps}`);
+        const r = await saeCase(tmp, c.D, c.F, c.k, c.n, c.steps, 4096, 1);
+        sae.push({ ...c, ...r });
+        add(
+          `sae fit D${c.D} F${c.F} k${c.k}: trminterp`,
+          `${Math.round(r.ts.activations_per_s)} act/s, FVU ${
+            r.ts.fvu.toFixed(3)
+          } (torch ${
+            Math.round(r.torch.activations_per_s)
+          } act/s 1 thread, FVU ${r.torch.fvu.toFixed(3)})`,
+          ratio(r.ts.activations_per_s, r.torch.activations_per_s),
+          "≥ 1.0× torch, equal FVU",
+        );
+      }
+      results.sae = sae;
+    }
+
+    // ---- peak RSS as the data grows
+    {
+      const sizes = full ? [100, 1000, 10000] : [100, 1000];
+      const rss: unknown[] = [];
+      for (const n of sizes) {
+        log(`peak RSS: trace + sae fit on ${n} examples (demo model)`);
+        const p = await puzzlesFile(tmp, n);
+        const run = join(tmp, `run_${n}`);
+        const tr = await sh([
+          "deno",
+          "run",
+          "--allow-read",
+          "--allow-write",
+          join(ROOT, "cli.ts"),
+          "trace",
+          "--run-dir",
+          run,
+          "--model",
+          demoDir,
+          "--inputs",
+          p,
+          "--latents",
+          "z_H",
+          "--force",
+          "--no-gitignore",
+        ]);
+        const sf = await sh([
+          "deno",
+          "run",
+          "--allow-read",
+          "--allow-write",
+          join(ROOT, "cli.ts"),
+          "sae",
+          "fit",
+          "--run-dir",
+          run,
+          "--steps",
+          full ? "300" : "50",
+          "--force",
+        ]);
+        rss.push({
+          n,
+          trace: { s: tr.seconds, mb: tr.maxrss_mb },
+          sae: { s: sf.seconds, mb: sf.maxrss_mb },
+        });
+        add(
+          `peak RSS, ${n} examples`,
+          `trace ${tr.maxrss_mb.toFixed(0)} MB (${
+            tr.seconds.toFixed(1)
+          } s), sae fit ${sf.maxrss_mb.toFixed(0)} MB`,
+          n === sizes[0] ? "1.00×" : ratio(
+            tr.maxrss_mb,
+            (rss[0] as { trace: { mb: number } }).trace.mb,
+          ),
+          "flat",
+        );
+        await Deno.remove(run, { recursive: true });
+      }
+      results.rss = rss;
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+  results.seconds = (performance.now() - started) / 1000;
+  results.machine = await machine();
+  if (a.json) {
+    await Deno.writeTextFile(a.json, JSON.stringify(results, null, 1) + "\n");
+  }
+  printTable(rows, results);
+}
+
+async function bestOf(n: number, f: () => Promise<Ran>): Promise<Ran> {
+  let best: Ran | null = null;
+  for (let i = 0; i < n; i++) {
+    const r = await f();
+    if (!best || r.seconds < best.seconds) best = r;
+  }
+  return best!;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function machine(): Promise<string> {
+  let cpu = "unknown CPU";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = /model name\s*:\s*(.*)/.exec(info)?.[1] ?? cpu;
+  } catch { /* not Linux */ }
+  return `${cpu}, ${navigator.hardwareConcurrency} logical cores, deno ${Deno.version.deno}, ${Deno.build.os}-${Deno.build.arch}`;
+}
+
+function printTable(
+  rows: [string, string, string, string][],
+  results: Record<string, unknown>,
+) {
+  const head: [string, string, string, string] = [
+    "measurement",
+    "figures",
+    "ratio",
+    "target",
+  ];
+  const all = [head, ...rows];
+  const w = [0, 1, 2, 3].map((i) => Math.max(...all.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    "| " + r.map((c, i) => c.padEnd(w[i])).join(" | ") + " |";
+  console.log(
+    `trminterp bench (${results.mode} mode, ${
+      (results.seconds as number).toFixed(0)
+    } s): ${results.machine}`,
+  );
+  console.log(line(head));
+  console.log("|" + w.map((n) => "-".repeat(n + 2)).join("|") + "|");
+  for (const r of rows) console.log(line(r));
+  console.log(
+    "ratios: throughput = trminterp / baseline (> 1 is faster); per-call time and RSS = trminterp / baseline (< 1 is better)",
+  );
+}
+
+if (import.meta.main) await main();
