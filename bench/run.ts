@@ -131,6 +131,59 @@ async function childRollout(a: Record<string, string>): Promise<void> {
   console.log(JSON.stringify(out));
 }
 
+/** Time add.onnx and matmul.onnx (from `bench_runner.py micro`) on one thread. */
+async function childMicro(a: Record<string, string>): Promise<void> {
+  const backend = a.backend as BackendName;
+  if (backend === "native") {
+    const { setNativeThreads } = await import("../lib/backend_native.ts");
+    setNativeThreads(1);
+  }
+  const { createSession } = await import("../lib/backend.ts");
+  for (const name of ["add", "matmul"]) {
+    const s = await createSession(
+      await Deno.readFile(join(a.dir, `${name}.onnx`)),
+      { backend },
+    );
+    const rng = new Rng(0);
+    const feeds: Record<string, HostTensor> = name === "add"
+      ? {
+        hidden: {
+          type: "float32",
+          data: new Float32Array(18 * 32).fill(1),
+          dims: [1, 18, 32],
+        },
+        injection: {
+          type: "float32",
+          data: new Float32Array(18 * 32).fill(1),
+          dims: [1, 18, 32],
+        },
+      }
+      : {
+        hidden: {
+          type: "float32",
+          data: new Float32Array(2 * 97 * 512).map(() => rng.normal()),
+          dims: [2, 97, 512],
+        },
+      };
+    const n = name === "add" ? 2000 : 20,
+      flops = name === "add" ? 0 : 2 * 194 * 512 * 1536;
+    for (let i = 0; i < n / 4; i++) await s.run(feeds);
+    let best = Infinity;
+    for (let r = 0; r < 10; r++) {
+      const t = performance.now();
+      for (let i = 0; i < n / 10; i++) await s.run(feeds);
+      best = Math.min(best, (performance.now() - t) / 1000 / (n / 10));
+    }
+    await s.release();
+    console.log(JSON.stringify({
+      graph: name,
+      impl: backend,
+      us_per_call: best * 1e6,
+      gflops: flops ? flops / best / 1e9 : null,
+    }));
+  }
+}
+
 // ---------------------------------------------------------------- helpers
 
 function parseArgs(argv: string[]): Record<string, string> {
@@ -314,7 +367,7 @@ async function saeCase(
       }
     },
   };
-  const lr = 3e-4;
+  const lr = 1e-3;
   const t0 = performance.now();
   const { sae } = fitSAE(src, {
     d_sae: F,
@@ -325,19 +378,22 @@ async function saeCase(
     lr,
   });
   const seconds = (performance.now() - t0) / 1000;
-  // FVU on the training rows, as sae_ref.py reports it.
+  // FVU on the training rows, as sae_ref.py reports it (on every 4th row when
+  // n > 4096: SAE.encode is a plain scalar loop, not the training kernel).
+  const stride = n > 4096 ? 4 : 1;
   let sse = 0, vv = 0;
   const mean = new Float64Array(D);
   for (let i = 0; i < n; i++) {
     for (let d = 0; d < D; d++) mean[d] += x[i * D + d] / n;
   }
-  for (let s = 0; s < n; s += 4096) {
-    const rows = x.subarray(s * D, Math.min(n, s + 4096) * D);
-    const rec = sae.decode(sae.encode(rows));
-    for (let j = 0; j < rows.length; j++) {
-      sse += (rec[j] - rows[j]) ** 2;
-      vv += (rows[j] - mean[j % D]) ** 2;
-    }
+  const evalRows = new Float32Array(Math.ceil(n / stride) * D);
+  for (let i = 0, j = 0; i < n; i += stride, j++) {
+    evalRows.set(x.subarray(i * D, (i + 1) * D), j * D);
+  }
+  const rec = sae.decode(sae.encode(evalRows));
+  for (let j = 0; j < evalRows.length; j++) {
+    sse += (rec[j] - evalRows[j]) ** 2;
+    vv += (evalRows[j] - mean[j % D]) ** 2;
   }
   const ts = {
     impl: "trminterp",
@@ -396,6 +452,7 @@ async function puzzlesFile(tmp: string, n: number): Promise<string> {
 async function main() {
   const a = parseArgs(Deno.args);
   if (a.child === "rollout") return await childRollout(a);
+  if (a.child === "micro") return await childMicro(a);
   const full = a.full === "1";
   const tmp = await Deno.makeTempDir({ prefix: "trminterp-bench-" });
   const results: Record<string, unknown> = { mode: full ? "full" : "fast" };
@@ -655,6 +712,76 @@ async function main() {
         ex(native64),
         ratio(native64.examples_per_s, py64["torch-1t"].examples_per_s),
         "",
+      );
+    }
+
+    // ---- what limits WASM: fixed cost per call and GEMM speed, 1 thread
+    {
+      log("micro: one-node graphs (fixed per-call cost, GEMM GFLOP/s)");
+      const dir = join(tmp, "micro");
+      type Micro = {
+        graph: string;
+        impl: string;
+        us_per_call: number;
+        gflops: number | null;
+      };
+      const py = jsonLines<Micro>(
+        (await sh([
+          "python3",
+          join(PY, "bench_runner.py"),
+          "micro",
+          "--out",
+          dir,
+        ])).stdout,
+      );
+      const ts: Micro[] = [];
+      for (const backend of ["wasm", "native"]) {
+        ts.push(
+          ...jsonLines<Micro>(
+            (await sh([
+              "deno",
+              "run",
+              "--allow-read",
+              "--allow-env",
+              "--allow-ffi",
+              join(ROOT, "bench/run.ts"),
+              "--child",
+              "micro",
+              "--dir",
+              dir,
+              "--backend",
+              backend,
+            ])).stdout,
+          ),
+        );
+      }
+      results.micro = [...py, ...ts];
+      const get = (g: string, impl: string) =>
+        [...py, ...ts].find((m) => m.graph === g && m.impl === impl)!;
+      const addOrt = get("add", "ort"),
+        addW = get("add", "wasm"),
+        addN = get("add", "native");
+      add(
+        `limit: fixed cost per call (Add [1,18,32])`,
+        `wasm ${addW.us_per_call.toFixed(1)} µs, native ${
+          addN.us_per_call.toFixed(1)
+        } µs, python ort ${addOrt.us_per_call.toFixed(1)} µs`,
+        ratio(addW.us_per_call, addOrt.us_per_call),
+        "wasm / python ort",
+      );
+      const mmT = get("matmul", "torch"),
+        mmO = get("matmul", "ort"),
+        mmW = get("matmul", "wasm"),
+        mmN = get("matmul", "native");
+      add(
+        `limit: GEMM 194×512×1536, 1 thread`,
+        `wasm ${mmW.gflops!.toFixed(0)}, native ${
+          mmN.gflops!.toFixed(0)
+        }, python ort ${mmO.gflops!.toFixed(0)}, torch ${
+          mmT.gflops!.toFixed(0)
+        } GFLOP/s`,
+        ratio(mmW.gflops!, mmT.gflops!),
+        "wasm / torch",
       );
     }
 

@@ -202,6 +202,63 @@ def cmd_time(a) -> None:
         }), flush=True)
 
 
+def cmd_micro(a) -> None:
+    """Two one-node graphs that split a net call's time into fixed per-call cost and
+    kernel speed: Add of two [1, 18, 32] tensors, and MatMul [2, 97, 512] x [512, 1536]
+    (the qkv projection of the full-size TRM at batch 2). Writes them to --out and times
+    python onnxruntime and torch on 1 thread."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    os.makedirs(a.out, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((512, 1536)).astype(np.float32) * 0.01
+    vi = helper.make_tensor_value_info
+    graphs = {
+        "add": helper.make_graph([helper.make_node("Add", ["hidden", "injection"], ["hidden_out"])], "add",
+                                 [vi(n, TensorProto.FLOAT, ["B", 18, 32]) for n in ("hidden", "injection")],
+                                 [vi("hidden_out", TensorProto.FLOAT, ["B", 18, 32])]),
+        "matmul": helper.make_graph([helper.make_node("MatMul", ["hidden", "W"], ["hidden_out"])], "matmul",
+                                    [vi("hidden", TensorProto.FLOAT, ["B", 97, 512])],
+                                    [vi("hidden_out", TensorProto.FLOAT, ["B", 97, 1536])],
+                                    [numpy_helper.from_array(w, "W")]),
+    }
+    import onnxruntime as ort
+    torch.set_num_threads(1)
+    for name, g in graphs.items():
+        path = os.path.join(a.out, f"{name}.onnx")
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        if name == "add":
+            feeds = {"hidden": np.ones((1, 18, 32), np.float32), "injection": np.ones((1, 18, 32), np.float32)}
+            n, flops = 2000, 0
+        else:
+            feeds = {"hidden": rng.standard_normal((2, 97, 512)).astype(np.float32)}
+            n, flops = 20, 2 * 194 * 512 * 1536
+        for impl in ("ort", "torch"):
+            if impl == "ort":
+                f = lambda: sess.run(None, feeds)  # noqa: E731
+            elif name == "add":
+                th, ti = torch.from_numpy(feeds["hidden"]), torch.from_numpy(feeds["injection"])
+                f = lambda: th + ti  # noqa: E731
+            else:
+                xt, wt = torch.from_numpy(feeds["hidden"]), torch.from_numpy(w)
+                f = lambda: xt @ wt  # noqa: E731
+            for _ in range(n // 4):
+                f()
+            best = min(_timed(f, n // 10) for _ in range(10))
+            print(json.dumps({"graph": name, "impl": impl, "us_per_call": best * 1e6,
+                              "gflops": flops / best / 1e9 if flops else None}), flush=True)
+
+
+def _timed(f, n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - t) / n
+
+
 def cmd_startup(a) -> None:
     """Time from process start to the first net call of the bundle at batch 1."""
     a.batch, a.reps, a.record, a.full_sup_steps, a.checkpoint, a.warmup = 1, 0, False, 0, None, "call"
@@ -235,8 +292,11 @@ def main(argv=None):
     s.add_argument("--impl", default="torch")
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("micro", help="one-node graphs: fixed per-call cost and GEMM speed")
+    m.add_argument("--out", required=True, help="folder for add.onnx and matmul.onnx")
+    m.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    {"gen": cmd_gen, "time": cmd_time, "startup": cmd_startup}[a.cmd](a)
+    {"gen": cmd_gen, "time": cmd_time, "startup": cmd_startup, "micro": cmd_micro}[a.cmd](a)
 
 
 if __name__ == "__main__":
