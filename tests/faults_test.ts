@@ -124,7 +124,7 @@ Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keep
     assert.equal(traceSha, await fileSha(join(clean, "trace.jsonl")));
 
     // sae fit: killed mid-training; the trace stays intact.
-    await killMidway(saeArgs(run), async () => true, 1500);
+    await killMidway(saeArgs(run), () => Promise.resolve(true), 1500);
     names = await listDir(run);
     assert.ok(
       !names.includes("sae.pt") && !names.includes("sae_metrics.json"),
@@ -143,7 +143,7 @@ Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keep
 
     // intervene: killed mid-ranking; everything before it stays intact.
     const saeSha = await fileSha(join(run, "sae.pt"));
-    await killMidway(itvArgs(run), async () => true, 1500);
+    await killMidway(itvArgs(run), () => Promise.resolve(true), 1500);
     names = await listDir(run);
     assert.ok(!names.includes("report.json"), `after kill: ${names}`);
     assert.equal(await fileSha(join(run, "sae.pt")), saeSha);

@@ -88,3 +88,21 @@ export async function listDir(dir: string): Promise<string[]> {
   for await (const e of Deno.readDir(dir)) out.push(e.name);
   return out.sort();
 }
+
+/** Run `fn` with a fresh temp dir that is removed afterwards. */
+export async function withTempDir(
+  fn: (dir: string) => Promise<void>,
+  prefix?: string,
+): Promise<void> {
+  const dir = await Deno.makeTempDir(prefix ? { prefix } : undefined);
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Run a Python snippet with arguments; fails loudly when it fails. */
+export function py(code: string, ...args: string[]): Promise<string> {
+  return python(["-c", code, ...args]);
+}

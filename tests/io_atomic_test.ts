@@ -6,15 +6,7 @@ import {
   sha256Hex,
   writeFileAtomic,
 } from "../lib/io/atomic.ts";
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_atomic_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { withTempDir } from "./helpers.ts";
 
 const names = (dir: string) =>
   [...Deno.readDirSync(dir)].map((e) => e.name).sort();

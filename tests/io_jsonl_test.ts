@@ -2,15 +2,7 @@ import assert from "node:assert/strict";
 import { InputError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import { type JsonlRecord, JsonlWriter, readJsonl } from "../lib/io/jsonl.ts";
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_jsonl_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { withTempDir } from "./helpers.ts";
 
 async function collect(path: string): Promise<JsonlRecord[]> {
   const out: JsonlRecord[] = [];

@@ -1,27 +1,8 @@
 import assert from "node:assert/strict";
+import { py, withTempDir } from "./helpers.ts";
 import { InputError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import { decodeNpy, encodeNpy, NpyReader, NpyWriter } from "../lib/io/npy.ts";
-
-async function py(code: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_npy_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("encodeNpy writes the same bytes as numpy.save and numpy.load reads them back", async () => {
   await withTempDir(async (dir) => {

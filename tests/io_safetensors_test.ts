@@ -1,30 +1,11 @@
 import assert from "node:assert/strict";
+import { py, withTempDir } from "./helpers.ts";
 import { InputError } from "../lib/errors.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
   type SafeTensor,
 } from "../lib/io/safetensors.ts";
-
-async function py(code: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_safetensors_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const tensors: Record<string, SafeTensor> = {
   W_enc: {

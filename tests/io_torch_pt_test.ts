@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { py, withTempDir } from "./helpers.ts";
 import { InputError } from "../lib/errors.ts";
 import {
   decodePickle,
@@ -15,26 +16,6 @@ import {
   type TorchTensor,
 } from "../lib/io/torch_pt.ts";
 import { decodeZip, encodeZip } from "../lib/io/zip.ts";
-
-async function py(code: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_torch_pt_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const D = 3;
 const F = 4;

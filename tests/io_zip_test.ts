@@ -1,26 +1,7 @@
 import assert from "node:assert/strict";
+import { py, withTempDir } from "./helpers.ts";
 import { InputError } from "../lib/errors.ts";
 import { crc32, decodeZip, encodeZip, type ZipEntry } from "../lib/io/zip.ts";
-
-async function py(code: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "io_zip_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const text = (s: string) => new TextEncoder().encode(s);
 const entries: ZipEntry[] = [

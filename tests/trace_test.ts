@@ -4,7 +4,14 @@ import { TraceDataset } from "../lib/trace_dataset.ts";
 import { allAddresses } from "../lib/address.ts";
 import { Rng } from "../lib/rng.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
-import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
+import {
+  cli,
+  fileSha,
+  FIXTURES,
+  listDir,
+  python,
+  withTempDir,
+} from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 
@@ -27,15 +34,6 @@ async function writePuzzles(path: string, n: number, seed = 1): Promise<void> {
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 function traceArgs(
   runDir: string,
   inputs: string,
@@ -54,7 +52,7 @@ function traceArgs(
 }
 
 Deno.test("trace: same seed gives byte-identical outputs; another seed samples other examples", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const inputs = join(tmp, "p.jsonl");
     await writePuzzles(inputs, 40);
     const hashes: Record<string, string[]> = {};
@@ -103,7 +101,7 @@ Deno.test("trace: same seed gives byte-identical outputs; another seed samples o
 });
 
 Deno.test("trace: the file layout, record counts and the run dir's .gitignore", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const run = join(tmp, "run");
     const p = await cli(traceArgs(run, join(TINY, "puzzles.jsonl")));
     assert.equal(p.code, 0, p.stderr);
@@ -154,7 +152,7 @@ Deno.test("trace: the file layout, record counts and the run dir's .gitignore", 
 });
 
 Deno.test("trace: TraceDataset.load equals numpy.load(states.npy), from the cache and inline", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const run = join(tmp, "run");
     assert.equal(
       (await cli(traceArgs(run, join(TINY, "puzzles.jsonl")))).code,
@@ -199,7 +197,7 @@ print(a.dtype, a.shape[0], a.shape[1], hashlib.sha256(np.ascontiguousarray(a).to
 });
 
 Deno.test("trace: recording options select latents, steps and positions", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const run = join(tmp, "run");
     const p = await cli(
       traceArgs(run, join(TINY, "puzzles.jsonl"), [
@@ -221,7 +219,7 @@ Deno.test("trace: recording options select latents, steps and positions", async 
 });
 
 Deno.test("trace: the official dataset folder layout gives the same states as the JSONL", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const inputs = join(tmp, "p.jsonl");
     await writePuzzles(inputs, 6);
     const ds = join(tmp, "dataset", "test");
@@ -308,7 +306,7 @@ const badInputs: [string, (path: string) => Promise<void>, RegExp][] = [
 
 for (const [name, write, pattern] of badInputs) {
   Deno.test(`trace: ${name} gives one line, exit code 2 and no output`, async () => {
-    await withTmp(async (tmp) => {
+    await withTempDir(async (tmp) => {
       const inputs = join(tmp, "bad.jsonl");
       await write(inputs);
       const p = await cli(traceArgs(join(tmp, "run"), inputs));
@@ -321,7 +319,7 @@ for (const [name, write, pattern] of badInputs) {
 }
 
 Deno.test("trace: an unknown selector, an existing run and an unwritable run dir are refused", async () => {
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const inputs = join(TINY, "puzzles.jsonl");
     const sel = await cli(
       traceArgs(join(tmp, "x"), inputs, ["--steps", "s0.q1.H"]),
@@ -365,7 +363,7 @@ Deno.test("trace: a read-only run dir is refused before any output", async () =>
     assert.equal(p.code, 0);
     return;
   }
-  await withTmp(async (tmp) => {
+  await withTempDir(async (tmp) => {
     const run = join(tmp, "ro");
     await Deno.mkdir(run);
     await Deno.chmod(run, 0o555);
