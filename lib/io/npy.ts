@@ -8,23 +8,20 @@
 
 import { InputError } from "../errors.ts";
 import { AtomicWriter } from "./atomic.ts";
+import {
+  dtypeOf,
+  type ElementData,
+  type ElementType,
+  ITEMSIZE,
+  numel,
+  viewAs,
+} from "./dtype.ts";
 
 /** Element types supported in `.npy` files. */
-export type NpyDtype =
-  | "float32"
-  | "float64"
-  | "int32"
-  | "int64"
-  | "uint8"
-  | "bool";
+export type NpyDtype = ElementType;
 
 /** Typed arrays that hold `.npy` data (`bool` and `uint8` use `Uint8Array`). */
-export type NpyData =
-  | Float32Array
-  | Float64Array
-  | Int32Array
-  | BigInt64Array
-  | Uint8Array;
+export type NpyData = ElementData;
 
 /** A decoded `.npy` array: C-order data with its shape. */
 export interface NpyArray {
@@ -47,46 +44,9 @@ const DESCR: Record<NpyDtype, string> = {
 const FROM_DESCR: Record<string, NpyDtype> = Object.fromEntries(
   Object.entries(DESCR).map(([k, v]) => [v, k as NpyDtype]),
 );
-const ITEMSIZE: Record<NpyDtype, number> = {
-  float32: 4,
-  float64: 8,
-  int32: 4,
-  int64: 8,
-  uint8: 1,
-  bool: 1,
-};
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 // numpy leaves room in the header for shape[0] to grow to this many digits.
 const GROWTH_AXIS_MAX_DIGITS = 21;
-
-function dtypeOf(data: NpyData): NpyDtype {
-  if (data instanceof Float32Array) return "float32";
-  if (data instanceof Float64Array) return "float64";
-  if (data instanceof Int32Array) return "int32";
-  if (data instanceof BigInt64Array) return "int64";
-  return "uint8";
-}
-
-function viewAs(dtype: NpyDtype, bytes: Uint8Array): NpyData {
-  // Copy so the result is aligned and independent of the input buffer.
-  const buf = bytes.slice().buffer;
-  switch (dtype) {
-    case "float32":
-      return new Float32Array(buf);
-    case "float64":
-      return new Float64Array(buf);
-    case "int32":
-      return new Int32Array(buf);
-    case "int64":
-      return new BigInt64Array(buf);
-    default:
-      return new Uint8Array(buf);
-  }
-}
-
-function numel(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
 
 /** The full header (magic, version, length, dict, padding) exactly as numpy 2 writes it. */
 function headerBytes(dtype: NpyDtype, shape: number[]): Uint8Array {

@@ -8,15 +8,10 @@
  */
 
 import { InputError } from "../errors.ts";
+import { type ElementData, type ElementType, ITEMSIZE } from "./dtype.ts";
 
 /** Element types supported here, in trminterp's naming. */
-export type SafetensorsDtype =
-  | "float32"
-  | "float64"
-  | "int32"
-  | "int64"
-  | "uint8"
-  | "bool";
+export type SafetensorsDtype = ElementType;
 
 /** A C-order tensor (`bool` data is a `Uint8Array` of 0/1). */
 export interface SafeTensor {
@@ -25,7 +20,7 @@ export interface SafeTensor {
   /** The dimensions; `[]` for a scalar. */
   shape: number[];
   /** The elements in row-major order. */
-  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+  data: ElementData;
 }
 
 /** The contents of a safetensors file. */
@@ -47,14 +42,6 @@ const CODES: Record<SafetensorsDtype, string> = {
 const FROM_CODE: Record<string, SafetensorsDtype> = Object.fromEntries(
   Object.entries(CODES).map(([k, v]) => [v, k as SafetensorsDtype]),
 );
-const SIZE: Record<SafetensorsDtype, number> = {
-  float32: 4,
-  float64: 8,
-  int32: 4,
-  int64: 8,
-  uint8: 1,
-  bool: 1,
-};
 // The Rust crate orders tensors by its Dtype enum, largest first, then by name;
 // matching it keeps our bytes identical to `safetensors.torch.save`.
 const RANK: Record<SafetensorsDtype, number> = {
@@ -211,7 +198,7 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
       throw bad(`tensor ${name} has invalid data_offsets`);
     }
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (count * SIZE[dtype] !== offs[1] - offs[0]) {
+    if (count * ITEMSIZE[dtype] !== offs[1] - offs[0]) {
       throw bad(
         `tensor ${name}: shape [${shape}] does not match its ${
           offs[1] - offs[0]

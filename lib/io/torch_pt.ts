@@ -19,17 +19,12 @@ import {
   PyTuple,
 } from "./pickle.ts";
 import { decodeZip, encodeZip, type ZipEntry } from "./zip.ts";
+import { type ElementType, ITEMSIZE, numel, viewAs } from "./dtype.ts";
 
 export { PyFloat };
 
 /** Tensor element types supported in `.pt` files. */
-export type TorchDtype =
-  | "float32"
-  | "float64"
-  | "int32"
-  | "int64"
-  | "uint8"
-  | "bool";
+export type TorchDtype = ElementType;
 
 /** A dense CPU tensor in C order (`bool` data is a `Uint8Array` of 0/1). */
 export interface TorchTensor {
@@ -70,14 +65,6 @@ const STORAGE: Record<TorchDtype, string> = {
   uint8: "ByteStorage",
   bool: "BoolStorage",
 };
-const ITEMSIZE: Record<TorchDtype, number> = {
-  float32: 4,
-  float64: 8,
-  int32: 4,
-  int64: 8,
-  uint8: 1,
-  bool: 1,
-};
 const ARRAY_TYPE: Record<TorchDtype, string> = {
   float32: "Float32Array",
   float64: "Float64Array",
@@ -114,8 +101,6 @@ function contiguousStrides(shape: number[]): number[] {
   }
   return s;
 }
-
-const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /**
  * Encode `obj` as the bytes of a `torch.save` zip archive (protocol-2 pickle,
@@ -214,22 +199,6 @@ function bad(problem: string): InputError {
   return new InputError(
     `unreadable .pt file: ${problem}; re-save it with torch.save`,
   );
-}
-
-function viewAs(dtype: TorchDtype, bytes: Uint8Array): TorchTensor["data"] {
-  const buf = bytes.slice().buffer; // aligned copy
-  switch (dtype) {
-    case "float32":
-      return new Float32Array(buf);
-    case "float64":
-      return new Float64Array(buf);
-    case "int32":
-      return new Int32Array(buf);
-    case "int64":
-      return new BigInt64Array(buf);
-    default:
-      return new Uint8Array(buf);
-  }
 }
 
 // Largest overlapping (expanded) view rebuilt, in elements.
