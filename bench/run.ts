@@ -468,7 +468,7 @@ async function main() {
         ? join(ROOT, "references/models/sudoku4-trm")
         : join(ROOT, "tests/fixtures/tiny_trm");
     results.demo = demoDir;
-    const B = full ? 8 : 2, reps = 1, sup = full ? 2 : 1, rounds = full ? 3 : 2;
+    const B = full ? 8 : 2, reps = 1, sup = 1, rounds = full ? 3 : 2;
     const fig = (f: RolloutFigures) =>
       `${f.net_calls_per_s.toFixed(2)} calls/s, ${
         f.examples_per_s.toFixed(4)
@@ -521,30 +521,30 @@ async function main() {
         keep(
           await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 0 }),
         );
-      }
-      log(`TRM-${arch}: recording on`);
-      keep(
-        await trmRollout(dir, "wasm", B, reps, {
-          fullSup: 16,
-          threads: 1,
-          record: true,
-        }),
-        "wasm-1t-rec",
-      );
-      keep(
-        await trmRollout(dir, "native", B, reps, {
+        // recording on: every state copied out at every net call
+        keep(
+          await trmRollout(dir, "wasm", B, reps, {
+            fullSup: 16,
+            threads: 1,
+            record: true,
+          }),
+          "wasm-1t-rec",
+        );
+        keep(
+          await trmRollout(dir, "native", B, reps, {
+            fullSup: 16,
+            threads: 0,
+            record: true,
+          }),
+          "native-defaultt-rec",
+        );
+        const tr = await pyRollout(dir, "torch", B, reps, {
           fullSup: 16,
           threads: 0,
           record: true,
-        }),
-        "native-defaultt-rec",
-      );
-      const tr = await pyRollout(dir, "torch", B, reps, {
-        fullSup: 16,
-        threads: 0,
-        record: true,
-      });
-      keep(tr["torch-defaultt"], "torch-defaultt-rec");
+        });
+        keep(tr["torch-defaultt"], "torch-defaultt-rec");
+      }
       results[`trm_${arch}`] = best;
       const t1 = best["torch-1t"], t = best["torch-defaultt"];
       add(
@@ -840,7 +840,7 @@ async function main() {
     // ---- SAE
     {
       const cases = full
-        ? [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 100 }, {
+        ? [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 300 }, {
           D: 512,
           F: 4096,
           k: 32,
