@@ -34,6 +34,8 @@ import { Rng } from "../lib/rng.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PY = join(ROOT, "references/python");
+/** A trminterp child gets this long before it is killed and reported as timed out. */
+let CHILD_TIMEOUT_S = 120;
 
 // ---------------------------------------------------------------- child mode
 
@@ -50,6 +52,7 @@ interface RolloutFigures {
   first_call_s: number;
   process_to_first_call_s?: number;
   peak_rss_mb?: number;
+  timed_out_s?: number;
 }
 
 function inputs(S: number, V: number, B: number): BigInt64Array {
@@ -208,12 +211,15 @@ interface Ran {
 /** Run a command under /usr/bin/time (peak RSS of the process tree's largest). */
 async function sh(
   cmd: string[],
-  opts: { env?: Record<string, string> } = {},
+  opts: { env?: Record<string, string>; timeoutS?: number } = {},
 ): Promise<Ran> {
   const rssFile = await Deno.makeTempFile();
   const t0 = performance.now();
+  const limit = opts.timeoutS
+    ? ["timeout", "-s", "KILL", String(opts.timeoutS)]
+    : [];
   const out = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "%M", "-o", rssFile, ...cmd],
+    args: ["-f", "%M", "-o", rssFile, ...limit, ...cmd],
     cwd: ROOT,
     env: opts.env,
     stdout: "piped",
@@ -222,6 +228,10 @@ async function sh(
   const seconds = (performance.now() - t0) / 1000;
   const dec = new TextDecoder();
   const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
+  if (opts.timeoutS && (out.code === 137 || out.code === 124)) {
+    await Deno.remove(rssFile).catch(() => {});
+    throw new TimeoutError(`${cmd.join(" ")} ran past ${opts.timeoutS} s`);
+  }
   if (!out.success) {
     throw new Error(
       `${cmd.join(" ")} failed (${out.code}):\n${stderr.slice(-2000)}`,
@@ -233,6 +243,8 @@ async function sh(
   await Deno.remove(rssFile);
   return { stdout, stderr, seconds, maxrss_mb: kb / 1024 };
 }
+
+class TimeoutError extends Error {}
 
 function jsonLines<T>(s: string): T[] {
   return s.split("\n").filter((l) => l.startsWith("{")).map((l) =>
@@ -248,7 +260,12 @@ async function trmRollout(
   backend: BackendName,
   batch: number,
   reps: number,
-  o: { record?: boolean; threads?: number; fullSup?: number } = {},
+  o: {
+    record?: boolean;
+    threads?: number;
+    fullSup?: number;
+    timeoutS?: number;
+  } = {},
 ): Promise<RolloutFigures> {
   const args = [
     "deno",
@@ -274,7 +291,31 @@ async function trmRollout(
     "--full-sup",
     String(o.fullSup ?? 0),
   ];
-  const r = await sh(args);
+  const timeoutS = o.timeoutS ?? CHILD_TIMEOUT_S;
+  let r: Ran;
+  try {
+    r = await sh(args, { timeoutS });
+  } catch (e) {
+    if (!(e instanceof TimeoutError)) throw e;
+    log(
+      `  ${backend} ${
+        o.threads ?? 1
+      } threads batch ${batch}: no result within ${timeoutS} s`,
+    );
+    return {
+      impl: `${backend}-${o.threads || "default"}t`,
+      batch,
+      record: !!o.record,
+      threads: o.threads ?? 1,
+      net_calls: 0,
+      seconds: Infinity,
+      net_calls_per_s: 0,
+      ms_per_call: Infinity,
+      examples_per_s: 0,
+      first_call_s: Infinity,
+      timed_out_s: timeoutS,
+    };
+  }
   const f = jsonLines<RolloutFigures>(r.stdout)[0];
   f.peak_rss_mb = r.maxrss_mb;
   return f;
@@ -454,6 +495,7 @@ async function main() {
   if (a.child === "rollout") return await childRollout(a);
   if (a.child === "micro") return await childMicro(a);
   const full = a.full === "1";
+  CHILD_TIMEOUT_S = full ? 240 : 120;
   const tmp = await Deno.makeTempDir({ prefix: "trminterp-bench-" });
   const results: Record<string, unknown> = { mode: full ? "full" : "fast" };
   const rows: [string, string, string, string][] = [];
@@ -470,9 +512,11 @@ async function main() {
     results.demo = demoDir;
     const B = full ? 8 : 2, reps = 1, sup = 1, rounds = full ? 3 : 2;
     const fig = (f: RolloutFigures) =>
-      `${f.net_calls_per_s.toFixed(2)} calls/s, ${
-        f.examples_per_s.toFixed(4)
-      } ex/s`;
+      f.timed_out_s
+        ? `no result within ${f.timed_out_s} s`
+        : `${f.net_calls_per_s.toFixed(2)} calls/s, ${
+          f.examples_per_s.toFixed(4)
+        } ex/s`;
     for (const arch of ["mlp", "att"]) {
       const dir = join(tmp, `trm-${arch}`);
       log(`export full-size TRM-${arch} (random weights) to ${dir}`);
@@ -512,9 +556,16 @@ async function main() {
         keep(
           await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 1 }),
         );
-        keep(
-          await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 2 }),
-        );
+        // multithreaded WASM: skipped after a round that ran past the limit
+        if (!best["wasm-2t"]?.timed_out_s) {
+          keep(
+            await trmRollout(dir, "wasm", B, reps, {
+              fullSup: 16,
+              threads: 2,
+              timeoutS: 60,
+            }),
+          );
+        }
         keep(
           await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 1 }),
         );
