@@ -271,6 +271,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     command: "intervene",
     read: [opts.model ?? header.model.path, ...(wasm ? [wasm] : [])],
     write: [],
+    ffi: header.backend === "native",
   });
   // Check the policy's own flags before anything is written or run.
   if (opts.policy === "clamp_features") {

@@ -184,6 +184,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
     // Atomic renames need read access to the run dir as well (Deno.rename).
     read: [opts.model, opts.inputs, opts.runDir, ...(wasm ? [wasm] : [])],
     write: [opts.runDir],
+    ffi: opts.backend === "native",
   });
   const bundle = await loadBundle(opts.model, {
     backend: opts.backend ?? "wasm",
