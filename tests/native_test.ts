@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadBundle } from "../lib/bundle.ts";
+import { runRollout } from "../lib/runner.ts";
+import { cli, FIXTURES, maxAbsDiff, npy, withTempDir } from "./helpers.ts";
+
+for (const family of ["trm", "hrm"]) {
+  Deno.test(`native: ${family} outputs match WASM within the float32 rollout tolerance (1e-3)`, async () => {
+    const dir = join(FIXTURES, `tiny_${family}`);
+    const tok = npy(join(dir, "parity_f32", "tokens.npy"))
+      .data as BigInt64Array;
+    const pid = npy(join(dir, "parity_f32", "puzzle_identifiers.npy"))
+      .data as BigInt64Array;
+    const out = [];
+    for (const backend of ["wasm", "native"] as const) {
+      const bundle = await loadBundle(dir, { backend });
+      out.push(
+        await runRollout(bundle, {
+          tokens: tok,
+          puzzleIdentifiers: pid,
+          size: pid.length,
+        }),
+      );
+      await bundle.release();
+    }
+    const d = maxAbsDiff(out[0].logits, out[1].logits);
+    console.log(
+      `  ${family}: native vs wasm logits max |diff| ${d.toExponential(2)}`,
+    );
+    assert.ok(d <= 1e-3, `logits differ by ${d}`);
+    assert.deepEqual(out[1].predictions, out[0].predictions);
+  });
+}
+
+Deno.test("native: without --allow-ffi the trace is refused up front, naming the flag", async () => {
+  await withTempDir(async (tmp) => {
+    const p = await cli([
+      "trace",
+      "--run-dir",
+      join(tmp, "run"),
+      "--model",
+      join(FIXTURES, "tiny_trm"),
+      "--inputs",
+      join(FIXTURES, "tiny_trm", "puzzles.jsonl"),
+      "--backend",
+      "native",
+    ]);
+    assert.equal(p.code, 2);
+    assert.equal(p.stderr.trim().split("\n").length, 1);
+    assert.match(p.stderr, /needs --allow-ffi/);
+    const ok = await cli([
+      "trace",
+      "--run-dir",
+      join(tmp, "run"),
+      "--model",
+      join(FIXTURES, "tiny_trm"),
+      "--inputs",
+      join(FIXTURES, "tiny_trm", "puzzles.jsonl"),
+      "--backend",
+      "native",
+    ], ["--allow-read", "--allow-write", "--allow-ffi"]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
