@@ -12,7 +12,7 @@
  *
  * @module
  */
-export { TraceDataset } from "./lib/trace_dataset.ts";
+export { TraceDataset, TraceRows } from "./lib/trace_dataset.ts";
 export type { RowInfo, TraceFilter, TraceMeta } from "./lib/trace_dataset.ts";
 export { runTrace } from "./lib/trace.ts";
 export type { TraceOptions, TraceSummary } from "./lib/trace.ts";

@@ -23,7 +23,7 @@ import { Rng } from "./rng.ts";
  * ```
  */
 export function splitByGroup(
-  groupIds: readonly string[] | readonly number[],
+  groupIds: ArrayLike<string | number>,
   holdout: number,
   seed: number,
 ): { train: Int32Array; heldout: Int32Array } {
@@ -34,11 +34,12 @@ export function splitByGroup(
   }
   const first = new Map<string | number, number>();
   const rowGroup = new Int32Array(groupIds.length);
-  groupIds.forEach((g, i) => {
+  for (let i = 0; i < groupIds.length; i++) {
+    const g = groupIds[i];
     let id = first.get(g);
     if (id === undefined) first.set(g, id = first.size);
     rowGroup[i] = id;
-  });
+  }
   const G = first.size;
   let nHeld = Math.round(holdout * G);
   if (holdout > 0 && G >= 2) nHeld = Math.min(G - 1, Math.max(1, nHeld));

@@ -25,7 +25,7 @@ import {
 import { type SAEMetrics, saeMetrics } from "./sae_metrics.ts";
 import { type FitOptions, fitSAE, type LossPoint } from "./sae_train.ts";
 import type { TraceExample } from "./schema.ts";
-import { TraceDataset } from "./trace_dataset.ts";
+import { TraceDataset, type TraceRows } from "./trace_dataset.ts";
 import { VERSION } from "./version.ts";
 
 /** Options of the `sae fit` command. */
@@ -149,11 +149,31 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
     );
   }
-  const ds = await TraceDataset.load(opts.runDir, {
+  // Streams rows from states.npy when the trace is large, so memory stays
+  // bounded by the batch and the parameters.
+  const ds = await TraceDataset.open(opts.runDir, {
     latents: [latent],
     steps: select,
   });
-  const [N, D] = ds.shape;
+  try {
+    return await fitAndWrite(opts, ds, { holdout, latent, select, selector });
+  } finally {
+    ds.close();
+  }
+}
+
+async function fitAndWrite(
+  opts: SaeFitOptions,
+  ds: TraceRows,
+  c: {
+    holdout: number;
+    latent: Latent;
+    select: string;
+    selector: StepSelector;
+  },
+): Promise<SaeMetricsJson> {
+  const { holdout, latent, select, selector } = c;
+  const N = ds.n, D = ds.dim;
   if (N === 0) {
     throw new InputError(
       `the trace in ${opts.runDir} has no ${latent} rows at steps "${select}"; trace that latent or change --select`,
@@ -169,21 +189,16 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
     outputs: ["sae.pt", "sae_metrics.json"],
     force: opts.force,
   });
-  const groups = Array.from(ds.meta.exampleOf);
   if (ds.meta.examples.length < 2) {
     throw new InputError(
       `the trace holds ${ds.meta.examples.length} example; a held-out split needs at least 2`,
     );
   }
-  const split = splitByGroup(groups, holdout, opts.seed);
+  const split = splitByGroup(ds.meta.exampleOf, holdout, opts.seed);
   const source = {
     n: N,
     dim: D,
-    rows(ix: Int32Array, out: Float32Array) {
-      for (let i = 0; i < ix.length; i++) {
-        out.set(ds.states.subarray(ix[i] * D, (ix[i] + 1) * D), i * D);
-      }
-    },
+    rows: (ix: Int32Array, out: Float32Array) => ds.rows(ix, out),
   };
   const fitOpts: FitOptions = {
     arch,

@@ -114,106 +114,302 @@ export class TraceDataset {
   }
 
   /**
-   * Load a trace from a run dir or a trace.jsonl path. States come from
-   * `states.npy` when its sha256 matches the header, else from the inline data.
+   * Load a trace from a run dir or a trace.jsonl path into memory. States come
+   * from `states.npy` when its sha256 matches the header (read straight into
+   * one `[N, D]` array), else from the inline data.
    */
   static async load(
     path: string,
     filter: TraceFilter = {},
   ): Promise<TraceDataset> {
-    const tracePath = path.endsWith(".jsonl")
-      ? path
-      : join(path, "trace.jsonl");
-    const dir = path.endsWith(".jsonl") ? join(tracePath, "..") : path;
-    const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
-    const keepLatents = filter.latents ?? LATENTS;
-
-    let header: TraceHeader | null = null;
-    let npy: NpyReader | null = null;
-    const chunks: Float32Array[] = [];
-    let rows = 0;
-    const examples: string[] = [], exampleIdx = new Map<string, number>();
-    const exampleOf: number[] = [],
-      tOf: number[] = [],
-      latentOf: number[] = [],
-      position: number[] = [];
-    const addressOf = new Map<number, string>();
-    const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
+    const scan = await scanTrace(path, filter);
     try {
-      for await (const { line, value } of readJsonlOrMissing(tracePath)) {
-        if (!header) {
-          const h = TraceHeader.safeParse(value);
-          if (!h.success) {
-            throw new InputError(
-              `${tracePath}:${line}: not a trace header (${
-                formatZodError(h.error)
-              }); re-run trace`,
-            );
-          }
-          header = h.data;
-          npy = await openCache(dir, header);
-          continue;
-        }
-        const r = TraceRecord.safeParse(value);
-        if (!r.success) {
-          throw new InputError(
-            `${tracePath}:${line}: ${formatZodError(r.error)}`,
+      const states = scan.npy ? readAllRows(scan) : scan.inline!;
+      checkFinite(states, scan);
+      return new TraceDataset(
+        scan.tracePath,
+        states,
+        [scan.n, scan.dim],
+        scan.meta,
+      );
+    } finally {
+      scan.npy?.[Symbol.dispose]();
+    }
+  }
+
+  /**
+   * Open a trace for streaming: when its states would take more than
+   * `maxResidentBytes` (default 256 MiB) and `states.npy` is valid, rows are
+   * read from the file on demand, so memory does not grow with the trace;
+   * otherwise they are loaded. Call `close()` when done.
+   *
+   * @example
+   * ```ts ignore
+   * import { TraceDataset } from "./trace_dataset.ts";
+   * const rows = await TraceDataset.open("runs/demo", { latents: ["z_H"] });
+   * const out = new Float32Array(2 * rows.dim);
+   * rows.rows(Int32Array.of(0, 1), out);
+   * rows.close();
+   * ```
+   */
+  static async open(
+    path: string,
+    filter: TraceFilter = {},
+    opts: { maxResidentBytes?: number } = {},
+  ): Promise<TraceRows> {
+    const scan = await scanTrace(path, filter);
+    const bytes = scan.n * scan.dim * 4;
+    if (!scan.npy || bytes <= (opts.maxResidentBytes ?? 256 * 2 ** 20)) {
+      const states = scan.npy ? readAllRows(scan) : scan.inline!;
+      scan.npy?.[Symbol.dispose]();
+      checkFinite(states, scan);
+      return new TraceRows(scan, "memory", (ix, out) => {
+        for (let i = 0; i < ix.length; i++) {
+          out.set(
+            states.subarray(ix[i] * scan.dim, (ix[i] + 1) * scan.dim),
+            i * scan.dim,
           );
         }
-        const rec = r.data;
-        if (rec.kind === "example") outcomes.push(rec);
-        else if (rec.kind === "readout") readouts.push(rec);
-        else {
-          addressOf.set(rec.t, rec.address);
-          if (!keepLatents.includes(rec.latent)) continue;
-          if (selector && !selector.matches(parseAddress(rec.address))) {
-            continue;
-          }
-          const D = header.state_dim;
-          const data = npy
-            ? await npy.readRows(rec.row, rec.rows) as Float32Array
-            : decodeInline(rec, D, tracePath, line);
-          checkFinite(data, tracePath, line, rec);
-          chunks.push(data);
-          let ex = exampleIdx.get(rec.example);
-          if (ex === undefined) {
-            ex = examples.length;
-            examples.push(rec.example);
-            exampleIdx.set(rec.example, ex);
-          }
-          const pos = header.record.positions;
-          for (let k = 0; k < rec.rows; k++) {
-            exampleOf.push(ex);
-            tOf.push(rec.t);
-            latentOf.push(rec.latent === "z_H" ? 0 : 1);
-            position.push(pos[k]);
-          }
-          rows += rec.rows;
-        }
-      }
-    } finally {
-      npy?.[Symbol.dispose]();
+      });
     }
-    if (!header) throw new InputError(`${tracePath} is empty; re-run trace`);
-    const D = header.state_dim;
-    const states = new Float32Array(rows * D);
+    checkFiniteStreaming(scan);
+    const npy = scan.npy, npyRow = scan.npyRow!, D = scan.dim;
+    return new TraceRows(scan, "states.npy", (ix, out) => {
+      const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+      // Runs of consecutive rows are read in one call.
+      for (let i = 0; i < ix.length;) {
+        let j = i + 1;
+        while (j < ix.length && npyRow[ix[j]] === npyRow[ix[j - 1]] + 1) j++;
+        npy.readRowsInto(npyRow[ix[i]], bytes.subarray(i * D * 4, j * D * 4));
+        i = j;
+      }
+    }, () => npy[Symbol.dispose]());
+  }
+}
+
+/**
+ * A trace opened for streaming with {@linkcode TraceDataset.open}: the row
+ * metadata, and `rows()` to copy selected rows out.
+ */
+export class TraceRows {
+  /** Path of trace.jsonl. */
+  readonly path: string;
+  /** Number of rows N. */
+  readonly n: number;
+  /** Row width D. */
+  readonly dim: number;
+  /** Row metadata and the trace's other records. */
+  readonly meta: TraceMeta;
+  /** Where rows are read from. */
+  readonly residence: "memory" | "states.npy";
+  #read: (indices: Int32Array, out: Float32Array) => void;
+  #close: () => void;
+
+  /** Used by {@linkcode TraceDataset.open}. */
+  constructor(
+    source: { tracePath: string; n: number; dim: number; meta: TraceMeta },
+    residence: "memory" | "states.npy",
+    read: (indices: Int32Array, out: Float32Array) => void,
+    close: () => void = () => {},
+  ) {
+    this.path = source.tracePath;
+    this.n = source.n;
+    this.dim = source.dim;
+    this.meta = source.meta;
+    this.residence = residence;
+    this.#read = read;
+    this.#close = close;
+  }
+
+  /** Copy rows `indices` into `out` (`indices.length × D` floats). */
+  rows(indices: Int32Array, out: Float32Array): void {
+    this.#read(indices, out);
+  }
+
+  /** Release the file handle, if any. */
+  close(): void {
+    this.#close();
+  }
+}
+
+/** What one pass over trace.jsonl yields. */
+interface Scan {
+  /** Path of trace.jsonl. */
+  tracePath: string;
+  /** Kept rows. */
+  n: number;
+  /** State width. */
+  dim: number;
+  /** Row metadata. */
+  meta: TraceMeta;
+  /** The valid states.npy cache, if any. */
+  npy: NpyReader | null;
+  /** For each kept row, its row in states.npy (with `npy`). */
+  npyRow: Int32Array | null;
+  /** The kept rows decoded from the inline data (without `npy`). */
+  inline: Float32Array | null;
+}
+
+async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
+  const tracePath = path.endsWith(".jsonl") ? path : join(path, "trace.jsonl");
+  const dir = path.endsWith(".jsonl") ? join(tracePath, "..") : path;
+  const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
+  const keepLatents = filter.latents ?? LATENTS;
+
+  let header: TraceHeader | null = null;
+  let npy: NpyReader | null = null;
+  const chunks: Float32Array[] = [];
+  let rows = 0;
+  const examples: string[] = [], exampleIdx = new Map<string, number>();
+  const exampleOf = new GrowableInt32(),
+    tOf = new GrowableInt32(),
+    latentOf = new GrowableInt32();
+  const position = new GrowableInt32(), npyRow = new GrowableInt32();
+  const addressOf = new Map<number, string>();
+  const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
+  try {
+    for await (const { line, value } of readJsonlOrMissing(tracePath)) {
+      if (!header) {
+        const h = TraceHeader.safeParse(value);
+        if (!h.success) {
+          throw new InputError(
+            `${tracePath}:${line}: not a trace header (${
+              formatZodError(h.error)
+            }); re-run trace`,
+          );
+        }
+        header = h.data;
+        npy = await openCache(dir, header);
+        continue;
+      }
+      const r = TraceRecord.safeParse(value);
+      if (!r.success) {
+        throw new InputError(
+          `${tracePath}:${line}: ${formatZodError(r.error)}`,
+        );
+      }
+      const rec = r.data;
+      if (rec.kind === "example") outcomes.push(rec);
+      else if (rec.kind === "readout") readouts.push(rec);
+      else {
+        addressOf.set(rec.t, rec.address);
+        if (!keepLatents.includes(rec.latent)) continue;
+        if (selector && !selector.matches(parseAddress(rec.address))) continue;
+        if (npy) {
+          if (rec.row + rec.rows > npy.rows) {
+            throw new InputError(
+              `${tracePath}:${line}: rows ${rec.row}..${
+                rec.row + rec.rows
+              } are past states.npy`,
+            );
+          }
+          for (let k = 0; k < rec.rows; k++) npyRow.push(rec.row + k);
+        } else {
+          chunks.push(decodeInline(rec, header.state_dim, tracePath, line));
+        }
+        let ex = exampleIdx.get(rec.example);
+        if (ex === undefined) {
+          ex = examples.length;
+          examples.push(rec.example);
+          exampleIdx.set(rec.example, ex);
+        }
+        const pos = header.record.positions;
+        for (let k = 0; k < rec.rows; k++) {
+          exampleOf.push(ex);
+          tOf.push(rec.t);
+          latentOf.push(rec.latent === "z_H" ? 0 : 1);
+          position.push(pos[k] ?? k);
+        }
+        rows += rec.rows;
+      }
+    }
+  } catch (e) {
+    npy?.[Symbol.dispose]();
+    throw e;
+  }
+  if (!header) throw new InputError(`${tracePath} is empty; re-run trace`);
+  const D = header.state_dim;
+  let inline: Float32Array | null = null;
+  if (!npy) {
+    inline = new Float32Array(rows * D);
     let off = 0;
     for (const c of chunks) {
-      states.set(c, off);
+      inline.set(c, off);
       off += c.length;
     }
-    return new TraceDataset(tracePath, states, [rows, D], {
+  }
+  return {
+    tracePath,
+    n: rows,
+    dim: D,
+    npy,
+    npyRow: npy ? npyRow.toArray() : null,
+    inline,
+    meta: {
       header,
       examples,
-      exampleOf: Int32Array.from(exampleOf),
-      t: Int32Array.from(tOf),
-      latentOf: Uint8Array.from(latentOf),
-      position: Int32Array.from(position),
+      exampleOf: exampleOf.toArray(),
+      t: tOf.toArray(),
+      latentOf: Uint8Array.from(latentOf.toArray()),
+      position: position.toArray(),
       addressOf,
       outcomes,
       readouts,
       source: npy ? "states.npy" : "inline",
-    });
+    },
+  };
+}
+
+/** An Int32Array that grows by doubling (plain arrays of millions of numbers cost more). */
+class GrowableInt32 {
+  #buf = new Int32Array(1024);
+  #n = 0;
+  push(v: number): void {
+    if (this.#n === this.#buf.length) {
+      const next = new Int32Array(this.#buf.length * 2);
+      next.set(this.#buf);
+      this.#buf = next;
+    }
+    this.#buf[this.#n++] = v;
+  }
+  toArray(): Int32Array {
+    return this.#buf.slice(0, this.#n);
+  }
+}
+
+/** Read every kept row from states.npy into one `[N, D]` array, in runs. */
+function readAllRows(scan: Scan): Float32Array {
+  const { npy, npyRow, n, dim } = scan;
+  const out = new Float32Array(n * dim);
+  const bytes = new Uint8Array(out.buffer);
+  for (let i = 0; i < n;) {
+    let j = i + 1;
+    while (j < n && j - i < 4096 && npyRow![j] === npyRow![j - 1] + 1) j++;
+    npy!.readRowsInto(npyRow![i], bytes.subarray(i * dim * 4, j * dim * 4));
+    i = j;
+  }
+  return out;
+}
+
+/** NaN/Inf check over streamed rows, in bounded chunks. */
+function checkFiniteStreaming(scan: Scan): void {
+  const chunk = 4096;
+  const buf = new Float32Array(chunk * scan.dim);
+  const bytes = new Uint8Array(buf.buffer);
+  for (let start = 0; start < scan.n; start += chunk) {
+    const m = Math.min(chunk, scan.n - start);
+    for (let k = 0; k < m;) {
+      let j = k + 1;
+      while (
+        j < m && scan.npyRow![start + j] === scan.npyRow![start + j - 1] + 1
+      ) j++;
+      scan.npy!.readRowsInto(
+        scan.npyRow![start + k],
+        bytes.subarray(k * scan.dim * 4, j * scan.dim * 4),
+      );
+      k = j;
+    }
+    checkFinite(buf.subarray(0, m * scan.dim), scan, start);
   }
 }
 
@@ -270,16 +466,14 @@ function decodeInline(
   return out;
 }
 
-function checkFinite(
-  data: Float32Array,
-  path: string,
-  line: number,
-  rec: TraceStep,
-): void {
+function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
+      const r = rowOffset + Math.floor(i / scan.dim), m = scan.meta;
       throw new InputError(
-        `${path}:${line}: the states of ${rec.example} at ${rec.address} (${rec.latent}) contain ${
+        `${scan.tracePath}: the states of ${m.examples[m.exampleOf[r]]} at ${
+          m.addressOf.get(m.t[r])
+        } (${LATENTS[m.latentOf[r]]}) contain ${
           data[i]
         }; the model diverged or the trace is corrupt`,
       );

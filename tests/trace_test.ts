@@ -373,3 +373,40 @@ Deno.test("trace: a read-only run dir is refused before any output", async () =>
     await Deno.chmod(run, 0o755);
   });
 });
+
+Deno.test("trace: TraceDataset.open streams rows from states.npy and agrees with load", async () => {
+  await withTempDir(async (tmp) => {
+    const run = join(tmp, "run");
+    assert.equal(
+      (await cli(traceArgs(run, join(TINY, "puzzles.jsonl")))).code,
+      0,
+    );
+    const filter = { latents: ["z_L" as const], steps: "s1-2.*.*" };
+    const ds = await TraceDataset.load(run, filter);
+    const streamed = await TraceDataset.open(run, filter, {
+      maxResidentBytes: 0,
+    });
+    const resident = await TraceDataset.open(run, filter);
+    try {
+      assert.equal(streamed.residence, "states.npy");
+      assert.equal(resident.residence, "memory");
+      assert.equal(streamed.n, ds.shape[0]);
+      const D = ds.shape[1];
+      const ix = Int32Array.of(5, 6, 7, 0, ds.shape[0] - 1, 3);
+      for (const src of [streamed, resident]) {
+        const out = new Float32Array(ix.length * D);
+        src.rows(ix, out);
+        ix.forEach((r, i) =>
+          assert.deepEqual(
+            out.subarray(i * D, (i + 1) * D),
+            ds.states.subarray(r * D, (r + 1) * D),
+          )
+        );
+      }
+      assert.deepEqual(streamed.meta.t, ds.meta.t);
+    } finally {
+      streamed.close();
+      resident.close();
+    }
+  });
+});

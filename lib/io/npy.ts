@@ -440,6 +440,34 @@ export class NpyReader implements Disposable {
     return viewAs(this.dtype, bytes);
   }
 
+  /**
+   * Read whole rows starting at row `start` into `dest` (its byte length sets
+   * the row count), synchronously: for hot loops that cannot await.
+   */
+  readRowsInto(start: number, dest: Uint8Array): void {
+    const rowBytes = this.rowSize * ITEMSIZE[this.dtype];
+    const count = dest.length / rowBytes;
+    if (!Number.isInteger(count) || start < 0 || start + count > this.rows) {
+      throw new InputError(
+        `${this.#path}: rows ${start}..${
+          start + count
+        } are outside the ${this.rows} rows; check the row range`,
+      );
+    }
+    this.#file.seekSync(
+      this.#dataOffset + start * rowBytes,
+      Deno.SeekMode.Start,
+    );
+    let off = 0;
+    while (off < dest.length) {
+      const n = this.#file.readSync(dest.subarray(off));
+      if (n === null || n === 0) {
+        throw bad(this.#path, "file shrank while reading");
+      }
+      off += n;
+    }
+  }
+
   /** Iterate over the file in chunks of up to `chunkRows` rows. */
   async *chunks(
     chunkRows = 4096,
