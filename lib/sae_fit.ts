@@ -154,6 +154,7 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const ds = await TraceDataset.open(opts.runDir, {
     latents: [latent],
     steps: select,
+    readouts: false,
   });
   try {
     return await fitAndWrite(opts, ds, { holdout, latent, select, selector });

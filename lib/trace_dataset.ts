@@ -65,6 +65,8 @@ export interface TraceFilter {
   latents?: Latent[];
   /** Keep only steps matching this selector. */
   steps?: string;
+  /** Keep the readout records in `meta.readouts` (default true). */
+  readouts?: boolean;
 }
 
 const LATENTS: Latent[] = ["z_H", "z_L"];
@@ -290,8 +292,9 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
       }
       const rec = r.data;
       if (rec.kind === "example") outcomes.push(rec);
-      else if (rec.kind === "readout") readouts.push(rec);
-      else {
+      else if (rec.kind === "readout") {
+        if (filter.readouts !== false) readouts.push(rec);
+      } else {
         addressOf.set(rec.t, rec.address);
         if (!keepLatents.includes(rec.latent)) continue;
         if (selector && !selector.matches(parseAddress(rec.address))) continue;
