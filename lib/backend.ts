@@ -105,6 +105,63 @@ export function loadOrt(backend: BackendName): Promise<Ort> {
   return p;
 }
 
+/**
+ * Wrap an onnxruntime session (web or node: both implement
+ * onnxruntime-common's interface) as a {@linkcode GraphSession}.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadOrt, wrapSession } from "./backend.ts";
+ * const ort = await loadOrt("wasm");
+ * const s = wrapSession(await ort.InferenceSession.create(await Deno.readFile("net.onnx")), ort.Tensor);
+ * ```
+ */
+export function wrapSession(
+  session: OrtTypes.InferenceSession,
+  Tensor: typeof OrtTypes.Tensor,
+): GraphSession {
+  return {
+    inputs: session.inputMetadata.map(toInfo),
+    outputs: session.outputMetadata.map(toInfo),
+    async run(feeds) {
+      const ortFeeds: Record<string, OrtTypes.Tensor> = {};
+      for (const [name, t] of Object.entries(feeds)) {
+        ortFeeds[name] = new Tensor(t.type, t.data, t.dims);
+      }
+      const out = await session.run(ortFeeds);
+      const result: Record<string, HostTensor> = {};
+      for (const [name, t] of Object.entries(out)) {
+        // getData(true) also downloads GPU-resident outputs (WebGPU).
+        const data = await t.getData(true);
+        result[name] = {
+          type: t.type as HostTensor["type"],
+          data: data as HostTensor["data"],
+          dims: t.dims,
+        };
+      }
+      return result;
+    },
+    release: () => session.release(),
+  };
+}
+
+/**
+ * The one-line error for graph bytes onnxruntime cannot load.
+ *
+ * @example
+ * ```ts
+ * import { invalidGraph } from "./backend.ts";
+ * console.assert(invalidGraph("net", new Error("bad\nmore")).message.includes("net is not a valid ONNX graph (bad)"));
+ * ```
+ */
+export function invalidGraph(label: string, e: unknown): InputError {
+  return new InputError(
+    `${label} is not a valid ONNX graph (${
+      firstLine(e)
+    }); re-export the bundle with references/python/export.py`,
+  );
+}
+
 function toInfo(meta: OrtTypes.InferenceSession.ValueMetadata): ValueInfo {
   return meta.isTensor
     ? { name: meta.name, type: meta.type, shape: meta.shape }
@@ -156,34 +213,9 @@ export async function createSession(
         }); use --backend wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
       );
     }
-    throw new InputError(
-      `${label} is not a valid ONNX graph (${
-        firstLine(e)
-      }); re-export the bundle with references/python/export.py`,
-    );
+    throw invalidGraph(label, e);
   }
-  return {
-    inputs: session.inputMetadata.map(toInfo),
-    outputs: session.outputMetadata.map(toInfo),
-    async run(feeds) {
-      const ortFeeds: Record<string, OrtTypes.Tensor> = {};
-      for (const [name, t] of Object.entries(feeds)) {
-        ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
-      }
-      const out = await session.run(ortFeeds);
-      const result: Record<string, HostTensor> = {};
-      for (const [name, t] of Object.entries(out)) {
-        const data = await t.getData(true);
-        result[name] = {
-          type: t.type as HostTensor["type"],
-          data: data as HostTensor["data"],
-          dims: t.dims,
-        };
-      }
-      return result;
-    },
-    release: () => session.release(),
-  };
+  return wrapSession(session, ort.Tensor);
 }
 
 function firstLine(e: unknown): string {

@@ -9,11 +9,11 @@
  * @module
  */
 import type * as OrtNodeTypes from "onnxruntime-node";
-import type {
-  GraphSession,
-  HostTensor,
-  SessionOptions,
-  ValueInfo,
+import {
+  type GraphSession,
+  invalidGraph,
+  type SessionOptions,
+  wrapSession,
 } from "./backend.ts";
 import { InputError } from "./errors.ts";
 
@@ -82,17 +82,6 @@ export function loadOrtNode(): Promise<OrtNode> {
   return ortNode;
 }
 
-function toInfo(meta: OrtNodeTypes.InferenceSession.ValueMetadata): ValueInfo {
-  return meta.isTensor
-    ? { name: meta.name, type: meta.type, shape: meta.shape }
-    : { name: meta.name, type: "non-tensor", shape: [] };
-}
-
-function firstLine(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  return msg.split("\n")[0].slice(0, 200);
-}
-
 /**
  * Create a native session for one graph; the same contract as
  * `createSession` in `backend.ts`.
@@ -118,31 +107,7 @@ export async function createNativeSession(
       logSeverityLevel: 3,
     });
   } catch (e) {
-    throw new InputError(
-      `${label} is not a valid ONNX graph (${
-        firstLine(e)
-      }); re-export the bundle with references/python/export.py`,
-    );
+    throw invalidGraph(label, e);
   }
-  return {
-    inputs: session.inputMetadata.map(toInfo),
-    outputs: session.outputMetadata.map(toInfo),
-    async run(feeds) {
-      const ortFeeds: Record<string, OrtNodeTypes.Tensor> = {};
-      for (const [name, t] of Object.entries(feeds)) {
-        ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
-      }
-      const out = await session.run(ortFeeds);
-      const result: Record<string, HostTensor> = {};
-      for (const [name, t] of Object.entries(out)) {
-        result[name] = {
-          type: t.type as HostTensor["type"],
-          data: t.data as HostTensor["data"],
-          dims: t.dims,
-        };
-      }
-      return result;
-    },
-    release: () => session.release(),
-  };
+  return wrapSession(session, ort.Tensor);
 }

@@ -1,28 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Rng } from "../lib/rng.ts";
-import { cli, fileSha, FIXTURES, listDir, ROOT } from "./helpers.ts";
+import {
+  cli,
+  fileSha,
+  FIXTURES,
+  listDir,
+  ROOT,
+  writePuzzles,
+} from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
-
-/** Many random puzzles, so that each command runs long enough to be killed mid-way. */
-async function bigPuzzles(path: string, n: number): Promise<void> {
-  const rng = new Rng(7);
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const label = Array.from({ length: 16 }, () => 2 + rng.int(4));
-    const tokens = label.map((v) => rng.float() < 0.6 ? 1 : v);
-    lines.push(
-      JSON.stringify({
-        id: `k${i}`,
-        tokens,
-        label,
-        puzzle_identifier: rng.int(3),
-      }),
-    );
-  }
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
-}
 
 /** Start the CLI, wait until `ready()` holds (or a delay passes), then SIGKILL it. */
 async function killMidway(
@@ -57,7 +44,7 @@ Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keep
   const tmp = await Deno.makeTempDir();
   try {
     const inputs = join(tmp, "big.jsonl");
-    await bigPuzzles(inputs, 1500);
+    await writePuzzles(inputs, 1500, 7, "k");
     const traceArgs = (
       dir: string,
     ) => [

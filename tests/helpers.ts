@@ -1,6 +1,7 @@
 // Shared helpers for the test suite (not a test file itself).
 import { join } from "node:path";
 import { decodeNpy, type NpyArray } from "../lib/io/npy.ts";
+import { Rng } from "../lib/rng.ts";
 
 export const ROOT: string = join(import.meta.dirname!, "..");
 export const FIXTURES: string = join(ROOT, "tests", "fixtures");
@@ -105,4 +106,28 @@ export async function withTempDir(
 /** Run a Python snippet with arguments; fails loudly when it fails. */
 export function py(code: string, ...args: string[]): Promise<string> {
   return python(["-c", code, ...args]);
+}
+
+/** Write `n` seeded random puzzles valid for the tiny fixture bundles (S=16, V=6, 3 puzzle ids). */
+export async function writePuzzles(
+  path: string,
+  n: number,
+  seed = 1,
+  prefix = "q",
+): Promise<void> {
+  const rng = new Rng(seed);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = Array.from({ length: 16 }, () => 2 + rng.int(4));
+    const tokens = label.map((v) => rng.float() < 0.6 ? 1 : v);
+    lines.push(
+      JSON.stringify({
+        id: `${prefix}${i}`,
+        tokens,
+        label,
+        puzzle_identifier: rng.int(3),
+      }),
+    );
+  }
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { TraceDataset } from "../lib/trace_dataset.ts";
 import { allAddresses } from "../lib/address.ts";
-import { Rng } from "../lib/rng.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import {
   cli,
@@ -11,28 +10,10 @@ import {
   listDir,
   python,
   withTempDir,
+  writePuzzles,
 } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
-
-/** Write n random puzzles valid for the tiny bundles (S=16, V=6, 3 puzzle ids). */
-async function writePuzzles(path: string, n: number, seed = 1): Promise<void> {
-  const rng = new Rng(seed);
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const label = Array.from({ length: 16 }, () => 2 + rng.int(4));
-    const tokens = label.map((v) => rng.float() < 0.6 ? 1 : v);
-    lines.push(
-      JSON.stringify({
-        id: `q${i}`,
-        tokens,
-        label,
-        puzzle_identifier: rng.int(3),
-      }),
-    );
-  }
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
-}
 
 function traceArgs(
   runDir: string,
