@@ -11,6 +11,7 @@ import {
   formatAddress,
   parseAddress,
   type StepAddress,
+  stepIndex,
   StepSelector,
 } from "./address.ts";
 import { type Bundle, loadBundle } from "./bundle.ts";
@@ -602,21 +603,25 @@ function editHook(
 function sourceLookup(ctx: Ctx, positions: number[]): PolicyContext["source"] {
   const { ds, sae } = ctx;
   const D = ds.shape[1];
-  const start = new Map<string, number>();
-  for (let i = 0; i < ds.shape[0]; i++) {
-    const key = `${ds.meta.examples[ds.meta.exampleOf[i]]}|${ds.meta.t[i]}`;
-    if (!start.has(key)) start.set(key, i);
-  }
+  // Built on first use: only patch_features asks for sources.
+  let start: Map<string, number> | null = null;
+  const firstRow = () => {
+    if (start) return start;
+    start = new Map<string, number>();
+    for (let i = 0; i < ds.shape[0]; i++) {
+      const key = `${ds.meta.examples[ds.meta.exampleOf[i]]}|${ds.meta.t[i]}`;
+      if (!start.has(key)) start.set(key, i);
+    }
+    return start;
+  };
   const recorded = ds.meta.header.record.positions;
   const cache = new Map<string, Float32Array | undefined>();
   const sched = ds.meta.header.model.schedule;
-  const perH = sched.L_cycles + 1;
   return (step, example) => {
-    const t = step.sup * sched.H_cycles * perH + step.h * perH +
-      (step.l === "H" ? sched.L_cycles : step.l);
+    const t = stepIndex(step, sched);
     const key = `${example}|${t}`;
     if (cache.has(key)) return cache.get(key);
-    const s = start.get(key);
+    const s = firstRow().get(key);
     let acts: Float32Array | undefined;
     if (s !== undefined) {
       const rows = new Float32Array(positions.length * D);
@@ -651,13 +656,14 @@ function featureMeans(ctx: Ctx, only: Set<string> | null): Float32Array {
     count += chunk.length;
     chunk.length = 0;
   };
+  // Match each step once, not once per row.
+  const selectedT = new Set<number>();
+  for (const [t, text] of ds.meta.addressOf) {
+    if (ctx.latentSelector.matches(parseAddress(text))) selectedT.add(t);
+  }
   for (let i = 0; i < N; i++) {
     if (!pos.has(ds.meta.position[i])) continue;
-    if (
-      !ctx.latentSelector.matches(
-        parseAddress(ds.meta.addressOf.get(ds.meta.t[i])!),
-      )
-    ) continue;
+    if (!selectedT.has(ds.meta.t[i])) continue;
     if (only && !only.has(ds.meta.examples[ds.meta.exampleOf[i]])) continue;
     chunk.push(i);
     if (chunk.length === 1024) flush();
