@@ -62,9 +62,6 @@ export async function prepareRunDir(
       if (e instanceof Deno.errors.PermissionDenied) throw denied(dir, e);
       throw e;
     }
-    if (opts.gitignore !== false) {
-      await writeFileAtomic(join(dir, ".gitignore"), "*\n").catch(() => {});
-    }
   }
   if (!opts.force) {
     for (const name of opts.outputs) {
@@ -88,6 +85,11 @@ export async function prepareRunDir(
     throw e;
   }
   await removeStaleTemps(dir);
+  // An empty run dir is one whose creation has not finished (a command killed
+  // before its .gitignore landed, say), or a fresh one: give it its .gitignore.
+  if (opts.create && opts.gitignore !== false && await isEmptyDir(dir)) {
+    await writeFileAtomic(join(dir, ".gitignore"), "*\n");
+  }
 }
 
 /**
@@ -107,6 +109,11 @@ export async function pathExists(path: string): Promise<boolean> {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
+}
+
+async function isEmptyDir(dir: string): Promise<boolean> {
+  for await (const _ of Deno.readDir(dir)) return false;
+  return true;
 }
 
 async function removeStaleTemps(dir: string): Promise<void> {

@@ -6,6 +6,7 @@ import {
   FIXTURES,
   listDir,
   ROOT,
+  withTempDir,
   writePuzzles,
 } from "./helpers.ts";
 
@@ -210,4 +211,29 @@ Deno.test("faults: corrupt sae.pt and a states.npy whose hash does not match", a
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("faults: a run dir whose creation was cut short still gets its .gitignore on the rerun", async () => {
+  await withTempDir(async (tmp) => {
+    const run = join(tmp, "run");
+    // As a kill between mkdir and the .gitignore rename leaves it.
+    await Deno.mkdir(run);
+    await Deno.writeTextFile(join(run, ".gitignore.tmp-0123456789ab"), "*");
+    const p = await cli([
+      "trace",
+      "--run-dir",
+      run,
+      "--model",
+      TINY,
+      "--inputs",
+      join(TINY, "puzzles.jsonl"),
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(await listDir(run), [
+      ".gitignore",
+      "states.npy",
+      "trace.jsonl",
+    ]);
+    assert.equal(await Deno.readTextFile(join(run, ".gitignore")), "*\n");
+  });
 });
