@@ -187,7 +187,8 @@ async function fitAndWrite(
     throw new InputError(`--k ${k} must lie in 1..F (F = ${F})`);
   }
   await prepareRunDir(opts.runDir, {
-    outputs: ["sae.pt", "sae_metrics.json"],
+    // sae.pt lands last and marks a finished fit (see the writes below).
+    outputs: ["sae.pt"],
     force: opts.force,
   });
   if (ds.meta.examples.length < 2) {
@@ -299,11 +300,11 @@ async function fitAndWrite(
       header.model.name,
     );
   }
-  await writeFileAtomic(join(opts.runDir, "sae.pt"), ptBytes);
   await writeFileAtomic(
     join(opts.runDir, "sae_metrics.json"),
     JSON.stringify(out, null, 2) + "\n",
   );
+  await writeFileAtomic(join(opts.runDir, "sae.pt"), ptBytes);
   return out;
 }
 

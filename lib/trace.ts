@@ -204,7 +204,9 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
     const set = await loadPuzzles(opts.inputs, m);
     const chosen = selectExamples(set.puzzles.length, opts.limit, opts.seed);
     await prepareRunDir(opts.runDir, {
-      outputs: ["trace.jsonl", "states.npy"],
+      // trace.jsonl lands last and marks a finished run; a states.npy without
+      // it is an orphaned cache (a killed run) and may be replaced.
+      outputs: ["trace.jsonl"],
       force: opts.force,
       gitignore: opts.gitignore,
       create: true,
