@@ -20,6 +20,7 @@ import {
   Evaluator,
   type ExampleOutcome,
   type OutcomeTrace,
+  round7,
 } from "./evaluate.ts";
 import { rowEditHook } from "./hooks.ts";
 import type { PuzzleSet } from "./inputs.ts";
@@ -34,7 +35,12 @@ import {
 } from "./policy.ts";
 import { Progress } from "./progress.ts";
 import { Rng } from "./rng.ts";
-import { type FloatArray, runRollout, type StepEvent } from "./runner.ts";
+import {
+  type FloatArray,
+  puzzleBatch,
+  runRollout,
+  type StepEvent,
+} from "./runner.ts";
 import { pathExists, prepareRunDir } from "./run_dir.ts";
 import { checkPermissions, ortWasmPath } from "./permissions.ts";
 import type { SAE } from "./sae.ts";
@@ -355,9 +361,9 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
       tick();
       const c = Evaluator.compare(subBase, out);
       return {
-        effect: round(-c.delta.token_acc),
+        effect: round7(-c.delta.token_acc),
         kl: c.delta.mean_kl,
-        exact: round(-c.delta.exact_acc),
+        exact: round7(-c.delta.exact_acc),
       };
     };
     const ranking: CausalFeature[] = [];
@@ -367,11 +373,11 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
         feature: f,
         effect: e.effect,
         normalized_effect: baseScore.token_acc > 0
-          ? round(e.effect / baseScore.token_acc)
+          ? round7(e.effect / baseScore.token_acc)
           : 0,
         mean_kl: e.kl,
         exact_drop: e.exact,
-        mean_activation: round(activity[f]),
+        mean_activation: round7(activity[f]),
       });
     }
     ranking.sort((a, b) =>
@@ -549,21 +555,21 @@ async function rollout(
   const out: ExampleOutcome[] = [];
   for (let start = 0; start < examples.length; start += ctx.batch) {
     const batch = examples.slice(start, start + ctx.batch);
-    const tokens = new BigInt64Array(batch.length * S);
-    const pids = new BigInt64Array(batch.length);
-    batch.forEach((ex, b) => {
-      ex.tokens.forEach((v, i) => tokens[b * S + i] = BigInt(v));
-      pids[b] = BigInt(ex.puzzle_identifier);
-    });
-    const res = await runRollout(ctx.bundle, {
-      tokens,
-      puzzleIdentifiers: pids,
-      size: batch.length,
-    }, {
-      onStep: edit
-        ? editHook(ctx, batch.map((ex) => ex.example), edit)
-        : undefined,
-    });
+    const res = await runRollout(
+      ctx.bundle,
+      puzzleBatch(
+        batch.map((ex) => ({
+          tokens: ex.tokens,
+          puzzleIdentifier: ex.puzzle_identifier,
+        })),
+        S,
+      ),
+      {
+        onStep: edit
+          ? editHook(ctx, batch.map((ex) => ex.example), edit)
+          : undefined,
+      },
+    );
     batch.forEach((ex, b) => {
       out.push({
         example: ex.example,
@@ -734,9 +740,5 @@ function median(xs: number[]): number {
   if (!xs.length) return 0;
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
-  return round(s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2);
-}
-
-function round(x: number): number {
-  return x === 0 ? 0 : Number(x.toPrecision(7));
+  return round7(s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2);
 }

@@ -24,6 +24,29 @@ export interface PuzzleBatch {
   size: number;
 }
 
+/**
+ * Build a {@linkcode PuzzleBatch} from puzzles' token ids and puzzle ids.
+ *
+ * @example
+ * ```ts
+ * import { puzzleBatch } from "./runner.ts";
+ * const b = puzzleBatch([{ tokens: [1, 2], puzzleIdentifier: 0 }], 2);
+ * console.assert(b.size === 1 && b.tokens[1] === 2n);
+ * ```
+ */
+export function puzzleBatch(
+  puzzles: readonly { tokens: readonly number[]; puzzleIdentifier: number }[],
+  S: number,
+): PuzzleBatch {
+  const tokens = new BigInt64Array(puzzles.length * S);
+  const puzzleIdentifiers = new BigInt64Array(puzzles.length);
+  puzzles.forEach((p, b) => {
+    p.tokens.forEach((v, i) => tokens[b * S + i] = BigInt(v));
+    puzzleIdentifiers[b] = BigInt(p.puzzleIdentifier);
+  });
+  return { tokens, puzzleIdentifiers, size: puzzles.length };
+}
+
 /** What a step hook sees. Editing `state` in place replaces the state. */
 export interface StepEvent {
   /** The step's address. */

@@ -10,10 +10,11 @@ import { type Bundle, loadBundle } from "./bundle.ts";
 import { InputError } from "./errors.ts";
 import { splitByGroup } from "./holdout.ts";
 import { rowEditHook } from "./hooks.ts";
+import { round7 } from "./evaluate.ts";
 import { scorePrediction } from "./inputs.ts";
 import { sha256File, sha256Hex, writeFileAtomic } from "./io/atomic.ts";
 import { Progress } from "./progress.ts";
-import { type Latent, runRollout } from "./runner.ts";
+import { type Latent, puzzleBatch, runRollout } from "./runner.ts";
 import { pathExists, prepareRunDir } from "./run_dir.ts";
 import { checkPermissions, ortWasmPath } from "./permissions.ts";
 import type { SAE, SAEArch } from "./sae.ts";
@@ -285,10 +286,10 @@ async function fitAndWrite(
     task_accuracy_recovered: task,
     loss_curve: fit.curve.map((p) => ({
       step: p.step,
-      loss: round(p.loss),
-      mse: round(p.mse),
-      aux: round(p.aux),
-      l1: round(p.l1),
+      loss: round7(p.loss),
+      mse: round7(p.mse),
+      aux: round7(p.aux),
+      l1: round7(p.l1),
     })),
     train_dead_fraction: fit.dead_fraction,
   };
@@ -306,10 +307,6 @@ async function fitAndWrite(
   );
   await writeFileAtomic(join(opts.runDir, "sae.pt"), ptBytes);
   return out;
-}
-
-function round(x: number): number {
-  return Number(x.toPrecision(7));
 }
 
 interface SpliceSpec {
@@ -367,15 +364,15 @@ async function taskAccuracy(
         "(acc_sae - acc_zero) / (acc_clean - acc_zero), token accuracy at the halting step on the held-out " +
         "examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps and positions",
       value: Math.abs(denom) > 1e-12
-        ? round((acc.sae.tok - acc.zero.tok) / denom)
+        ? round7((acc.sae.tok - acc.zero.tok) / denom)
         : null,
-      acc_clean: round(acc.clean.tok),
-      acc_sae: round(acc.sae.tok),
-      acc_zero: round(acc.zero.tok),
+      acc_clean: round7(acc.clean.tok),
+      acc_sae: round7(acc.sae.tok),
+      acc_zero: round7(acc.zero.tok),
       exact: {
-        clean: round(acc.clean.exact),
-        sae: round(acc.sae.exact),
-        zero: round(acc.zero.exact),
+        clean: round7(acc.clean.exact),
+        sae: round7(acc.sae.exact),
+        zero: round7(acc.zero.exact),
       },
       examples: spec.examples.length,
     };
@@ -398,26 +395,26 @@ async function evalExamples(
   const B = 64;
   for (let start = 0; start < spec.examples.length; start += B) {
     const batch = spec.examples.slice(start, start + B);
-    const tokens = new BigInt64Array(batch.length * S);
-    const pids = new BigInt64Array(batch.length);
-    batch.forEach((ex, b) => {
-      ex.tokens.forEach((v, i) => tokens[b * S + i] = BigInt(v));
-      pids[b] = BigInt(ex.puzzle_identifier);
-    });
-    const res = await runRollout(bundle, {
-      tokens,
-      puzzleIdentifiers: pids,
-      size: batch.length,
-    }, {
-      onStep: edit
-        ? rowEditHook({
-          latent: spec.latent,
-          selector: spec.selector,
-          positions: spec.positions,
-          edit,
-        })
-        : undefined,
-    });
+    const res = await runRollout(
+      bundle,
+      puzzleBatch(
+        batch.map((ex) => ({
+          tokens: ex.tokens,
+          puzzleIdentifier: ex.puzzle_identifier,
+        })),
+        S,
+      ),
+      {
+        onStep: edit
+          ? rowEditHook({
+            latent: spec.latent,
+            selector: spec.selector,
+            positions: spec.positions,
+            edit,
+          })
+          : undefined,
+      },
+    );
     batch.forEach((ex, b) => {
       const s = scorePrediction(
         res.predictions.subarray(b * S, (b + 1) * S),

@@ -21,8 +21,10 @@ import { NpyWriter } from "./io/npy.ts";
 import { Progress } from "./progress.ts";
 import { Rng } from "./rng.ts";
 import {
+  argmaxRows,
   type FloatArray,
   type Latent,
+  puzzleBatch,
   runRollout,
   type StepEvent,
 } from "./runner.ts";
@@ -282,22 +284,12 @@ export async function writeTrace(
       const idx = chosen.slice(start, start + opts.batchSize);
       const puzzles: Puzzle[] = idx.map((i) => set.puzzles[i]);
       const B = puzzles.length;
-      const tokens = new BigInt64Array(B * S);
-      const pids = new BigInt64Array(B);
-      puzzles.forEach((p, b) => {
-        p.tokens.forEach((v, i) => tokens[b * S + i] = BigInt(v));
-        pids[b] = BigInt(p.puzzleIdentifier);
-      });
       // The state each latent had before the current step, for `delta`.
       const prev: Record<Latent, FloatArray> = {
         z_H: broadcast(m.H_init, B * T, D),
         z_L: broadcast(m.L_init, B * T, D),
       };
-      const result = await runRollout(bundle, {
-        tokens,
-        puzzleIdentifiers: pids,
-        size: B,
-      }, {
+      const result = await runRollout(bundle, puzzleBatch(puzzles, S), {
         readoutEveryH: true,
         onStep: async (e) => {
           opts.edit?.(e, puzzles.map((p) => p.id));
@@ -345,7 +337,9 @@ export async function writeTrace(
         onReadout: async (e) => {
           for (let b = 0; b < B; b++) {
             if (e.halted[b]) continue;
-            const pred = argmax(e.logits, b, S, V);
+            const pred = Array.from(
+              argmaxRows(e.logits.subarray(b * S * V, (b + 1) * S * V), V),
+            );
             const { acc, exact } = scorePrediction(pred, puzzles[b].label);
             if (e.final) {
               const slot = perSup[e.address.sup] ??= {
@@ -495,19 +489,6 @@ async function writeWithHeader(
 function broadcast(init: number[], rows: number, D: number): Float32Array {
   const out = new Float32Array(rows * D);
   for (let i = 0; i < rows; i++) out.set(init, i * D);
-  return out;
-}
-
-function argmax(logits: FloatArray, b: number, S: number, V: number): number[] {
-  const out: number[] = new Array(S);
-  for (let s = 0; s < S; s++) {
-    const off = (b * S + s) * V;
-    let best = 0;
-    for (let v = 1; v < V; v++) {
-      if (logits[off + v] > logits[off + best]) best = v;
-    }
-    out[s] = best;
-  }
   return out;
 }
 
