@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadBundle } from "../lib/bundle.ts";
 import { type BackendName, type HostTensor, loadOrt } from "../lib/backend.ts";
@@ -34,6 +35,10 @@ import { Rng } from "../lib/rng.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PY = join(ROOT, "references/python");
+const PYTHON = Deno.env.get("TRMINTERP_PYTHON") ??
+  (existsSync(join(ROOT, ".venv/bin/python"))
+    ? join(ROOT, ".venv/bin/python")
+    : "python3");
 /** A trminterp child gets this long before it is killed and reported as timed out. */
 let CHILD_TIMEOUT_S = 120;
 
@@ -329,7 +334,7 @@ async function pyRollout(
   o: { record?: boolean; fullSup?: number; threads?: number } = {},
 ): Promise<Record<string, RolloutFigures>> {
   const r = await sh([
-    "python3",
+    PYTHON,
     join(PY, "bench_runner.py"),
     "time",
     "--bundle",
@@ -443,7 +448,7 @@ async function saeCase(
     fvu: sse / vv,
   };
   const r = await sh([
-    "python3",
+    PYTHON,
     join(PY, "sae_ref.py"),
     "--states",
     npy,
@@ -521,7 +526,7 @@ async function main() {
       const dir = join(tmp, `trm-${arch}`);
       log(`export full-size TRM-${arch} (random weights) to ${dir}`);
       await sh([
-        "python3",
+        PYTHON,
         join(PY, "bench_runner.py"),
         "gen",
         "--arch",
@@ -778,7 +783,7 @@ async function main() {
       };
       const py = jsonLines<Micro>(
         (await sh([
-          "python3",
+          PYTHON,
           join(PY, "bench_runner.py"),
           "micro",
           "--out",
@@ -853,13 +858,13 @@ async function main() {
       );
       const pyHelp = await bestOf(
         3,
-        () => sh(["python3", join(PY, "export.py"), "--help"]),
+        () => sh([PYTHON, join(PY, "export.py"), "--help"]),
       );
       const trmFirst = await trmRollout(demoDir, "wasm", 1, 0);
       const pyFirst =
         jsonLines<{ impl: string; process_to_first_call_s: number }>(
           (await sh([
-            "python3",
+            PYTHON,
             join(PY, "bench_runner.py"),
             "startup",
             "--bundle",

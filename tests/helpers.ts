@@ -1,4 +1,5 @@
 // Shared helpers for the test suite (not a test file itself).
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { decodeNpy, type NpyArray } from "../lib/io/npy.ts";
 import { Rng } from "../lib/rng.ts";
@@ -7,6 +8,15 @@ export const ROOT: string = join(import.meta.dirname!, "..");
 export const FIXTURES: string = join(ROOT, "tests", "fixtures");
 export const DEMO: string = join(ROOT, "references", "models", "sudoku4-trm");
 export const PY: string = join(ROOT, "references", "python");
+
+/**
+ * The Python that runs the reference tooling: `TRMINTERP_PYTHON`, else the
+ * venv that `.ci/setup` makes at `.venv`, else `python3` on PATH.
+ */
+export const PYTHON: string = Deno.env.get("TRMINTERP_PYTHON") ??
+  (existsSync(join(ROOT, ".venv", "bin", "python"))
+    ? join(ROOT, ".venv", "bin", "python")
+    : "python3");
 
 export interface Proc {
   code: number;
@@ -35,12 +45,12 @@ export async function run(
   };
 }
 
-/** Run python3 and fail loudly when it fails. */
+/** Run the reference Python and fail loudly when it fails. */
 export async function python(args: string[]): Promise<string> {
-  const p = await run("python3", args);
+  const p = await run(PYTHON, args);
   if (p.code !== 0) {
     throw new Error(
-      `python3 ${args.join(" ")} failed (${p.code}):\n${p.stderr}`,
+      `${PYTHON} ${args.join(" ")} failed (${p.code}):\n${p.stderr}`,
     );
   }
   return p.stdout;
