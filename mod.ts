@@ -12,13 +12,13 @@
  *
  * @module
  */
-export { TraceDataset, TraceRows } from "./lib/trace_dataset.ts";
-export type { RowInfo, TraceFilter, TraceMeta } from "./lib/trace_dataset.ts";
-export { runTrace } from "./lib/trace.ts";
-export type { TraceOptions, TraceSummary } from "./lib/trace.ts";
-export { loadBundle, readManifest } from "./lib/bundle.ts";
-export type { Bundle, LoadBundleOptions } from "./lib/bundle.ts";
-export { argmaxRows, runRollout } from "./lib/runner.ts";
+export { TraceDataset, TraceRows } from "./lib/trace/dataset.ts";
+export type { RowInfo, TraceFilter, TraceMeta } from "./lib/trace/dataset.ts";
+export { runTrace } from "./lib/trace/trace.ts";
+export type { TraceOptions, TraceSummary } from "./lib/trace/trace.ts";
+export { loadBundle, readManifest } from "./lib/model/bundle.ts";
+export type { Bundle, LoadBundleOptions } from "./lib/model/bundle.ts";
+export { argmaxRows, runRollout } from "./lib/model/rollout.ts";
 export type {
   FloatArray,
   Latent,
@@ -27,7 +27,7 @@ export type {
   RolloutOptions,
   RolloutResult,
   StepEvent,
-} from "./lib/runner.ts";
+} from "./lib/model/rollout.ts";
 export {
   allAddresses,
   formatAddress,
@@ -35,16 +35,16 @@ export {
   SELECTOR_GRAMMAR,
   stepIndex,
   StepSelector,
-} from "./lib/address.ts";
-export type { ScheduleShape, StepAddress } from "./lib/address.ts";
-export { BACKENDS } from "./lib/backend.ts";
+} from "./lib/model/address.ts";
+export type { ScheduleShape, StepAddress } from "./lib/model/address.ts";
+export { BACKENDS } from "./lib/model/backend.ts";
 export type {
   BackendName,
   GraphSession,
   HostTensor,
   SessionOptions,
   ValueInfo,
-} from "./lib/backend.ts";
+} from "./lib/model/backend.ts";
 export { InputError } from "./lib/errors.ts";
 export { Rng } from "./lib/rng.ts";
 export {
@@ -62,63 +62,68 @@ export {
   TraceReadout,
   TraceRecord,
   TraceStep,
-} from "./lib/schema.ts";
-export type { ParseResult, Validator } from "./lib/schema.ts";
+} from "./lib/schema/schema.ts";
+export type { ParseResult, Validator } from "./lib/schema/schema.ts";
 export { VERSION } from "./lib/version.ts";
-export { SAE } from "./lib/sae.ts";
-export type { SAEArch, SAEConfig, SAETensor, SAETensors } from "./lib/sae.ts";
-export { fitSAE } from "./lib/sae_train.ts";
+export { SAE } from "./lib/sae/sae.ts";
+export type {
+  SAEArch,
+  SAEConfig,
+  SAETensor,
+  SAETensors,
+} from "./lib/sae/sae.ts";
+export { fitSAE } from "./lib/sae/train.ts";
 export type {
   FitOptions,
   FitProgress,
   FitResult,
   LossPoint,
   RowSource,
-} from "./lib/sae_train.ts";
-export { saeMetrics } from "./lib/sae_metrics.ts";
+} from "./lib/sae/train.ts";
+export { saeMetrics } from "./lib/sae/metrics.ts";
 export type {
   DensityHistogram,
   Metric,
   SAEMetrics,
-} from "./lib/sae_metrics.ts";
+} from "./lib/sae/metrics.ts";
 export {
   decodeSaePt,
   encodeSaePt,
   readSaePt,
   writeSaeLensFolder,
-} from "./lib/sae_io.ts";
-export type { SaeFileConfig } from "./lib/sae_io.ts";
-export { runSaeFit } from "./lib/sae_fit.ts";
+} from "./lib/sae/sae_pt.ts";
+export type { SaeFileConfig } from "./lib/sae/sae_pt.ts";
+export { runSaeFit } from "./lib/sae/fit.ts";
 export type {
   SaeFitOptions,
   SaeMetricsJson,
   TaskAccuracy,
-} from "./lib/sae_fit.ts";
+} from "./lib/sae/fit.ts";
 export {
   AblateFeatures,
   ClampFeatures,
   editActivations,
   PatchFeatures,
   POLICY_NAMES,
-} from "./lib/policy.ts";
+} from "./lib/intervene/policy.ts";
 export type {
   InterventionPolicy,
   PolicyContext,
   PolicyName,
-} from "./lib/policy.ts";
-export { Evaluator, meanKL } from "./lib/evaluate.ts";
+} from "./lib/intervene/policy.ts";
+export { Evaluator, meanKL } from "./lib/intervene/evaluate.ts";
 export type {
   Comparison,
   ExampleDelta,
   ExampleOutcome,
   OutcomeTrace,
   SideSummary,
-} from "./lib/evaluate.ts";
-export { runIntervene } from "./lib/intervene.ts";
+} from "./lib/intervene/evaluate.ts";
+export { runIntervene } from "./lib/intervene/intervene.ts";
 export type {
   CausalFeature,
   InterveneOptions,
   Report,
-} from "./lib/intervene.ts";
-export { rowEditHook } from "./lib/hooks.ts";
-export type { RowEditContext, RowEditSpec } from "./lib/hooks.ts";
+} from "./lib/intervene/intervene.ts";
+export { rowEditHook } from "./lib/model/hooks.ts";
+export type { RowEditContext, RowEditSpec } from "./lib/model/hooks.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import { join } from "node:path";
-import { loadOrt } from "../lib/backend.ts";
+import { loadOrt } from "../lib/model/backend.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const demo = join(ROOT, "references/models/sudoku4-trm");

@@ -26,10 +26,14 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { loadBundle } from "../lib/bundle.ts";
-import { type BackendName, type HostTensor, loadOrt } from "../lib/backend.ts";
-import { runRollout } from "../lib/runner.ts";
-import { fitSAE, type RowSource } from "../lib/sae_train.ts";
+import { loadBundle } from "../lib/model/bundle.ts";
+import {
+  type BackendName,
+  type HostTensor,
+  loadOrt,
+} from "../lib/model/backend.ts";
+import { runRollout } from "../lib/model/rollout.ts";
+import { fitSAE, type RowSource } from "../lib/sae/train.ts";
 import { encodeNpy } from "../lib/io/npy.ts";
 import { Rng } from "../lib/rng.ts";
 
@@ -73,7 +77,7 @@ async function childRollout(a: Record<string, string>): Promise<void> {
   if (backend === "wasm") {
     (await loadOrt("wasm")).env.wasm.numThreads = threads;
   } else if (backend === "native") {
-    const { setNativeThreads } = await import("../lib/backend_native.ts");
+    const { setNativeThreads } = await import("../lib/model/backend_native.ts");
     setNativeThreads(threads);
   }
   const B = Number(a.batch), reps = Number(a.reps), record = a.record === "1";
@@ -143,10 +147,10 @@ async function childRollout(a: Record<string, string>): Promise<void> {
 async function childMicro(a: Record<string, string>): Promise<void> {
   const backend = a.backend as BackendName;
   if (backend === "native") {
-    const { setNativeThreads } = await import("../lib/backend_native.ts");
+    const { setNativeThreads } = await import("../lib/model/backend_native.ts");
     setNativeThreads(1);
   }
-  const { createSession } = await import("../lib/backend.ts");
+  const { createSession } = await import("../lib/model/backend.ts");
   for (const name of ["add", "matmul"]) {
     const s = await createSession(
       await Deno.readFile(join(a.dir, `${name}.onnx`)),

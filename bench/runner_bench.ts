@@ -9,9 +9,9 @@
  * @module
  */
 import { join } from "node:path";
-import { type BackendName, BACKENDS } from "../lib/backend.ts";
-import { type Bundle, loadBundle } from "../lib/bundle.ts";
-import { runRollout } from "../lib/runner.ts";
+import { type BackendName, BACKENDS } from "../lib/model/backend.ts";
+import { type Bundle, loadBundle } from "../lib/model/bundle.ts";
+import { runRollout } from "../lib/model/rollout.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const demo = join(ROOT, "references/models/sudoku4-trm");

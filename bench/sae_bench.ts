@@ -9,7 +9,7 @@
  */
 
 import { Rng } from "../lib/rng.ts";
-import { fitSAE, type RowSource } from "../lib/sae_train.ts";
+import { fitSAE, type RowSource } from "../lib/sae/train.ts";
 
 function plantedSource(
   n: number,

@@ -1,7 +1,7 @@
 // Regenerates references/schemas/*.schema.json from the zod schemas in lib/schema.ts.
 // Run: deno task schemas. tests/schema_test.ts fails when these files are stale.
 import { join } from "node:path";
-import { jsonSchemas } from "../lib/schema.ts";
+import { jsonSchemas } from "../lib/schema/schema.ts";
 
 /** The files and contents that references/schemas/ must hold. */
 export function schemaFiles(): Record<string, string> {

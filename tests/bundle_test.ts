@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadBundle } from "../lib/bundle.ts";
+import { loadBundle } from "../lib/model/bundle.ts";
 import { InputError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import { cli, FIXTURES, listDir } from "./helpers.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ReportFile, SaeMetricsFile } from "../lib/schema.ts";
-import { TraceDataset } from "../lib/trace_dataset.ts";
+import { ReportFile, SaeMetricsFile } from "../lib/schema/schema.ts";
+import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, DEMO } from "./helpers.ts";
 
 /** The table under "Measured by trminterp's own runner" in the model card. */

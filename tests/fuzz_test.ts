@@ -13,7 +13,7 @@
 // (a hang), .pt tensors viewed with stride 0 over a huge shape (allocation).
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readManifest } from "../lib/bundle.ts";
+import { readManifest } from "../lib/model/bundle.ts";
 import { InputError } from "../lib/errors.ts";
 import { readJsonl } from "../lib/io/jsonl.ts";
 import { decodeNpy, encodeNpy, NpyReader } from "../lib/io/npy.ts";
@@ -31,15 +31,15 @@ import { decodeSafetensors, encodeSafetensors } from "../lib/io/safetensors.ts";
 import { decodeTorchPt, encodeTorchPt } from "../lib/io/torch_pt.ts";
 import { decodeZip, encodeZip } from "../lib/io/zip.ts";
 import { Rng } from "../lib/rng.ts";
-import { SAE } from "../lib/sae.ts";
-import { decodeSaePt, encodeSaePt } from "../lib/sae_io.ts";
+import { SAE } from "../lib/sae/sae.ts";
+import { decodeSaePt, encodeSaePt } from "../lib/sae/sae_pt.ts";
 import {
   formatZodError,
   ModelManifest,
   TraceHeader,
   TraceRecord,
-} from "../lib/schema.ts";
-import { TraceDataset } from "../lib/trace_dataset.ts";
+} from "../lib/schema/schema.ts";
+import { TraceDataset } from "../lib/trace/dataset.ts";
 import { FIXTURES, ROOT } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20251125);

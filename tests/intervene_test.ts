@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { SAE } from "../lib/sae.ts";
-import { encodeSaePt } from "../lib/sae_io.ts";
-import { ReportFile } from "../lib/schema.ts";
+import { SAE } from "../lib/sae/sae.ts";
+import { encodeSaePt } from "../lib/sae/sae_pt.ts";
+import { ReportFile } from "../lib/schema/schema.ts";
 import { cli, fileSha, FIXTURES, listDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");

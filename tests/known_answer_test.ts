@@ -4,7 +4,7 @@
 // random features do nothing.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSaePt } from "../lib/sae_io.ts";
+import { readSaePt } from "../lib/sae/sae_pt.ts";
 import { cli, FIXTURES, npy, type Proc } from "./helpers.ts";
 
 const KA = join(FIXTURES, "known_answer");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadBundle } from "../lib/bundle.ts";
-import { runRollout } from "../lib/runner.ts";
+import { loadBundle } from "../lib/model/bundle.ts";
+import { runRollout } from "../lib/model/rollout.ts";
 import { cli, FIXTURES, maxAbsDiff, npy, withTempDir } from "./helpers.ts";
 
 for (const family of ["trm", "hrm"]) {

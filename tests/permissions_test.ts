@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ortWasmPath } from "../lib/permissions.ts";
+import { ortWasmPath } from "../cli/permissions.ts";
 import { cli, FIXTURES, listDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadBundle } from "../lib/bundle.ts";
-import { runRollout } from "../lib/runner.ts";
-import { allAddresses, formatAddress } from "../lib/address.ts";
+import { loadBundle } from "../lib/model/bundle.ts";
+import { runRollout } from "../lib/model/rollout.ts";
+import { allAddresses, formatAddress } from "../lib/model/address.ts";
 import { FIXTURES, maxAbsDiff, npy, PY, python } from "./helpers.ts";
 
 interface Parity {

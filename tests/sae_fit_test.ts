@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSaePt } from "../lib/sae_io.ts";
-import { SaeMetricsFile } from "../lib/schema.ts";
-import { TraceDataset } from "../lib/trace_dataset.ts";
+import { readSaePt } from "../lib/sae/sae_pt.ts";
+import { SaeMetricsFile } from "../lib/schema/schema.ts";
+import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");

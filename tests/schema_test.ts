@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { schemaFiles } from "../references/gen_schemas.ts";
-import { ModelManifest } from "../lib/schema.ts";
+import { ModelManifest } from "../lib/schema/schema.ts";
 import { FIXTURES, ROOT } from "./helpers.ts";
 
 Deno.test("schemas: references/schemas/ is generated from the current zod schemas", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TraceDataset } from "../lib/trace_dataset.ts";
-import { allAddresses } from "../lib/address.ts";
+import { TraceDataset } from "../lib/trace/dataset.ts";
+import { allAddresses } from "../lib/model/address.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import {
   cli,

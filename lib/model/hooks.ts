@@ -5,7 +5,7 @@
  * @module
  */
 import type { StepAddress, StepSelector } from "./address.ts";
-import type { Latent, StepEvent } from "./runner.ts";
+import type { Latent, StepEvent } from "./rollout.ts";
 
 /** Where a row edit applies, passed to the edit callback. */
 export interface RowEditContext {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { py, withTempDir } from "./helpers.ts";
-import { InputError } from "../lib/errors.ts";
+import { py, withTempDir } from "../../tests/helpers.ts";
+import { InputError } from "../errors.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
   type SafeTensor,
-} from "../lib/io/safetensors.ts";
+} from "./safetensors.ts";
 
 const tensors: Record<string, SafeTensor> = {
   W_enc: {

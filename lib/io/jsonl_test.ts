@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { InputError } from "../lib/errors.ts";
-import { sha256Hex } from "../lib/io/atomic.ts";
-import { type JsonlRecord, JsonlWriter, readJsonl } from "../lib/io/jsonl.ts";
-import { withTempDir } from "./helpers.ts";
+import { InputError } from "../errors.ts";
+import { sha256Hex } from "./atomic.ts";
+import { type JsonlRecord, JsonlWriter, readJsonl } from "./jsonl.ts";
+import { withTempDir } from "../../tests/helpers.ts";
 
 async function collect(path: string): Promise<JsonlRecord[]> {
   const out: JsonlRecord[] = [];

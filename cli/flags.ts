@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError } from "./errors.ts";
+import { InputError } from "../lib/errors.ts";
 
 /** One flag of a command. */
 export interface FlagSpec {
@@ -24,7 +24,7 @@ export interface FlagSpec {
  *
  * @example
  * ```ts
- * import { editDistance } from "./cli_args.ts";
+ * import { editDistance } from "./flags.ts";
  * console.assert(editDistance("--rundir", "--run-dir") === 1);
  * ```
  */
@@ -51,7 +51,7 @@ export function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
- * import { nearest } from "./cli_args.ts";
+ * import { nearest } from "./flags.ts";
  * console.assert(nearest("--sed", ["--seed", "--steps"]) === "--seed");
  * ```
  */
@@ -76,7 +76,7 @@ export function nearest(
  *
  * @example
  * ```ts
- * import { parseFlags } from "./cli_args.ts";
+ * import { parseFlags } from "./flags.ts";
  * const v = parseFlags("trace", ["--seed", "3"], { seed: { type: "string", help: "seed" } });
  * console.assert(v.seed === "3");
  * ```
@@ -134,7 +134,7 @@ export function parseFlags(
  *
  * @example
  * ```ts
- * import { formatFlags } from "./cli_args.ts";
+ * import { formatFlags } from "./flags.ts";
  * console.log(formatFlags({ seed: { type: "string", arg: "N", help: "seed" } }));
  * ```
  */
@@ -154,7 +154,7 @@ export function formatFlags(specs: Record<string, FlagSpec>): string {
  *
  * @example
  * ```ts
- * import { intFlag } from "./cli_args.ts";
+ * import { intFlag } from "./flags.ts";
  * console.assert(intFlag("3", "--seed") === 3);
  * ```
  */
@@ -183,7 +183,7 @@ export function intFlag(
  *
  * @example
  * ```ts
- * import { numFlag } from "./cli_args.ts";
+ * import { numFlag } from "./flags.ts";
  * console.assert(numFlag("0.5", "--holdout") === 0.5);
  * ```
  */

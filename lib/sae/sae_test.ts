@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { InputError } from "../lib/errors.ts";
-import { splitByGroup } from "../lib/holdout.ts";
-import { Rng } from "../lib/rng.ts";
-import { SAE, selectTopK } from "../lib/sae.ts";
-import { saeMetrics } from "../lib/sae_metrics.ts";
-import { fitSAE, type RowSource } from "../lib/sae_train.ts";
+import { InputError } from "../errors.ts";
+import { splitByGroup } from "./holdout.ts";
+import { Rng } from "../rng.ts";
+import { SAE, selectTopK } from "./sae.ts";
+import { saeMetrics } from "./metrics.ts";
+import { fitSAE, type RowSource } from "./train.ts";
 
 /** Rows from a planted dictionary: `active` unit atoms per row, coefficients in [0.5, 1.5). */
 function planted(

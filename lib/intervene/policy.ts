@@ -4,9 +4,9 @@
  *
  * @module
  */
-import type { StepAddress } from "./address.ts";
-import { InputError } from "./errors.ts";
-import type { SAE } from "./sae.ts";
+import type { StepAddress } from "../model/address.ts";
+import { InputError } from "../errors.ts";
+import type { SAE } from "../sae/sae.ts";
 
 /** What a policy may consult besides the state. */
 export interface PolicyContext {
@@ -68,7 +68,7 @@ export interface InterventionPolicy {
  *
  * @example
  * ```ts
- * import { SAE } from "./sae.ts";
+ * import { SAE } from "../sae/sae.ts";
  * import { editActivations } from "./policy.ts";
  * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
  * sae.W_enc.set([1, 0, 0, 1]);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 
 /** SAE architectures: TopK (the default) or ReLU trained with an L1 penalty. */
 export type SAEArch = "topk" | "relu";

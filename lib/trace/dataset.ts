@@ -6,12 +6,12 @@
  */
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import { parseAddress, StepSelector } from "./address.ts";
-import { InputError } from "./errors.ts";
-import { sha256File } from "./io/atomic.ts";
-import { readJsonl } from "./io/jsonl.ts";
-import { NpyReader } from "./io/npy.ts";
-import type { Latent } from "./runner.ts";
+import { parseAddress, StepSelector } from "../model/address.ts";
+import { InputError } from "../errors.ts";
+import { sha256File } from "../io/atomic.ts";
+import { readJsonl } from "../io/jsonl.ts";
+import { NpyReader } from "../io/npy.ts";
+import type { Latent } from "../model/rollout.ts";
 import {
   formatZodError,
   type TraceExample,
@@ -19,7 +19,7 @@ import {
   type TraceReadout,
   TraceRecord,
   type TraceStep,
-} from "./schema.ts";
+} from "../schema/schema.ts";
 
 /** Per-row metadata, stored column-wise so large traces stay compact. */
 export interface TraceMeta {
@@ -76,7 +76,7 @@ const LATENTS: Latent[] = ["z_H", "z_L"];
  *
  * @example
  * ```ts ignore
- * import { TraceDataset } from "./trace_dataset.ts";
+ * import { TraceDataset } from "./dataset.ts";
  * const ds = await TraceDataset.load("runs/demo", { latents: ["z_H"] });
  * console.log(ds.shape, ds.row(0));
  * ```
@@ -147,7 +147,7 @@ export class TraceDataset {
    *
    * @example
    * ```ts ignore
-   * import { TraceDataset } from "./trace_dataset.ts";
+   * import { TraceDataset } from "./dataset.ts";
    * const rows = await TraceDataset.open("runs/demo", { latents: ["z_H"] });
    * const out = new Float32Array(2 * rows.dim);
    * rows.rows(Int32Array.of(0, 1), out);

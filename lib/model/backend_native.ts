@@ -15,7 +15,7 @@ import {
   type SessionOptions,
   wrapSession,
 } from "./backend.ts";
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 
 type OrtNode = typeof OrtNodeTypes;
 let ortNode: Promise<OrtNode> | null = null;

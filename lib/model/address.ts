@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 
 /** A step address. */
 export interface StepAddress {

@@ -23,8 +23,8 @@
  * @module
  */
 
-import { InputError } from "./errors.ts";
-import { Rng } from "./rng.ts";
+import { InputError } from "../errors.ts";
+import { Rng } from "../rng.ts";
 import { SAE, type SAEArch, selectTopK } from "./sae.ts";
 
 /**
@@ -33,7 +33,7 @@ import { SAE, type SAEArch, selectTopK } from "./sae.ts";
  *
  * @example
  * ```ts
- * import type { RowSource } from "./sae_train.ts";
+ * import type { RowSource } from "./train.ts";
  * const data = new Float32Array([1, 2, 3, 4]);
  * const src: RowSource = {
  *   n: 2,
@@ -59,7 +59,7 @@ export interface RowSource {
  *
  * @example
  * ```ts
- * import type { FitOptions } from "./sae_train.ts";
+ * import type { FitOptions } from "./train.ts";
  * const opts: FitOptions = { arch: "topk", expansion: 16, k: 16, steps: 100, seed: 0 };
  * console.assert(opts.k === 16);
  * ```
@@ -118,7 +118,7 @@ export interface FitOptions {
  *
  * @example
  * ```ts
- * import type { LossPoint } from "./sae_train.ts";
+ * import type { LossPoint } from "./train.ts";
  * const p: LossPoint = { step: 0, loss: 1, mse: 1, aux: 0, l1: 0 };
  * console.assert(p.loss === p.mse + p.aux + p.l1);
  * ```
@@ -141,7 +141,7 @@ export interface LossPoint {
  *
  * @example
  * ```ts
- * import type { FitProgress } from "./sae_train.ts";
+ * import type { FitProgress } from "./train.ts";
  * const p: FitProgress = { step: 9, steps: 10, loss: 0.5, dead_fraction: 0 };
  * console.assert(p.step < p.steps);
  * ```
@@ -162,7 +162,7 @@ export interface FitProgress {
  *
  * @example
  * ```ts
- * import type { FitResult } from "./sae_train.ts";
+ * import type { FitResult } from "./train.ts";
  * const show = (r: FitResult) => `${r.steps} steps, final loss ${r.curve.at(-1)?.loss}`;
  * console.assert(typeof show === "function");
  * ```
@@ -198,7 +198,7 @@ const RC = 64;
  *
  * @example
  * ```ts
- * import { fitSAE } from "./sae_train.ts";
+ * import { fitSAE } from "./train.ts";
  * const data = new Float32Array(64 * 4).map((_, i) => Math.sin(i));
  * const src = {
  *   n: 64,

@@ -13,18 +13,18 @@ import {
   type StepAddress,
   stepIndex,
   StepSelector,
-} from "./address.ts";
-import { type Bundle, loadBundle } from "./bundle.ts";
-import { InputError } from "./errors.ts";
+} from "../model/address.ts";
+import { type Bundle, loadBundle } from "../model/bundle.ts";
+import { InputError } from "../errors.ts";
 import {
   Evaluator,
   type ExampleOutcome,
   type OutcomeTrace,
   round7,
 } from "./evaluate.ts";
-import { rowEditHook } from "./hooks.ts";
-import type { PuzzleSet } from "./inputs.ts";
-import { sha256File, sha256Hex, writeFileAtomic } from "./io/atomic.ts";
+import { rowEditHook } from "../model/hooks.ts";
+import type { PuzzleSet } from "../trace/inputs.ts";
+import { sha256File, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
 import {
   AblateFeatures,
   ClampFeatures,
@@ -33,22 +33,22 @@ import {
   type PolicyContext,
   type PolicyName,
 } from "./policy.ts";
-import { Progress } from "./progress.ts";
-import { Rng } from "./rng.ts";
+import { Progress } from "../../cli/progress.ts";
+import { Rng } from "../rng.ts";
 import {
   type FloatArray,
   puzzleBatch,
   runRollout,
   type StepEvent,
-} from "./runner.ts";
-import { pathExists, prepareRunDir } from "./run_dir.ts";
-import { checkPermissions, ortWasmPath } from "./permissions.ts";
-import type { SAE } from "./sae.ts";
-import { readSaePt, type SaeFileConfig } from "./sae_io.ts";
-import type { TraceExample } from "./schema.ts";
-import { parsePositions, writeTrace } from "./trace.ts";
-import { TraceDataset } from "./trace_dataset.ts";
-import { VERSION } from "./version.ts";
+} from "../model/rollout.ts";
+import { pathExists, prepareRunDir } from "../io/run_dir.ts";
+import { checkPermissions, ortWasmPath } from "../../cli/permissions.ts";
+import type { SAE } from "../sae/sae.ts";
+import { readSaePt, type SaeFileConfig } from "../sae/sae_pt.ts";
+import type { TraceExample } from "../schema/schema.ts";
+import { parsePositions, writeTrace } from "../trace/trace.ts";
+import { TraceDataset } from "../trace/dataset.ts";
+import { VERSION } from "../version.ts";
 
 /** Options of the intervene command. */
 export interface InterveneOptions {

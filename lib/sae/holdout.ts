@@ -5,8 +5,8 @@
  * @module
  */
 
-import { InputError } from "./errors.ts";
-import { Rng } from "./rng.ts";
+import { InputError } from "../errors.ts";
+import { Rng } from "../rng.ts";
 
 /**
  * Split row indices by group: a `holdout` fraction of the distinct groups

@@ -5,15 +5,15 @@
  * @module
  */
 import { join } from "node:path";
-import { InputError } from "./errors.ts";
-import { sha256Hex, writeFileAtomic } from "./io/atomic.ts";
-import { encodeSafetensors } from "./io/safetensors.ts";
+import { InputError } from "../errors.ts";
+import { sha256Hex, writeFileAtomic } from "../io/atomic.ts";
+import { encodeSafetensors } from "../io/safetensors.ts";
 import {
   decodeTorchPt,
   encodeTorchPt,
   isTorchTensor,
   type TorchValue,
-} from "./io/torch_pt.ts";
+} from "../io/torch_pt.ts";
 import { SAE, type SAEConfig, type SAETensors } from "./sae.ts";
 
 /** What trminterp stores in `sae.pt` next to the tensors. */
@@ -43,7 +43,7 @@ const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
  * @example
  * ```ts
  * import { SAE } from "./sae.ts";
- * import { decodeSaePt, encodeSaePt } from "./sae_io.ts";
+ * import { decodeSaePt, encodeSaePt } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
  *   trace_sha256: "", model_sha256: "", seed: 0, training: {} };
@@ -76,7 +76,7 @@ export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
  *
  * @example
  * ```ts
- * import { decodeSaePt } from "./sae_io.ts";
+ * import { decodeSaePt } from "./sae_pt.ts";
  * try {
  *   decodeSaePt(new Uint8Array([1, 2, 3]), "sae.pt");
  * } catch (e) {
@@ -135,7 +135,7 @@ export function decodeSaePt(
  *
  * @example
  * ```ts ignore
- * import { readSaePt } from "./sae_io.ts";
+ * import { readSaePt } from "./sae_pt.ts";
  * const { sae, cfg } = await readSaePt("runs/demo");
  * console.log(cfg.latent, sae.cfg.d_sae);
  * ```
@@ -163,7 +163,7 @@ export async function readSaePt(
  *
  * @example
  * ```ts ignore
- * import { writeSaeLensFolder } from "./sae_io.ts";
+ * import { writeSaeLensFolder } from "./sae_pt.ts";
  * await writeSaeLensFolder("runs/demo/saelens", sae, cfg, "sudoku4-trm");
  * ```
  */

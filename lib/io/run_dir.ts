@@ -4,8 +4,8 @@
  * @module
  */
 import { join } from "node:path";
-import { InputError } from "./errors.ts";
-import { writeFileAtomic } from "./io/atomic.ts";
+import { InputError } from "../errors.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 /** Options for {@linkcode prepareRunDir}. */
 export interface PrepareRunDirOptions {

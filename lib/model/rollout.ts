@@ -29,7 +29,7 @@ export interface PuzzleBatch {
  *
  * @example
  * ```ts
- * import { puzzleBatch } from "./runner.ts";
+ * import { puzzleBatch } from "./rollout.ts";
  * const b = puzzleBatch([{ tokens: [1, 2], puzzleIdentifier: 0 }], 2);
  * console.assert(b.size === 1 && b.tokens[1] === 2n);
  * ```
@@ -110,7 +110,7 @@ export interface RolloutResult {
  *
  * @example
  * ```ts
- * import { argmaxRows } from "./runner.ts";
+ * import { argmaxRows } from "./rollout.ts";
  * console.assert(argmaxRows(new Float32Array([0, 2, 1, 5, 0, 0]), 3)[1] === 0);
  * ```
  */
@@ -142,7 +142,7 @@ export function argmaxRows(logits: FloatArray, V: number): Int32Array {
  * @example
  * ```ts ignore
  * import { loadBundle } from "./bundle.ts";
- * import { runRollout } from "./runner.ts";
+ * import { runRollout } from "./rollout.ts";
  * const bundle = await loadBundle("references/models/sudoku4-trm");
  * const tokens = new BigInt64Array(16).fill(1n);
  * const res = await runRollout(bundle, { tokens, size: 1 }, {

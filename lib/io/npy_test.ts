@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { py, withTempDir } from "./helpers.ts";
-import { InputError } from "../lib/errors.ts";
-import { sha256Hex } from "../lib/io/atomic.ts";
-import { decodeNpy, encodeNpy, NpyReader, NpyWriter } from "../lib/io/npy.ts";
+import { py, withTempDir } from "../../tests/helpers.ts";
+import { InputError } from "../errors.ts";
+import { sha256Hex } from "./atomic.ts";
+import { decodeNpy, encodeNpy, NpyReader, NpyWriter } from "./npy.ts";
 
 Deno.test("encodeNpy writes the same bytes as numpy.save and numpy.load reads them back", async () => {
   await withTempDir(async (dir) => {

@@ -5,8 +5,8 @@ import {
   sha256File,
   sha256Hex,
   writeFileAtomic,
-} from "../lib/io/atomic.ts";
-import { withTempDir } from "./helpers.ts";
+} from "./atomic.ts";
+import { withTempDir } from "../../tests/helpers.ts";
 
 const names = (dir: string) =>
   [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -5,16 +5,16 @@
  * @module
  */
 
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 import type { SAE } from "./sae.ts";
-import type { RowSource } from "./sae_train.ts";
+import type { RowSource } from "./train.ts";
 
 /**
  * A metric value with the formula that produced it.
  *
  * @example
  * ```ts
- * import type { Metric } from "./sae_metrics.ts";
+ * import type { Metric } from "./metrics.ts";
  * const m: Metric<number> = { value: 0.1, formula: "Σ‖x−x̂‖² / Σ‖x−x̄‖²" };
  * console.assert(m.value === 0.1);
  * ```
@@ -34,7 +34,7 @@ export interface Metric<T> {
  *
  * @example
  * ```ts
- * import type { DensityHistogram } from "./sae_metrics.ts";
+ * import type { DensityHistogram } from "./metrics.ts";
  * const h: DensityHistogram = { edges: [-1, 0], counts: [3], never: 1 };
  * console.assert(h.counts.length === h.edges.length - 1);
  * ```
@@ -53,7 +53,7 @@ export interface DensityHistogram {
  *
  * @example
  * ```ts
- * import type { SAEMetrics } from "./sae_metrics.ts";
+ * import type { SAEMetrics } from "./metrics.ts";
  * const ok = (m: SAEMetrics) => m.explained_variance.value > 0.9;
  * console.assert(typeof ok === "function");
  * ```
@@ -97,7 +97,7 @@ const EDGES = Array.from({ length: 13 }, (_, i) => -6 + i * 0.5);
  * @example
  * ```ts
  * import { SAE } from "./sae.ts";
- * import { saeMetrics } from "./sae_metrics.ts";
+ * import { saeMetrics } from "./metrics.ts";
  * const data = new Float32Array([1, 0, 0, 1, 1, 1]);
  * const src = {
  *   n: 3,

@@ -5,7 +5,7 @@
  * @module
  */
 import type * as OrtTypes from "onnxruntime-web";
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 
 /**
  * Names of the execution backends. `wasm` (the default) and `webgpu` run in

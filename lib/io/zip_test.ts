@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { py, withTempDir } from "./helpers.ts";
-import { InputError } from "../lib/errors.ts";
-import { crc32, decodeZip, encodeZip, type ZipEntry } from "../lib/io/zip.ts";
+import { py, withTempDir } from "../../tests/helpers.ts";
+import { InputError } from "../errors.ts";
+import { crc32, decodeZip, encodeZip, type ZipEntry } from "./zip.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const entries: ZipEntry[] = [

@@ -5,29 +5,29 @@
  * @module
  */
 import { join } from "node:path";
-import { StepSelector } from "./address.ts";
-import { type Bundle, loadBundle } from "./bundle.ts";
-import { InputError } from "./errors.ts";
+import { StepSelector } from "../model/address.ts";
+import { type Bundle, loadBundle } from "../model/bundle.ts";
+import { InputError } from "../errors.ts";
 import { splitByGroup } from "./holdout.ts";
-import { rowEditHook } from "./hooks.ts";
-import { round7 } from "./evaluate.ts";
-import { scorePrediction } from "./inputs.ts";
-import { sha256File, sha256Hex, writeFileAtomic } from "./io/atomic.ts";
-import { Progress } from "./progress.ts";
-import { type Latent, puzzleBatch, runRollout } from "./runner.ts";
-import { pathExists, prepareRunDir } from "./run_dir.ts";
-import { checkPermissions, ortWasmPath } from "./permissions.ts";
+import { rowEditHook } from "../model/hooks.ts";
+import { round7 } from "../intervene/evaluate.ts";
+import { scorePrediction } from "../trace/inputs.ts";
+import { sha256File, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
+import { Progress } from "../../cli/progress.ts";
+import { type Latent, puzzleBatch, runRollout } from "../model/rollout.ts";
+import { pathExists, prepareRunDir } from "../io/run_dir.ts";
+import { checkPermissions, ortWasmPath } from "../../cli/permissions.ts";
 import type { SAE, SAEArch } from "./sae.ts";
 import {
   encodeSaePt,
   type SaeFileConfig,
   writeSaeLensFolder,
-} from "./sae_io.ts";
-import { type SAEMetrics, saeMetrics } from "./sae_metrics.ts";
-import { type FitOptions, fitSAE, type LossPoint } from "./sae_train.ts";
-import type { TraceExample } from "./schema.ts";
-import { TraceDataset, type TraceRows } from "./trace_dataset.ts";
-import { VERSION } from "./version.ts";
+} from "./sae_pt.ts";
+import { type SAEMetrics, saeMetrics } from "./metrics.ts";
+import { type FitOptions, fitSAE, type LossPoint } from "./train.ts";
+import type { TraceExample } from "../schema/schema.ts";
+import { TraceDataset, type TraceRows } from "../trace/dataset.ts";
+import { VERSION } from "../version.ts";
 
 /** Options of the `sae fit` command. */
 export interface SaeFitOptions {
@@ -127,7 +127,7 @@ export interface SaeMetricsJson {
  *
  * @example
  * ```ts ignore
- * import { runSaeFit } from "./sae_fit.ts";
+ * import { runSaeFit } from "./fit.ts";
  * const m = await runSaeFit({ runDir: "runs/demo", seed: 0 });
  * console.log(m.metrics.fvu.value);
  * ```

@@ -10,9 +10,13 @@ import {
   type GraphSession,
   type ValueInfo,
 } from "./backend.ts";
-import { InputError } from "./errors.ts";
-import { sha256Hex } from "./io/atomic.ts";
-import { formatZodError, GRAPH_ROLES, ModelManifest } from "./schema.ts";
+import { InputError } from "../errors.ts";
+import { sha256Hex } from "../io/atomic.ts";
+import {
+  formatZodError,
+  GRAPH_ROLES,
+  ModelManifest,
+} from "../schema/schema.ts";
 
 /** A loaded, verified bundle with one session per graph role. */
 export interface Bundle {

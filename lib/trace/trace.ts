@@ -6,20 +6,24 @@
  */
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import { formatAddress, type StepAddress, StepSelector } from "./address.ts";
-import type { BackendName } from "./backend.ts";
-import { type Bundle, loadBundle } from "./bundle.ts";
-import { InputError } from "./errors.ts";
+import {
+  formatAddress,
+  type StepAddress,
+  StepSelector,
+} from "../model/address.ts";
+import type { BackendName } from "../model/backend.ts";
+import { type Bundle, loadBundle } from "../model/bundle.ts";
+import { InputError } from "../errors.ts";
 import {
   loadPuzzles,
   type Puzzle,
   type PuzzleSet,
   scorePrediction,
 } from "./inputs.ts";
-import { AtomicWriter } from "./io/atomic.ts";
-import { NpyWriter } from "./io/npy.ts";
-import { Progress } from "./progress.ts";
-import { Rng } from "./rng.ts";
+import { AtomicWriter } from "../io/atomic.ts";
+import { NpyWriter } from "../io/npy.ts";
+import { Progress } from "../../cli/progress.ts";
+import { Rng } from "../rng.ts";
 import {
   argmaxRows,
   type FloatArray,
@@ -27,16 +31,16 @@ import {
   puzzleBatch,
   runRollout,
   type StepEvent,
-} from "./runner.ts";
-import { prepareRunDir } from "./run_dir.ts";
-import { checkPermissions, ortWasmPath } from "./permissions.ts";
+} from "../model/rollout.ts";
+import { prepareRunDir } from "../io/run_dir.ts";
+import { checkPermissions, ortWasmPath } from "../../cli/permissions.ts";
 import type {
   TraceExample,
   TraceHeader,
   TraceReadout,
   TraceStep,
-} from "./schema.ts";
-import { VERSION } from "./version.ts";
+} from "../schema/schema.ts";
+import { VERSION } from "../version.ts";
 
 /** Options of the trace command. */
 export interface TraceOptions {

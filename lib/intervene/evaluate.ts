@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { InputError } from "./errors.ts";
-import { scorePrediction } from "./inputs.ts";
+import { InputError } from "../errors.ts";
+import { scorePrediction } from "../trace/inputs.ts";
 
 /** The outcome of one example in a rollout. */
 export interface ExampleOutcome {

@@ -5,11 +5,11 @@
  * @module
  */
 import { join } from "node:path";
-import { InputError } from "./errors.ts";
-import { sha256File, sha256Hex } from "./io/atomic.ts";
-import { readJsonl } from "./io/jsonl.ts";
-import { decodeNpy } from "./io/npy.ts";
-import type { ModelManifest } from "./schema.ts";
+import { InputError } from "../errors.ts";
+import { sha256File, sha256Hex } from "../io/atomic.ts";
+import { readJsonl } from "../io/jsonl.ts";
+import { decodeNpy } from "../io/npy.ts";
+import type { ModelManifest } from "../schema/schema.ts";
 
 /** One puzzle in model token ids. */
 export interface Puzzle {
@@ -68,7 +68,7 @@ export function scorePrediction(
  * @example
  * ```ts ignore
  * import { loadPuzzles } from "./inputs.ts";
- * import { readManifest } from "./bundle.ts";
+ * import { readManifest } from "../model/bundle.ts";
  * const { manifest } = await readManifest("references/models/sudoku4-trm");
  * const set = await loadPuzzles("references/models/sudoku4-trm/test.jsonl", manifest);
  * console.log(set.puzzles.length);

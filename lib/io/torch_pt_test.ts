@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
-import { py, withTempDir } from "./helpers.ts";
-import { InputError } from "../lib/errors.ts";
+import { py, withTempDir } from "../../tests/helpers.ts";
+import { InputError } from "../errors.ts";
 import {
   decodePickle,
   encodePickle,
   PyGlobal,
   PyReduce,
   PyTuple,
-} from "../lib/io/pickle.ts";
+} from "./pickle.ts";
 import {
   decodeTorchPt,
   encodeTorchPt,
   isTorchTensor,
   PyFloat,
   type TorchTensor,
-} from "../lib/io/torch_pt.ts";
-import { decodeZip, encodeZip } from "../lib/io/zip.ts";
+} from "./torch_pt.ts";
+import { decodeZip, encodeZip } from "./zip.ts";
 
 const D = 3;
 const F = 4;

@@ -5,7 +5,7 @@
  * @module
  */
 import { isAbsolute, join, resolve } from "node:path";
-import { InputError } from "./errors.ts";
+import { InputError } from "../lib/errors.ts";
 
 /** What a command needs. */
 export interface PermissionNeeds {
