@@ -3,127 +3,78 @@
  * recurrent reasoning models (TRM, HRM), running the model as ONNX graphs on
  * onnxruntime-web.
  *
+ * The five abstractions: {@linkcode rollout} (with hooks), {@linkcode TraceDataset},
+ * {@linkcode SAE}, {@linkcode InterventionPolicy} and {@linkcode Evaluator};
+ * the three commands: {@linkcode runTrace}, {@linkcode runSaeFit} and
+ * {@linkcode runIntervene}.
+ *
  * @example
- * ```ts ignore
- * import { TraceDataset } from "./mod.ts";
- * const { states, shape } = await TraceDataset.load("runs/demo");
- * console.log(shape, states.length);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AblateFeatures, loadBundle, policyHook, rollout, SAE, StepSelector } from "./mod.ts";
+ * const bundle = await loadBundle(new URL("./references/models/sudoku4-trm", import.meta.url).pathname);
+ * try {
+ *   const puzzle = { id: "p", tokens: [1, 3, 4, 1, 4, 1, 1, 3, 3, 1, 1, 4, 1, 4, 3, 1],
+ *     label: [2, 3, 4, 5, 4, 5, 2, 3, 3, 2, 5, 4, 5, 4, 3, 2] };
+ *   const sae = new SAE({ arch: "relu", d_in: 64, d_sae: 4 });
+ *   sae.W_enc[0] = 1; // feature 0 reads dimension 0 of z_H
+ *   sae.W_dec[0] = 1;
+ *   const ablate = policyHook(new AblateFeatures([0]), sae, {
+ *     latent: "z_H", steps: StepSelector.parse("s*.*.H"), positions: [0, 1, 2, 3],
+ *   });
+ *   const [clean] = await rollout(bundle, [puzzle]);
+ *   const [edited] = await rollout(bundle, [puzzle], { hooks: [ablate] });
+ *   assert.equal(clean.predPerSup.length, edited.predPerSup.length);
+ * } finally {
+ *   await bundle.release();
+ * }
  * ```
  *
  * @module
  */
-export { TraceDataset, TraceRows } from "./lib/trace/dataset.ts";
-export type { RowInfo, TraceFilter, TraceMeta } from "./lib/trace/dataset.ts";
-export { runTrace } from "./lib/trace/trace.ts";
-export type { TraceOptions, TraceSummary } from "./lib/trace/trace.ts";
-export { loadBundle, readManifest } from "./lib/model/bundle.ts";
+export { loadBundle } from "./lib/model/bundle.ts";
 export type { Bundle, LoadBundleOptions } from "./lib/model/bundle.ts";
-export { argmaxRows, runRollout } from "./lib/model/rollout.ts";
+export type { BackendName } from "./lib/model/backend.ts";
+export { rollout } from "./lib/model/rollout.ts";
 export type {
+  BatchEndEvent,
+  BatchInfo,
+  ExampleOutcome,
   FloatArray,
+  Hook,
   Latent,
-  PuzzleBatch,
+  OutcomeTrace,
   ReadoutEvent,
+  RolloutExample,
   RolloutOptions,
-  RolloutResult,
   StepEvent,
 } from "./lib/model/rollout.ts";
-export {
-  allAddresses,
-  formatAddress,
-  parseAddress,
-  SELECTOR_GRAMMAR,
-  stepIndex,
-  StepSelector,
-} from "./lib/model/address.ts";
+export { StepSelector } from "./lib/model/address.ts";
 export type { ScheduleShape, StepAddress } from "./lib/model/address.ts";
-export { BACKENDS } from "./lib/model/backend.ts";
-export type {
-  BackendName,
-  GraphSession,
-  HostTensor,
-  SessionOptions,
-  ValueInfo,
-} from "./lib/model/backend.ts";
-export { InputError } from "./lib/errors.ts";
-export { Rng } from "./lib/rng.ts";
-export {
-  formatZodError,
-  GRAPH_ROLES,
-  GraphRef,
-  jsonSchemas,
-  ModelManifest,
-  ReportFile,
-  SaeMetricsFile,
-  Schedule,
-  Tokens,
-  TraceExample,
-  TraceHeader,
-  TraceReadout,
-  TraceRecord,
-  TraceStep,
-} from "./lib/schema/schema.ts";
-export type { ParseResult, Validator } from "./lib/schema/schema.ts";
-export { VERSION } from "./lib/version.ts";
+export { TraceDataset, TraceRows } from "./lib/trace/dataset.ts";
+export type { RowInfo, RowQuery, TraceFilter } from "./lib/trace/dataset.ts";
 export { SAE } from "./lib/sae/sae.ts";
-export type {
-  SAEArch,
-  SAEConfig,
-  SAETensor,
-  SAETensors,
-} from "./lib/sae/sae.ts";
-export { fitSAE } from "./lib/sae/train.ts";
-export type {
-  FitOptions,
-  FitProgress,
-  FitResult,
-  LossPoint,
-  RowSource,
-} from "./lib/sae/train.ts";
-export { saeMetrics } from "./lib/sae/metrics.ts";
-export type {
-  DensityHistogram,
-  Metric,
-  SAEMetrics,
-} from "./lib/sae/metrics.ts";
-export {
-  decodeSaePt,
-  encodeSaePt,
-  readSaePt,
-  writeSaeLensFolder,
-} from "./lib/sae/sae_pt.ts";
-export type { SaeFileConfig } from "./lib/sae/sae_pt.ts";
-export { runSaeFit } from "./lib/sae/fit.ts";
-export type {
-  SaeFitOptions,
-  SaeMetricsJson,
-  TaskAccuracy,
-} from "./lib/sae/fit.ts";
+export type { SAEArch, SAEConfig } from "./lib/sae/sae.ts";
 export {
   AblateFeatures,
   ClampFeatures,
-  editActivations,
   PatchFeatures,
-  POLICY_NAMES,
+  policyHook,
 } from "./lib/intervene/policy.ts";
 export type {
   InterventionPolicy,
   PolicyContext,
-  PolicyName,
+  PolicySite,
 } from "./lib/intervene/policy.ts";
-export { Evaluator, meanKL } from "./lib/intervene/evaluate.ts";
-export type {
-  Comparison,
-  ExampleDelta,
-  ExampleOutcome,
-  OutcomeTrace,
-  SideSummary,
-} from "./lib/intervene/evaluate.ts";
+export { Evaluator } from "./lib/intervene/evaluate.ts";
+export type { Comparison } from "./lib/intervene/evaluate.ts";
+export { runTrace } from "./lib/trace/trace.ts";
+export type { TraceOptions, TraceSummary } from "./lib/trace/trace.ts";
+export { runSaeFit } from "./lib/sae/fit.ts";
+export type { SaeFitOptions, SaeMetricsJson } from "./lib/sae/fit.ts";
 export { runIntervene } from "./lib/intervene/intervene.ts";
-export type {
-  CausalFeature,
-  InterveneOptions,
-  Report,
-} from "./lib/intervene/intervene.ts";
-export { rowEditHook } from "./lib/model/hooks.ts";
-export type { RowEditContext, RowEditSpec } from "./lib/model/hooks.ts";
+export type { InterveneOptions } from "./lib/intervene/plan.ts";
+export type { Report } from "./lib/intervene/report.ts";
+export { SAE_DEFAULTS } from "./lib/sae/defaults.ts";
+export { InputError, OptionError } from "./lib/errors.ts";
+export { VERSION } from "./lib/version.ts";

@@ -32,8 +32,8 @@ import {
   type HostTensor,
   loadOrt,
 } from "../lib/model/backend.ts";
-import { runRollout } from "../lib/model/rollout.ts";
-import { fitSAE, type RowSource } from "../lib/sae/train.ts";
+import { rollout, type RolloutExample } from "../lib/model/rollout.ts";
+import { fitSAE, type RowSource } from "../lib/sae/train/trainer.ts";
 import { encodeNpy } from "../lib/io/npy.ts";
 import { Rng } from "../lib/rng.ts";
 
@@ -91,10 +91,12 @@ async function childRollout(a: Record<string, string>): Promise<void> {
   let first = 0;
   const once = async () => {
     const kept: Float32Array[] = [];
-    await runRollout(bundle, { tokens, size: B }, {
-      onStep: record
-        ? (e) => void kept.push((e.state as Float32Array).slice())
-        : undefined,
+    await rollout(bundle, asExamples(tokens, m.seq_len), {
+      batch: B,
+      hooks: record
+        ? [{ onStep: (e) => void kept.push((e.state as Float32Array).slice()) }]
+        : [],
+      collect: false,
     });
     return kept.length;
   };
@@ -1059,3 +1061,10 @@ function printTable(
 }
 
 if (import.meta.main) await main();
+
+function asExamples(tokens: BigInt64Array, S: number): RolloutExample[] {
+  return Array.from({ length: tokens.length / S }, (_, b) => {
+    const t = Array.from(tokens.subarray(b * S, (b + 1) * S), Number);
+    return { id: String(b), tokens: t, label: t };
+  });
+}

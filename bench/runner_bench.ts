@@ -1,5 +1,5 @@
 /**
- * Rollout time of the demo model through {@linkcode runRollout}, on the WASM
+ * Rollout time of the demo model through {@linkcode rollout}, on the WASM
  * backend (default) and the native one (onnxruntime-node, needs --allow-ffi),
  * at batch 1 (per-call overhead) and batch 64. For the comparison with
  * PyTorch and Python onnxruntime run `deno task bench`.
@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { type BackendName, BACKENDS } from "../lib/model/backend.ts";
 import { type Bundle, loadBundle } from "../lib/model/bundle.ts";
-import { runRollout } from "../lib/model/rollout.ts";
+import { rollout, type RolloutExample } from "../lib/model/rollout.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const demo = join(ROOT, "references/models/sudoku4-trm");
@@ -32,6 +32,7 @@ for (const backend of BACKENDS.filter((b) => b !== "webgpu") as BackendName[]) {
     for (let i = 0; i < tokens.length; i++) {
       tokens[i] = BigInt(2 + (7 * i + 3) % (m.vocab_size - 2));
     }
+    const examples = asExamples(tokens, m.seq_len);
     Deno.bench({
       name: `rollout ${
         dir.split("/").at(-1)
@@ -41,8 +42,15 @@ for (const backend of BACKENDS.filter((b) => b !== "webgpu") as BackendName[]) {
       warmup: 3,
       n: B === 1 ? 50 : 5,
       async fn() {
-        await runRollout(bundle, { tokens, size: B });
+        await rollout(bundle, examples, { batch: B, collect: false });
       },
     });
   }
+}
+
+function asExamples(tokens: BigInt64Array, S: number): RolloutExample[] {
+  return Array.from({ length: tokens.length / S }, (_, b) => {
+    const t = Array.from(tokens.subarray(b * S, (b + 1) * S), Number);
+    return { id: String(b), tokens: t, label: t };
+  });
 }

@@ -9,7 +9,7 @@
  */
 
 import { Rng } from "../lib/rng.ts";
-import { fitSAE, type RowSource } from "../lib/sae/train.ts";
+import { fitSAE, type RowSource } from "../lib/sae/train/trainer.ts";
 
 function plantedSource(
   n: number,

@@ -24,8 +24,9 @@ export interface FlagSpec {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { editDistance } from "./flags.ts";
- * console.assert(editDistance("--rundir", "--run-dir") === 1);
+ * assert(editDistance("--rundir", "--run-dir") === 1);
  * ```
  */
 export function editDistance(a: string, b: string): number {
@@ -51,8 +52,9 @@ export function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nearest } from "./flags.ts";
- * console.assert(nearest("--sed", ["--seed", "--steps"]) === "--seed");
+ * assert(nearest("--sed", ["--seed", "--steps"]) === "--seed");
  * ```
  */
 export function nearest(
@@ -76,9 +78,10 @@ export function nearest(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseFlags } from "./flags.ts";
  * const v = parseFlags("trace", ["--seed", "3"], { seed: { type: "string", help: "seed" } });
- * console.assert(v.seed === "3");
+ * assert(v.seed === "3");
  * ```
  */
 export function parseFlags(
@@ -134,8 +137,9 @@ export function parseFlags(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatFlags } from "./flags.ts";
- * console.log(formatFlags({ seed: { type: "string", arg: "N", help: "seed" } }));
+ * assert.equal(formatFlags({ seed: { type: "string", arg: "N", help: "seed" } }), "      --seed N  seed");
  * ```
  */
 export function formatFlags(specs: Record<string, FlagSpec>): string {
@@ -154,8 +158,9 @@ export function formatFlags(specs: Record<string, FlagSpec>): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { intFlag } from "./flags.ts";
- * console.assert(intFlag("3", "--seed") === 3);
+ * assert(intFlag("3", "--seed") === 3);
  * ```
  */
 export function intFlag(
@@ -183,8 +188,9 @@ export function intFlag(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { numFlag } from "./flags.ts";
- * console.assert(numFlag("0.5", "--holdout") === 0.5);
+ * assert(numFlag("0.5", "--holdout") === 0.5);
  * ```
  */
 export function numFlag(

@@ -1,6 +1,7 @@
 /**
- * Up-front permission checks: each command asks Deno for exactly the access
- * it needs before any work, and names the missing flag in one line.
+ * Up-front permission checks: before any work, a command asks Deno whether
+ * it holds every grant it needs, and when any is missing names the complete
+ * set of flags to run with, in one line. Queries never prompt.
  *
  * @module
  */
@@ -19,64 +20,118 @@ export interface PermissionNeeds {
   ffi?: boolean;
 }
 
+const ORT_DIST = [
+  "node_modules",
+  ".deno",
+  "onnxruntime-web@1.30.0",
+  "node_modules",
+  "onnxruntime-web",
+  "dist",
+];
+
 /**
- * The onnxruntime-web wasm file the default import loads, when trminterp runs
- * from a local checkout (null when run from a URL).
+ * The onnxruntime-web wasm files a backend loads, when trminterp runs from a
+ * local checkout (none when run from a URL).
  *
  * @example
  * ```ts
- * import { ortWasmPath } from "./permissions.ts";
- * console.log(ortWasmPath());
+ * import assert from "node:assert/strict";
+ * import { ortWasmFiles } from "./permissions.ts";
+ * assert.match(ortWasmFiles("wasm")[0], /ort-wasm-simd-threaded\.wasm$/);
+ * assert.equal(ortWasmFiles("webgpu").length, 2);
+ * assert.deepEqual(ortWasmFiles("native"), []);
  * ```
  */
-export function ortWasmPath(): string | null {
+export function ortWasmFiles(backend: string): string[] {
   const here = import.meta.dirname;
-  if (!here) return null;
-  return join(
-    here,
-    "..",
-    "node_modules",
-    ".deno",
-    "onnxruntime-web@1.30.0",
-    "node_modules",
-    "onnxruntime-web",
-    "dist",
-    "ort-wasm-simd-threaded.wasm",
-  );
+  if (!here || backend === "native") return [];
+  const dist = join(here, "..", ...ORT_DIST);
+  const files = [join(dist, "ort-wasm-simd-threaded.wasm")];
+  // The WebGPU build loads its own asyncify variant as well.
+  if (backend === "webgpu") {
+    files.push(join(dist, "ort-wasm-simd-threaded.asyncify.wasm"));
+  }
+  return files;
 }
 
 async function granted(desc: Deno.PermissionDescriptor): Promise<boolean> {
   return (await Deno.permissions.query(desc)).state === "granted";
 }
 
+const abs = (p: string) => isAbsolute(p) ? p : resolve(p);
+
 /**
- * Throw {@linkcode InputError} naming the first missing permission.
+ * The missing grants of `needs`, as flags; empty when all are held.
  *
  * @example
  * ```ts
- * import { checkPermissions } from "./permissions.ts";
- * await checkPermissions({ command: "trace", read: ["."], write: [] }).catch((e) => console.log(e.message));
+ * import assert from "node:assert/strict";
+ * import { missingGrants } from "./permissions.ts";
+ * // Doc tests run with every permission.
+ * assert.deepEqual(await missingGrants({ command: "trace", read: ["."], write: ["."] }), []);
  * ```
  */
-export async function checkPermissions(needs: PermissionNeeds): Promise<void> {
-  const abs = (p: string) => isAbsolute(p) ? p : resolve(p);
+export async function missingGrants(needs: PermissionNeeds): Promise<string[]> {
+  const missing: string[] = [];
   for (const path of needs.read) {
     if (!(await granted({ name: "read", path: abs(path) }))) {
-      throw new InputError(
-        `${needs.command} needs read access to ${path}; run with --allow-read=${path}`,
-      );
+      missing.push(`--allow-read=${path}`);
     }
   }
   for (const path of needs.write) {
     if (!(await granted({ name: "write", path: abs(path) }))) {
-      throw new InputError(
-        `${needs.command} needs write access to the run dir ${path}; run with --allow-write=${path} (or choose a --run-dir inside the granted path)`,
-      );
+      missing.push(`--allow-write=${path}`);
     }
   }
   if (needs.ffi && !(await granted({ name: "ffi" }))) {
-    throw new InputError(
-      `${needs.command} --backend native loads onnxruntime's native library and needs --allow-ffi; use the default --backend wasm in sandboxes`,
-    );
+    missing.push("--allow-ffi");
   }
+  return missing;
+}
+
+/**
+ * The complete permission flags for `needs`: what to run with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { permissionFlags } from "./permissions.ts";
+ * assert.equal(
+ *   permissionFlags({ command: "trace", read: ["m", "in", "run"], write: ["run"], ffi: true }),
+ *   "--allow-read=m,in,run --allow-write=run --allow-ffi",
+ * );
+ * ```
+ */
+export function permissionFlags(needs: PermissionNeeds): string {
+  const uniq = (xs: string[]) => [...new Set(xs)];
+  return [
+    needs.read.length ? `--allow-read=${uniq(needs.read).join(",")}` : "",
+    needs.write.length ? `--allow-write=${uniq(needs.write).join(",")}` : "",
+    needs.ffi ? "--allow-ffi" : "",
+  ].filter(Boolean).join(" ");
+}
+
+/**
+ * Throw {@linkcode InputError} naming every missing grant and the complete
+ * flag set to rerun with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkPermissions } from "./permissions.ts";
+ * await checkPermissions({ command: "trace", read: ["."], write: [] }); // granted in doc tests
+ * assert.ok(true);
+ * ```
+ */
+export async function checkPermissions(needs: PermissionNeeds): Promise<void> {
+  const missing = await missingGrants(needs);
+  if (!missing.length) return;
+  const ffiNote = needs.ffi && missing.includes("--allow-ffi")
+    ? " (--backend native loads onnxruntime's native library: --allow-ffi lifts the sandbox; use it on trusted workstations only, or --backend wasm)"
+    : "";
+  throw new InputError(
+    `${needs.command} lacks ${missing.join(" ")}; run with ${
+      permissionFlags(needs)
+    }${ffiNote}`,
+  );
 }

@@ -1,18 +1,22 @@
 /**
- * Error types that map to trminterp's exit codes.
+ * Typed errors. The library throws them with messages in its own terms (API
+ * option names, file paths); the CLI words them for a command line (flag
+ * names) and maps them to exit code 2.
  *
  * @module
  */
 
 /**
- * Bad input or usage: the CLI prints its one-line message and exits with code 2.
- * The message names the problem and, where possible, the fix.
+ * Bad input or a failing environment: a file that is not what it claims, a
+ * value out of range, a disk that is full. The message is one line naming the
+ * problem and, where possible, the fix.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InputError } from "./errors.ts";
- * const err = new InputError("puzzles.jsonl line 3: 15 tokens, expected 16; fix the puzzle or pass the right --model");
- * console.assert(err.exitCode === 2);
+ * const err = new InputError("puzzles.jsonl line 3: 15 tokens, expected 16");
+ * assert.equal(err.exitCode, 2);
  * ```
  */
 export class InputError extends Error {
@@ -22,5 +26,38 @@ export class InputError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "InputError";
+  }
+}
+
+/**
+ * A bad value for options of a library call. The template names each option
+ * in braces, by its name in the API (`{holdout}`, `{trainSteps}`); `message`
+ * drops the braces, and the CLI words the template with its flags
+ * (`--holdout`, `--train-steps`) through {@linkcode OptionError.format}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OptionError } from "./errors.ts";
+ * const err = new OptionError("holdout", "{holdout} must lie in (0, 1), got 2");
+ * assert.equal(err.message, "holdout must lie in (0, 1), got 2");
+ * assert.equal(err.format((o) => `--${o}`), "--holdout must lie in (0, 1), got 2");
+ * ```
+ */
+export class OptionError extends InputError {
+  /** The API option at fault. */
+  readonly option: string;
+  /** The message with each option name in braces. */
+  readonly template: string;
+  /** Create an error for `option` from a template naming options in braces. */
+  constructor(option: string, template: string) {
+    super(template.replace(/\{(\w+)\}/g, "$1"));
+    this.name = "OptionError";
+    this.option = option;
+    this.template = template;
+  }
+  /** The message with each `{option}` replaced by `name(option)`. */
+  format(name: (option: string) => string): string {
+    return this.template.replace(/\{(\w+)\}/g, (_, o: string) => name(o));
   }
 }

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { decodeNpy, type NpyArray } from "../lib/io/npy.ts";
 import { Rng } from "../lib/rng.ts";
+import type { ExampleOutcome, RolloutExample } from "../lib/model/rollout.ts";
 
 export const ROOT: string = join(import.meta.dirname!, "..");
 export const FIXTURES: string = join(ROOT, "tests", "fixtures");
@@ -140,4 +141,35 @@ export async function writePuzzles(
     );
   }
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
+
+/** Rollout inputs from `[B, S]` token ids (and puzzle ids); labels are the tokens. */
+export function examplesOf(
+  tokens: BigInt64Array,
+  S: number,
+  puzzleIds?: BigInt64Array,
+): RolloutExample[] {
+  const B = tokens.length / S;
+  return Array.from({ length: B }, (_, b) => {
+    const t = Array.from(tokens.subarray(b * S, (b + 1) * S), Number);
+    return {
+      id: `ex${b}`,
+      tokens: t,
+      label: t,
+      puzzleIdentifier: puzzleIds ? Number(puzzleIds[b]) : 0,
+    };
+  });
+}
+
+/** The outcomes' logits, concatenated in order. */
+export function allLogits(outcomes: readonly ExampleOutcome[]): Float32Array {
+  const out = new Float32Array(
+    outcomes.reduce((n, o) => n + o.logits.length, 0),
+  );
+  let off = 0;
+  for (const o of outcomes) {
+    out.set(o.logits, off);
+    off += o.logits.length;
+  }
+  return out;
 }

@@ -70,7 +70,7 @@ Deno.test("known answer: the SAE feature aligned with the planted direction rank
         "0.3",
         "--features",
         "32",
-        "--steps",
+        "--train-steps",
         "2000",
       ]),
       "sae fit",

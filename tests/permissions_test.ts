@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ortWasmPath } from "../cli/permissions.ts";
+import { ortWasmFiles } from "../cli/permissions.ts";
 import { cli, FIXTURES, listDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 const PUZZLES = join(TINY, "puzzles.jsonl");
-const WASM = ortWasmPath()!;
+const WASM = ortWasmFiles("wasm")[0];
 
 Deno.test("permissions: the full loop runs with only the scoped read/write flags", async () => {
   const tmp = await Deno.makeTempDir();
@@ -28,7 +28,7 @@ Deno.test("permissions: the full loop runs with only the scoped read/write flags
       "fit",
       "--run-dir",
       run,
-      "--steps",
+      "--train-steps",
       "50",
       "--features",
       "32",

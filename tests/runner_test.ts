@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadBundle } from "../lib/model/bundle.ts";
-import { runRollout } from "../lib/model/rollout.ts";
+import { rollout } from "../lib/model/rollout.ts";
 import { allAddresses, formatAddress } from "../lib/model/address.ts";
-import { FIXTURES, maxAbsDiff, npy, PY, python } from "./helpers.ts";
+import {
+  allLogits,
+  examplesOf,
+  FIXTURES,
+  maxAbsDiff,
+  npy,
+  PY,
+  python,
+} from "./helpers.ts";
 
 interface Parity {
   firstNet: number;
@@ -28,41 +36,47 @@ async function compareTo(
     const B = tok.shape[0];
     const r: Parity = { firstNet: 0, logits: 0, zH: 0, predsEqual: true };
     const { H_cycles } = bundle.manifest.schedule;
-    const res = await runRollout(bundle, {
-      tokens: tok.data as BigInt64Array,
-      puzzleIdentifiers: pid.data as BigInt64Array,
-      size: B,
-    }, {
-      onStep: (e) => {
-        if (e.t === 0) r.firstNet = maxAbsDiff(e.state, first);
-        if (e.latent === "z_H" && e.address.h === H_cycles - 1) {
-          const n = e.state.length;
-          r.zH = Math.max(
-            r.zH,
+    const S = bundle.manifest.seq_len;
+    const examples = examplesOf(
+      tok.data as BigInt64Array,
+      S,
+      pid.data as BigInt64Array,
+    );
+    const res = await rollout(bundle, examples, {
+      batch: B,
+      hooks: [{
+        onStep: (e) => {
+          if (e.t === 0) r.firstNet = maxAbsDiff(e.state, first);
+          if (e.latent === "z_H" && e.address.h === H_cycles - 1) {
+            const n = e.state.length;
+            r.zH = Math.max(
+              r.zH,
+              maxAbsDiff(
+                e.state,
+                zH.subarray(e.address.sup * n, (e.address.sup + 1) * n),
+              ),
+            );
+          }
+        },
+        onReadout: (e) => {
+          const n = e.logits.length;
+          r.logits = Math.max(
+            r.logits,
             maxAbsDiff(
-              e.state,
-              zH.subarray(e.address.sup * n, (e.address.sup + 1) * n),
+              e.logits,
+              logits.subarray(e.address.sup * n, (e.address.sup + 1) * n),
             ),
           );
+        },
+      }],
+    });
+    res.forEach((o, b) =>
+      o.predPerSup.forEach((p, s) => {
+        for (let i = 0; i < S; i++) {
+          if (p[i] !== Number(preds[(s * B + b) * S + i])) r.predsEqual = false;
         }
-      },
-      onReadout: (e) => {
-        const n = e.logits.length;
-        r.logits = Math.max(
-          r.logits,
-          maxAbsDiff(
-            e.logits,
-            logits.subarray(e.address.sup * n, (e.address.sup + 1) * n),
-          ),
-        );
-      },
-    });
-    res.predictionsPerSup.forEach((p, s) => {
-      const n = p.length;
-      for (let i = 0; i < n; i++) {
-        if (p[i] !== Number(preds[s * n + i])) r.predsEqual = false;
-      }
-    });
+      })
+    );
     return r;
   } finally {
     await bundle.release();
@@ -136,24 +150,29 @@ Deno.test("runner: the hook sees every address in order and can replace the stat
   const bundle = await loadBundle(join(FIXTURES, "tiny_trm"));
   try {
     const m = bundle.manifest;
-    const tokens = new BigInt64Array(2 * m.seq_len).fill(1n);
+    const examples = examplesOf(
+      new BigInt64Array(2 * m.seq_len).fill(1n),
+      m.seq_len,
+    );
     const seen: string[] = [];
-    const base = await runRollout(bundle, { tokens, size: 2 }, {
-      onStep: (e) => void seen.push(formatAddress(e.address)),
+    const base = await rollout(bundle, examples, {
+      hooks: [{ onStep: (e) => void seen.push(formatAddress(e.address)) }],
     });
     assert.deepEqual(seen, allAddresses(m.schedule).map(formatAddress));
     // Zeroing z_H at the last H update changes the final logits; leaving it alone does not.
-    const same = await runRollout(bundle, { tokens, size: 2 }, {
-      onStep: () => {},
+    const same = await rollout(bundle, examples, {
+      hooks: [{ onStep: () => {} }],
     });
-    assert.deepEqual(same.logits, base.logits);
+    assert.deepEqual(allLogits(same), allLogits(base));
     const last = seen.length - 1;
-    const edited = await runRollout(bundle, { tokens, size: 2 }, {
-      onStep: (e) => {
-        if (e.t === last) e.state.fill(0);
-      },
+    const edited = await rollout(bundle, examples, {
+      hooks: [{
+        onStep: (e) => {
+          if (e.t === last) e.state.fill(0);
+        },
+      }],
     });
-    assert.ok(maxAbsDiff(edited.logits, base.logits) > 1e-3);
+    assert.ok(maxAbsDiff(allLogits(edited), allLogits(base)) > 1e-3);
   } finally {
     await bundle.release();
   }
@@ -168,24 +187,11 @@ Deno.test("runner: batching does not change results", async () => {
     const pid = npy(
       join(FIXTURES, "tiny_hrm", "parity_f32", "puzzle_identifiers.npy"),
     ).data as BigInt64Array;
-    const all = await runRollout(bundle, {
-      tokens: tok,
-      puzzleIdentifiers: pid,
-      size: pid.length,
-    });
+    const examples = examplesOf(tok, S, pid);
+    const all = await rollout(bundle, examples);
+    const one = await rollout(bundle, examples, { batch: 1 });
     for (let b = 0; b < pid.length; b++) {
-      const one = await runRollout(bundle, {
-        tokens: tok.slice(b * S, (b + 1) * S),
-        puzzleIdentifiers: pid.slice(b, b + 1),
-        size: 1,
-      });
-      const V = bundle.manifest.vocab_size;
-      assert.ok(
-        maxAbsDiff(
-          one.logits,
-          all.logits.subarray(b * S * V, (b + 1) * S * V),
-        ) < 1e-5,
-      );
+      assert.ok(maxAbsDiff(one[b].logits, all[b].logits) < 1e-5);
     }
   } finally {
     await bundle.release();

@@ -6,7 +6,7 @@ import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
-const FAST = ["--steps", "200", "--features", "64", "--k", "4"];
+const FAST = ["--train-steps", "200", "--features", "64", "--k", "4"];
 
 async function traced(dir: string): Promise<void> {
   const p = await cli([

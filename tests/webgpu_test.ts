@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadBundle } from "../lib/model/bundle.ts";
-import { runRollout } from "../lib/model/rollout.ts";
-import { FIXTURES, maxAbsDiff, npy } from "./helpers.ts";
+import { rollout } from "../lib/model/rollout.ts";
+import { allLogits, examplesOf, FIXTURES, maxAbsDiff, npy } from "./helpers.ts";
 
 // CI installs Debian's mesa-vulkan-drivers, whose lavapipe gives a WebGPU
 // adapter on CPU machines; without an adapter this test fails, it does not skip.
@@ -17,13 +17,15 @@ for (const family of ["trm", "hrm"]) {
     for (const backend of ["wasm", "webgpu"] as const) {
       const bundle = await loadBundle(dir, { backend });
       const states: Float32Array[] = [];
-      const res = await runRollout(bundle, {
-        tokens: tok,
-        puzzleIdentifiers: pid,
-        size: pid.length,
-      }, {
-        onStep: (e) => void states.push(Float32Array.from(e.state)),
-      });
+      const res = await rollout(
+        bundle,
+        examplesOf(tok, bundle.manifest.seq_len, pid),
+        {
+          hooks: [{
+            onStep: (e) => void states.push(Float32Array.from(e.state)),
+          }],
+        },
+      );
       await bundle.release();
       results.push({ res, states });
     }
@@ -35,7 +37,7 @@ for (const family of ["trm", "hrm"]) {
       const scale = Math.max(1, ...s.map(Math.abs));
       stateRel = Math.max(stateRel, maxAbsDiff(s, gpu.states[i]) / scale);
     });
-    const logitDiff = maxAbsDiff(wasm.res.logits, gpu.res.logits);
+    const logitDiff = maxAbsDiff(allLogits(wasm.res), allLogits(gpu.res));
     console.log(
       `  ${family}: webgpu vs wasm: logits max |diff| ${
         logitDiff.toExponential(2)
@@ -43,6 +45,9 @@ for (const family of ["trm", "hrm"]) {
     );
     assert.ok(logitDiff <= 1e-4, `logits differ by ${logitDiff}`);
     assert.ok(stateRel <= 1e-4, `states differ by ${stateRel} relative`);
-    assert.deepEqual(gpu.res.predictions, wasm.res.predictions);
+    assert.deepEqual(
+      gpu.res.map((o) => Array.from(o.pred)),
+      wasm.res.map((o) => Array.from(o.pred)),
+    );
   });
 }

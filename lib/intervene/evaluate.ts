@@ -4,33 +4,9 @@
  * @module
  */
 import { InputError } from "../errors.ts";
+import type { ExampleOutcome, OutcomeTrace } from "../model/rollout.ts";
 import { scorePrediction } from "../trace/inputs.ts";
-
-/** The outcome of one example in a rollout. */
-export interface ExampleOutcome {
-  /** Example id. */
-  example: string;
-  /** Target tokens (−100 = ignored). */
-  label: number[];
-  /** Prediction at the halting step. */
-  pred: ArrayLike<number>;
-  /** Prediction after each supervision step. */
-  predPerSup: ArrayLike<number>[];
-  /** Supervision step at which the example halted. */
-  haltStep: number;
-  /** Logits at the halting step, `[S, V]`. */
-  logits: Float32Array;
-}
-
-/** Outcomes of a set of examples. */
-export interface OutcomeTrace {
-  /** Sequence length. */
-  S: number;
-  /** Vocabulary size. */
-  V: number;
-  /** Outcomes, in a fixed order. */
-  examples: ExampleOutcome[];
-}
+import { TraceDataset } from "../trace/dataset.ts";
 
 /** Summary scores of one side of a comparison. */
 export interface SideSummary {
@@ -120,9 +96,10 @@ function summarize(t: OutcomeTrace): SideSummary {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { meanKL } from "./evaluate.ts";
  * const a = new Float32Array([0, 1, 2, 0]);
- * console.assert(meanKL(a, a, 2) === 0);
+ * assert(meanKL(a, a, 2) === 0);
  * ```
  */
 export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
@@ -156,13 +133,45 @@ export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
  *
  * @example
  * ```ts
- * import { Evaluator, type OutcomeTrace } from "./evaluate.ts";
+ * import assert from "node:assert/strict";
+ * import { Evaluator } from "./evaluate.ts";
+ * import type { OutcomeTrace } from "../model/rollout.ts";
  * const t: OutcomeTrace = { S: 1, V: 2, examples: [{ example: "a", label: [1], pred: [1], predPerSup: [[1]],
  *   haltStep: 0, logits: new Float32Array([0, 1]) }] };
- * console.assert(Evaluator.compare(t, t).delta.mean_kl === 0);
+ * assert(Evaluator.compare(t, t).delta.mean_kl === 0);
  * ```
  */
 export class Evaluator {
+  /**
+   * Compare two trace.jsonl files (or run dirs), for example an intervened
+   * trace saved with `--save-trace` against its baseline.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Evaluator } from "./evaluate.ts";
+   * import { runTrace } from "../trace/trace.ts";
+   * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+   * const dir = await Deno.makeTempDir();
+   * try {
+   *   await runTrace({ runDir: `${dir}/a`, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 4, latents: ["z_H"] });
+   *   const c = await Evaluator.compareFiles(`${dir}/a`, `${dir}/a/trace.jsonl`);
+   *   assert.equal(c.delta.mean_kl, 0);
+   *   assert.equal(c.examples, 4);
+   * } finally {
+   *   await Deno.remove(dir, { recursive: true });
+   * }
+   * ```
+   */
+  static async compareFiles(
+    baselineTrace: string,
+    newTrace: string,
+  ): Promise<Comparison> {
+    const load = async (p: string) =>
+      (await TraceDataset.load(p, { latents: [], readouts: true })).outcomes();
+    return Evaluator.compare(await load(baselineTrace), await load(newTrace));
+  }
+
   /** Compare two outcome traces over the baseline's examples. */
   static compare(
     baselineTrace: OutcomeTrace,
@@ -229,10 +238,12 @@ export class Evaluator {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { round7 } from "./evaluate.ts";
- * console.assert(round7(1 / 3) === 0.3333333);
+ * assert(round7(1 / 3) === 0.3333333);
  * ```
  */
 export function round7(x: number): number {
   return x === 0 ? 0 : Number(x.toPrecision(7));
 }
+export type { ExampleOutcome, OutcomeTrace };

@@ -1,12 +1,22 @@
 /**
- * The three v0 intervention policies. Each rewrites SAE feature activations
- * and keeps the SAE error term: `h' = h − decode(encode(h)) + decode(a')`.
+ * Intervention policies: the interface, the hook that runs one during a
+ * rollout, the three v0 policies (each rewrites SAE feature activations and
+ * keeps the SAE error term, `h' = h − decode(encode(h)) + decode(a')`), and
+ * the two splices that `sae fit` measures (the SAE reconstruction, zeros).
  *
  * @module
  */
-import type { StepAddress } from "../model/address.ts";
-import { InputError } from "../errors.ts";
+import type { StepAddress, StepSelector } from "../model/address.ts";
+import { rowEditHook } from "../model/hooks.ts";
+import type { Hook, Latent } from "../model/rollout.ts";
+import { InputError, OptionError } from "../errors.ts";
 import type { SAE } from "../sae/sae.ts";
+
+/** Source activations for `patch_features`: `[rows, F]` of `example` at `step`, or undefined. */
+export type SourceLookup = (
+  step: StepAddress,
+  example: string,
+) => Float32Array | undefined;
 
 /** What a policy may consult besides the state. */
 export interface PolicyContext {
@@ -14,14 +24,11 @@ export interface PolicyContext {
   example: string;
   /** Positions of the rows in `h` (prefix first). */
   positions: readonly number[];
-  /**
-   * Source activations for `patch_features`: `[rows, F]` for this example's
-   * rows, or undefined when the source has no state at this step.
-   */
-  source?: (step: StepAddress, example: string) => Float32Array | undefined;
+  /** Source activations, for policies that patch from elsewhere. */
+  source?: SourceLookup;
 }
 
-/** The policy names of v0. */
+/** The names of the three v0 policies that the CLI offers. */
 export type PolicyName =
   | "ablate_features"
   | "clamp_features"
@@ -35,20 +42,31 @@ export const POLICY_NAMES: readonly PolicyName[] = [
 ];
 
 /**
- * An intervention policy: `apply(step, h, sae, context) -> h'`.
+ * An intervention policy: `apply(step, h, sae, context) -> h'`. Users write
+ * their own by implementing it, and run any policy during a rollout with
+ * {@linkcode policyHook}. Returning `h` itself means "no change", and the
+ * state is then left bit for bit as it was.
  *
  * @example
  * ```ts
- * import { AblateFeatures, type InterventionPolicy } from "./policy.ts";
- * const p: InterventionPolicy = new AblateFeatures([3]);
- * console.assert(p.name === "ablate_features");
+ * import assert from "node:assert/strict";
+ * import type { InterventionPolicy } from "./policy.ts";
+ * import { SAE } from "../sae/sae.ts";
+ * const negate: InterventionPolicy = {
+ *   name: "negate",
+ *   params: () => ({}),
+ *   apply: (_step, h) => h.map((v) => -v),
+ * };
+ * const out = negate.apply({ sup: 0, h: 0, l: "H" }, new Float32Array([1, -2]),
+ *   new SAE({ arch: "relu", d_in: 2, d_sae: 2 }), { example: "a", positions: [0] });
+ * assert.deepEqual([...out], [-1, 2]);
  * ```
  */
 export interface InterventionPolicy {
-  /** The policy's name. */
-  readonly name: PolicyName;
-  /** The features it edits. */
-  readonly features: readonly number[];
+  /** The policy's name, as recorded in report.json. */
+  readonly name: string;
+  /** The SAE features it edits, if it edits features. */
+  readonly features?: readonly number[];
   /** Its parameters, as recorded in report.json. */
   params(): Record<string, unknown>;
   /** Return edited states for the rows `h` (`[n, D]`) of one example at `step`. */
@@ -60,6 +78,66 @@ export interface InterventionPolicy {
   ): Float32Array;
 }
 
+/** Where {@linkcode policyHook} applies a policy. */
+export interface PolicySite {
+  /** The SAE's latent. */
+  latent: Latent;
+  /** Steps to act on. */
+  steps: StepSelector;
+  /** Positions to act on (prefix first). */
+  positions: readonly number[];
+  /** Source activations, for patching policies. */
+  source?: SourceLookup;
+}
+
+/**
+ * A rollout hook that applies `policy` to the rows of every running example
+ * at the site's steps and positions.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadBundle } from "../model/bundle.ts";
+ * import { rollout } from "../model/rollout.ts";
+ * import { StepSelector } from "../model/address.ts";
+ * import { SAE } from "../sae/sae.ts";
+ * import { policyHook, ZeroPolicy } from "./policy.ts";
+ * const bundle = await loadBundle(new URL("../../references/models/sudoku4-trm", import.meta.url).pathname);
+ * try {
+ *   const ex = { id: "p0", tokens: [1, 3, 4, 1, 4, 1, 1, 3, 3, 1, 1, 4, 1, 4, 3, 1], label: [2, 3, 4, 5, 4, 5, 2, 3, 3, 2, 5, 4, 5, 4, 3, 2] };
+ *   const sae = new SAE({ arch: "relu", d_in: 64, d_sae: 8 });
+ *   const hook = policyHook(new ZeroPolicy(), sae, {
+ *     latent: "z_H", steps: StepSelector.parse("s*.*.H"), positions: Array.from({ length: 16 }, (_, i) => i),
+ *   });
+ *   const [clean] = await rollout(bundle, [ex]);
+ *   const [zeroed] = await rollout(bundle, [ex], { hooks: [hook] });
+ *   assert.notDeepEqual([...zeroed.logits], [...clean.logits]);
+ * } finally {
+ *   await bundle.release();
+ * }
+ * ```
+ */
+export function policyHook(
+  policy: InterventionPolicy,
+  sae: SAE,
+  site: PolicySite,
+): Hook {
+  return rowEditHook({
+    latent: site.latent,
+    selector: site.steps,
+    positions: site.positions,
+    edit: (rows, c) => {
+      const next = policy.apply(c.address, rows, sae, {
+        example: c.example.id,
+        positions: site.positions,
+        source: site.source,
+      });
+      if (next === rows) return false;
+      rows.set(next);
+    },
+  });
+}
+
 /**
  * Apply an edit of the activations while keeping the SAE error term:
  * `h' = h + (a' − a) W_dec`, which equals `h − decode(a) + decode(a')`.
@@ -68,6 +146,7 @@ export interface InterventionPolicy {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SAE } from "../sae/sae.ts";
  * import { editActivations } from "./policy.ts";
  * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
@@ -75,7 +154,7 @@ export interface InterventionPolicy {
  * sae.W_dec.set([1, 0, 0, 1]);
  * const h = new Float32Array([3, 1]);
  * const out = editActivations(h, sae, (a) => void (a[0] = 0));
- * console.assert(out[0] === 0 && out[1] === 1);
+ * assert(out[0] === 0 && out[1] === 1);
  * ```
  */
 export function editActivations(
@@ -116,9 +195,10 @@ function checkFeatures(features: readonly number[], F?: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AblateFeatures } from "./policy.ts";
  * const p = new AblateFeatures([1, 2], "mean", new Float32Array([0, 0.5, 0.25]));
- * console.assert(p.params().to === "mean");
+ * assert(p.params().to === "mean");
  * ```
  */
 export class AblateFeatures implements InterventionPolicy {
@@ -168,8 +248,9 @@ export class AblateFeatures implements InterventionPolicy {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ClampFeatures } from "./policy.ts";
- * console.assert(new ClampFeatures([0], { scale: 2 }).params().scale === 2);
+ * assert(new ClampFeatures([0], { scale: 2 }).params().scale === 2);
  * ```
  */
 export class ClampFeatures implements InterventionPolicy {
@@ -189,8 +270,9 @@ export class ClampFeatures implements InterventionPolicy {
   ) {
     checkFeatures(features);
     if ((opts.value === undefined) === (opts.scale === undefined)) {
-      throw new InputError(
-        `clamp_features needs exactly one of --value V or --scale S`,
+      throw new OptionError(
+        "value",
+        `clamp_features needs exactly one of {value} or {scale}`,
       );
     }
     this.features = features;
@@ -226,8 +308,9 @@ export class ClampFeatures implements InterventionPolicy {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PatchFeatures } from "./policy.ts";
- * console.assert(new PatchFeatures([4], { sourceExample: "p1" }).params().source_example === "p1");
+ * assert(new PatchFeatures([4], { sourceExample: "p1" }).params().source_example === "p1");
  * ```
  */
 export class PatchFeatures implements InterventionPolicy {
@@ -247,8 +330,9 @@ export class PatchFeatures implements InterventionPolicy {
   ) {
     checkFeatures(features);
     if (source.sourceExample === undefined && source.sourceStep === undefined) {
-      throw new InputError(
-        `patch_features needs --source-example ID and/or --source-steps SELECTOR`,
+      throw new OptionError(
+        "sourceExample",
+        `patch_features needs {sourceExample} and/or {sourceSteps}`,
       );
     }
     this.features = features;
@@ -280,5 +364,61 @@ export class PatchFeatures implements InterventionPolicy {
         for (const f of this.features) a[r * F + f] = src[r * F + f];
       }
     });
+  }
+}
+
+/**
+ * Replace the rows by their SAE reconstruction `decode(encode(h))` (no error
+ * term): what "task accuracy recovered" splices in.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE } from "../sae/sae.ts";
+ * import { ReconstructPolicy } from "./policy.ts";
+ * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
+ * sae.W_enc.set([1, 0, 0, 1]);
+ * sae.W_dec.set([1, 0, 0, 1]);
+ * const out = new ReconstructPolicy().apply({ sup: 0, h: 0, l: "H" }, new Float32Array([3, -1]), sae);
+ * assert.deepEqual([...out], [3, 0]);
+ * ```
+ */
+export class ReconstructPolicy implements InterventionPolicy {
+  /** The policy's name. */
+  readonly name = "sae_reconstruction";
+  /** Recorded parameters. */
+  params(): Record<string, unknown> {
+    return {};
+  }
+  /** The reconstruction of the rows. */
+  apply(_step: StepAddress, h: Float32Array, sae: SAE): Float32Array {
+    return sae.decode(sae.encode(h));
+  }
+}
+
+/**
+ * Replace the rows by zeros: the floor "task accuracy recovered" is measured
+ * against.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE } from "../sae/sae.ts";
+ * import { ZeroPolicy } from "./policy.ts";
+ * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
+ * const out = new ZeroPolicy().apply({ sup: 0, h: 0, l: "H" }, new Float32Array([3, -1]), sae);
+ * assert.deepEqual([...out], [0, 0]);
+ * ```
+ */
+export class ZeroPolicy implements InterventionPolicy {
+  /** The policy's name. */
+  readonly name = "zero";
+  /** Recorded parameters. */
+  params(): Record<string, unknown> {
+    return {};
+  }
+  /** Zeros of the rows' shape. */
+  apply(_step: StepAddress, h: Float32Array, _sae: SAE): Float32Array {
+    return new Float32Array(h.length);
   }
 }

@@ -14,8 +14,9 @@ import { basename, dirname, join } from "node:path";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sha256Hex } from "./atomic.ts";
- * console.assert(sha256Hex("").startsWith("e3b0c442"));
+ * assert(sha256Hex("").startsWith("e3b0c442"));
  * ```
  */
 export function sha256Hex(data: Uint8Array | string): string {
@@ -27,11 +28,12 @@ export function sha256Hex(data: Uint8Array | string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Sha256, sha256Hex } from "./atomic.ts";
  * const h = new Sha256();
  * h.update("ab");
  * h.update(new TextEncoder().encode("c"));
- * console.assert(h.hex() === sha256Hex("abc"));
+ * assert(h.hex() === sha256Hex("abc"));
  * ```
  */
 export class Sha256 {
@@ -51,9 +53,13 @@ export class Sha256 {
  * The sha256 of a file's bytes, read in chunks so large files are not loaded whole.
  *
  * @example
- * ```ts ignore
- * import { sha256File } from "./atomic.ts";
- * console.log(await sha256File("runs/demo/states.npy"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sha256File, sha256Hex } from "./atomic.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "abc");
+ * assert.equal(await sha256File(path), sha256Hex("abc"));
+ * await Deno.remove(path);
  * ```
  */
 export async function sha256File(path: string): Promise<string> {
@@ -93,10 +99,11 @@ async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeFileAtomic } from "./atomic.ts";
  * const dir = await Deno.makeTempDir();
  * await writeFileAtomic(`${dir}/a.txt`, "hello\n");
- * console.assert(await Deno.readTextFile(`${dir}/a.txt`) === "hello\n");
+ * assert(await Deno.readTextFile(`${dir}/a.txt`) === "hello\n");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -124,13 +131,14 @@ const FLUSH_BYTES = 1 << 20;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AtomicWriter, sha256Hex } from "./atomic.ts";
  * const dir = await Deno.makeTempDir();
  * const w = await AtomicWriter.open(`${dir}/out.bin`);
  * await w.write(new Uint8Array([0, 0, 3]));
  * await w.writeAt(0, new Uint8Array([1, 2]));
  * const sha = await w.commit();
- * console.assert(sha === sha256Hex(new Uint8Array([1, 2, 3])));
+ * assert(sha === sha256Hex(new Uint8Array([1, 2, 3])));
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -26,8 +26,9 @@ export type ElementData =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ITEMSIZE } from "./dtype.ts";
- * console.assert(ITEMSIZE.int64 === 8);
+ * assert(ITEMSIZE.int64 === 8);
  * ```
  */
 export const ITEMSIZE: Readonly<Record<ElementType, number>> = {
@@ -44,8 +45,9 @@ export const ITEMSIZE: Readonly<Record<ElementType, number>> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dtypeOf } from "./dtype.ts";
- * console.assert(dtypeOf(new Float64Array(1)) === "float64");
+ * assert(dtypeOf(new Float64Array(1)) === "float64");
  * ```
  */
 export function dtypeOf(data: ElementData): ElementType {
@@ -61,8 +63,9 @@ export function dtypeOf(data: ElementData): ElementType {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { viewAs } from "./dtype.ts";
- * console.assert(viewAs("int32", new Uint8Array([1, 0, 0, 0]))[0] === 1);
+ * assert(viewAs("int32", new Uint8Array([1, 0, 0, 0]))[0] === 1);
  * ```
  */
 export function viewAs(dtype: ElementType, bytes: Uint8Array): ElementData {
@@ -87,8 +90,9 @@ export function viewAs(dtype: ElementType, bytes: Uint8Array): ElementData {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { numel } from "./dtype.ts";
- * console.assert(numel([2, 3]) === 6 && numel([]) === 1);
+ * assert(numel([2, 3]) === 6 && numel([]) === 1);
  * ```
  */
 export function numel(shape: readonly number[]): number {

@@ -23,12 +23,13 @@ export interface JsonlRecord {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readJsonl } from "./jsonl.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/a.jsonl`, '{"id":1}\n{"id":2}\n');
  * const ids = [];
  * for await (const { value } of readJsonl(`${dir}/a.jsonl`)) ids.push((value as { id: number }).id);
- * console.assert(ids.join() === "1,2");
+ * assert(ids.join() === "1,2");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -106,13 +107,14 @@ const FLUSH_CHARS = 1 << 16;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JsonlWriter } from "./jsonl.ts";
  * const dir = await Deno.makeTempDir();
  * const w = await JsonlWriter.open(`${dir}/trace.jsonl`);
  * await w.write({ kind: "header" });
  * const sha = await w.commit();
- * console.assert(sha.length === 64);
- * console.assert(await Deno.readTextFile(`${dir}/trace.jsonl`) === '{"kind":"header"}\n');
+ * assert(sha.length === 64);
+ * assert(await Deno.readTextFile(`${dir}/trace.jsonl`) === '{"kind":"header"}\n');
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -92,10 +92,11 @@ export interface EncodeNpyOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeNpy, encodeNpy } from "./npy.ts";
  * const bytes = encodeNpy(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
- * console.assert(bytes.length === 128 + 24);
- * console.assert(decodeNpy(bytes).shape[1] === 3);
+ * assert(bytes.length === 128 + 24);
+ * assert(decodeNpy(bytes).shape[1] === 3);
  * ```
  */
 export function encodeNpy(
@@ -251,9 +252,10 @@ function parseHeader(bytes: Uint8Array, what: string): NpyHeader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeNpy, encodeNpy } from "./npy.ts";
  * const a = decodeNpy(encodeNpy(new Int32Array([5, 6]), [2]));
- * console.assert(a.dtype === "int32" && a.data[1] === 6);
+ * assert(a.dtype === "int32" && a.data[1] === 6);
  * ```
  */
 export function decodeNpy(bytes: Uint8Array, name = "npy data"): NpyArray {
@@ -278,13 +280,14 @@ export function decodeNpy(bytes: Uint8Array, name = "npy data"): NpyArray {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NpyWriter, decodeNpy } from "./npy.ts";
  * const dir = await Deno.makeTempDir();
  * const w = await NpyWriter.open(`${dir}/states.npy`, 2);
  * await w.writeRows(new Float32Array([1, 2, 3, 4]));
  * const sha = await w.close();
  * const a = decodeNpy(await Deno.readFile(`${dir}/states.npy`));
- * console.assert(a.shape[0] === 2 && sha.length === 64);
+ * assert(a.shape[0] === 2 && sha.length === 64);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -352,12 +355,13 @@ export class NpyWriter implements AsyncDisposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NpyReader, encodeNpy } from "./npy.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeFile(`${dir}/a.npy`, encodeNpy(new Float32Array([1, 2, 3, 4, 5, 6]), [3, 2]));
  * using r = await NpyReader.open(`${dir}/a.npy`);
  * const rows = await r.readRows(1, 2);
- * console.assert(rows[0] === 3 && rows.length === 4);
+ * assert(rows[0] === 3 && rows.length === 4);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -18,8 +18,9 @@ export class PyFloat {
    * Wrap `value`.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { PyFloat } from "./pickle.ts";
-   * console.assert(new PyFloat(1).value === 1);
+   * assert(new PyFloat(1).value === 1);
    * ```
    */
   constructor(readonly value: number) {}
@@ -31,8 +32,9 @@ export class PyTuple {
    * Wrap `items`.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { PyTuple } from "./pickle.ts";
-   * console.assert(new PyTuple([1, 2]).items.length === 2);
+   * assert(new PyTuple([1, 2]).items.length === 2);
    * ```
    */
   constructor(readonly items: PickleValue[]) {}
@@ -44,8 +46,9 @@ export class PyGlobal {
    * Name a global.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { PyGlobal } from "./pickle.ts";
-   * console.assert(new PyGlobal("collections", "OrderedDict").name === "OrderedDict");
+   * assert(new PyGlobal("collections", "OrderedDict").name === "OrderedDict");
    * ```
    */
   constructor(readonly module: string, readonly name: string) {}
@@ -57,9 +60,10 @@ export class PyReduce {
    * Describe a call.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { PyGlobal, PyReduce, PyTuple } from "./pickle.ts";
    * const od = new PyReduce(new PyGlobal("collections", "OrderedDict"), new PyTuple([]));
-   * console.assert(od.args.items.length === 0);
+   * assert(od.args.items.length === 0);
    * ```
    */
   constructor(readonly callable: PyGlobal, readonly args: PyTuple) {}
@@ -71,8 +75,9 @@ export class PyPersistentId {
    * Wrap the id value.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { PyPersistentId, PyTuple } from "./pickle.ts";
-   * console.assert(new PyPersistentId(new PyTuple(["storage"])).id instanceof PyTuple);
+   * assert(new PyPersistentId(new PyTuple(["storage"])).id instanceof PyTuple);
    * ```
    */
   constructor(readonly id: PickleValue) {}
@@ -143,10 +148,11 @@ function longBytes(v: bigint): number[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodePickle, encodePickle } from "./pickle.ts";
  * const bytes = encodePickle({ a: [1, 2.5, "x", null, true] });
  * const back = decodePickle(bytes) as Map<string, unknown>;
- * console.assert((back.get("a") as unknown[])[1] === 2.5);
+ * assert((back.get("a") as unknown[])[1] === 2.5);
  * ```
  */
 export function encodePickle(value: PickleValue): Uint8Array {
@@ -272,9 +278,10 @@ function fail(problem: string): never {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodePickle, encodePickle, PyTuple } from "./pickle.ts";
  * const v = decodePickle(encodePickle(new PyTuple([1, "a"]))) as readonly unknown[];
- * console.assert(Object.isFrozen(v) && v[1] === "a");
+ * assert(Object.isFrozen(v) && v[1] === "a");
  * ```
  */
 export function decodePickle(

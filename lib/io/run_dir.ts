@@ -27,10 +27,11 @@ export interface PrepareRunDirOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { prepareRunDir } from "./run_dir.ts";
  * const dir = await Deno.makeTempDir();
  * await prepareRunDir(`${dir}/run`, { outputs: ["trace.jsonl"], create: true });
- * console.assert((await Deno.readTextFile(`${dir}/run/.gitignore`)) === "*\n");
+ * assert((await Deno.readTextFile(`${dir}/run/.gitignore`)) === "*\n");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -97,8 +98,9 @@ export async function prepareRunDir(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pathExists } from "./run_dir.ts";
- * console.assert(!(await pathExists("/definitely/not/here")));
+ * assert(!(await pathExists("/definitely/not/here")));
  * ```
  */
 export async function pathExists(path: string): Promise<boolean> {

@@ -71,9 +71,10 @@ function expectedType(dtype: SafetensorsDtype): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
  * const bytes = encodeSafetensors({ b_dec: { dtype: "float32", shape: [2], data: new Float32Array([1, 2]) } });
- * console.assert(decodeSafetensors(bytes).tensors.b_dec.data[1] === 2);
+ * assert(decodeSafetensors(bytes).tensors.b_dec.data[1] === 2);
  * ```
  */
 export function encodeSafetensors(
@@ -135,10 +136,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
  * const bytes = encodeSafetensors({ n: { dtype: "int64", shape: [], data: new BigInt64Array([7n]) } }, { format: "pt" });
  * const f = decodeSafetensors(bytes);
- * console.assert(f.tensors.n.data[0] === 7n && f.metadata?.format === "pt");
+ * assert(f.tensors.n.data[0] === 7n && f.metadata?.format === "pt");
  * ```
  */
 export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {

@@ -79,9 +79,10 @@ const ARRAY_TYPE: Record<TorchDtype, string> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isTorchTensor } from "./torch_pt.ts";
- * console.assert(isTorchTensor({ dtype: "float32", shape: [1], data: new Float32Array(1) }));
- * console.assert(!isTorchTensor({ dtype: "float32" }));
+ * assert(isTorchTensor({ dtype: "float32", shape: [1], data: new Float32Array(1) }));
+ * assert(!isTorchTensor({ dtype: "float32" }));
  * ```
  */
 export function isTorchTensor(v: unknown): v is TorchTensor {
@@ -108,11 +109,12 @@ function contiguousStrides(shape: number[]): number[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeTorchPt, encodeTorchPt, isTorchTensor } from "./torch_pt.ts";
  * const W = { dtype: "float32" as const, shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) };
  * const bytes = encodeTorchPt({ state_dict: { W_enc: W }, cfg: { d_sae: 2, act: "topk" } }, { archiveName: "sae" });
  * const back = decodeTorchPt(bytes) as { state_dict: Record<string, unknown> };
- * console.assert(isTorchTensor(back.state_dict.W_enc));
+ * assert(isTorchTensor(back.state_dict.W_enc));
  * ```
  */
 export function encodeTorchPt(
@@ -331,10 +333,11 @@ function toPlain(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeTorchPt, encodeTorchPt } from "./torch_pt.ts";
  * const bytes = encodeTorchPt({ cfg: { k: 32, lr: 0.001, tags: ["a"], ok: true, none: null } });
  * const back = decodeTorchPt(bytes) as { cfg: { k: number } };
- * console.assert(back.cfg.k === 32);
+ * assert(back.cfg.k === 32);
  * ```
  */
 export function decodeTorchPt(bytes: Uint8Array): TorchValue {

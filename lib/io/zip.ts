@@ -41,8 +41,9 @@ const CRC_TABLE = (() => {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { crc32 } from "./zip.ts";
- * console.assert(crc32(new TextEncoder().encode("123456789")) === 0xcbf43926);
+ * assert(crc32(new TextEncoder().encode("123456789")) === 0xcbf43926);
  * ```
  */
 export function crc32(data: Uint8Array): number {
@@ -68,10 +69,11 @@ const PAD_EXTRA_ID = 0x4246;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeZip, encodeZip } from "./zip.ts";
  * const data = new TextEncoder().encode("hi");
  * const zip = encodeZip([{ name: "a/b.txt", data }], { align: 64 });
- * console.assert(decodeZip(zip).get("a/b.txt")?.length === 2);
+ * assert(decodeZip(zip).get("a/b.txt")?.length === 2);
  * ```
  */
 export function encodeZip(
@@ -185,9 +187,10 @@ function findEocd(bytes: Uint8Array, dv: DataView): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeZip, encodeZip } from "./zip.ts";
  * const zip = encodeZip([{ name: "x", data: new Uint8Array([7]) }]);
- * console.assert(decodeZip(zip).get("x")?.[0] === 7);
+ * assert(decodeZip(zip).get("x")?.[0] === 7);
  * ```
  */
 export function decodeZip(bytes: Uint8Array): Map<string, Uint8Array> {

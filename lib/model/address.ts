@@ -34,8 +34,9 @@ export interface ScheduleShape {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress } from "./address.ts";
- * console.assert(formatAddress({ sup: 3, h: 1, l: "H" }) === "s3.h1.H");
+ * assert(formatAddress({ sup: 3, h: 1, l: "H" }) === "s3.h1.H");
  * ```
  */
 export function formatAddress(a: StepAddress): string {
@@ -47,8 +48,9 @@ export function formatAddress(a: StepAddress): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseAddress } from "./address.ts";
- * console.assert(parseAddress("s2.h0.H").l === "H");
+ * assert(parseAddress("s2.h0.H").l === "H");
  * ```
  */
 export function parseAddress(text: string): StepAddress {
@@ -66,9 +68,10 @@ export function parseAddress(text: string): StepAddress {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stepIndex } from "./address.ts";
  * const sched = { H_cycles: 2, L_cycles: 2, halt_max_steps: 4 };
- * console.assert(stepIndex({ sup: 1, h: 0, l: 0 }, sched) === 6);
+ * assert(stepIndex({ sup: 1, h: 0, l: 0 }, sched) === 6);
  * ```
  */
 export function stepIndex(a: StepAddress, s: ScheduleShape): number {
@@ -82,9 +85,10 @@ export function stepIndex(a: StepAddress, s: ScheduleShape): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { allAddresses } from "./address.ts";
  * const n = allAddresses({ H_cycles: 2, L_cycles: 2, halt_max_steps: 3 }).length;
- * console.assert(n === 18);
+ * assert(n === 18);
  * ```
  */
 export function allAddresses(s: ScheduleShape): StepAddress[] {
@@ -121,10 +125,11 @@ examples: all   s*.h*.H   s0-3.*.*   s7.h1.l0-1,s7.h1.H`;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StepSelector } from "./address.ts";
  * const sel = StepSelector.parse("s*.h1.H");
- * console.assert(sel.matches({ sup: 5, h: 1, l: "H" }));
- * console.assert(!sel.matches({ sup: 5, h: 1, l: 0 }));
+ * assert(sel.matches({ sup: 5, h: 1, l: "H" }));
+ * assert(!sel.matches({ sup: 5, h: 1, l: 0 }));
  * ```
  */
 export class StepSelector {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type * as OrtTypes from "onnxruntime-web";
+import type * as OrtTypes from "npm:onnxruntime-web@1.30.0";
 import { InputError } from "../errors.ts";
 
 /**
@@ -41,10 +41,13 @@ export interface ValueInfo {
  * One loaded ONNX graph.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createSession } from "./backend.ts";
- * const s = await createSession(await Deno.readFile("net.onnx"), { backend: "wasm" });
- * console.log(s.inputs.map((v) => v.name));
+ * const net = new URL("../../references/models/sudoku4-trm/net.onnx", import.meta.url);
+ * const s = await createSession(await Deno.readFile(net), { backend: "wasm" });
+ * assert.deepEqual(s.inputs.map((v) => v.name), ["hidden", "injection"]);
+ * await s.release();
  * ```
  */
 export interface GraphSession {
@@ -74,10 +77,11 @@ const ortCache = new Map<BackendName, Promise<Ort>>();
  * import, which finds its own `.wasm`; WebGPU needs the `/webgpu` build.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadOrt } from "./backend.ts";
  * const ort = await loadOrt("wasm");
- * console.log(ort.env.versions.web);
+ * assert.equal(ort.env.versions.web, "1.30.0");
  * ```
  */
 export function loadOrt(backend: BackendName): Promise<Ort> {
@@ -89,8 +93,8 @@ export function loadOrt(backend: BackendName): Promise<Ort> {
   let p = ortCache.get(backend);
   if (!p) {
     p = (backend === "webgpu"
-      ? import("onnxruntime-web/webgpu")
-      : import("onnxruntime-web")).then(
+      ? import("npm:onnxruntime-web@1.30.0/webgpu")
+      : import("npm:onnxruntime-web@1.30.0")).then(
         (mod) => {
           const ort = ((mod as { default?: Ort }).default ?? mod) as Ort;
           // One thread: multithreaded WASM is slower at small batches, and it
@@ -110,10 +114,15 @@ export function loadOrt(backend: BackendName): Promise<Ort> {
  * onnxruntime-common's interface) as a {@linkcode GraphSession}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadOrt, wrapSession } from "./backend.ts";
  * const ort = await loadOrt("wasm");
- * const s = wrapSession(await ort.InferenceSession.create(await Deno.readFile("net.onnx")), ort.Tensor);
+ * const head = new URL("../../references/models/sudoku4-trm/head.onnx", import.meta.url);
+ * const s = wrapSession(await ort.InferenceSession.create(await Deno.readFile(head)), ort.Tensor);
+ * const out = await s.run({ z_H: { type: "float32", data: new Float32Array(16 * 64), dims: [1, 16, 64] } });
+ * assert.deepEqual(out.logits.dims, [1, 16, 6]);
+ * await s.release();
  * ```
  */
 export function wrapSession(
@@ -150,8 +159,9 @@ export function wrapSession(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { invalidGraph } from "./backend.ts";
- * console.assert(invalidGraph("net", new Error("bad\nmore")).message.includes("net is not a valid ONNX graph (bad)"));
+ * assert(invalidGraph("net", new Error("bad\nmore")).message.includes("net is not a valid ONNX graph (bad)"));
  * ```
  */
 export function invalidGraph(label: string, e: unknown): InputError {
@@ -173,9 +183,10 @@ function toInfo(meta: OrtTypes.InferenceSession.ValueMetadata): ValueInfo {
  * are not a graph onnxruntime can load.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createSession } from "./backend.ts";
- * const s = await createSession(new Uint8Array(0), { backend: "wasm" }).catch((e) => e);
+ * await assert.rejects(createSession(new Uint8Array(8), { backend: "wasm" }, "net.onnx"), /net.onnx is not a valid ONNX graph/);
  * ```
  */
 export async function createSession(

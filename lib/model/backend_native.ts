@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type * as OrtNodeTypes from "onnxruntime-node";
+import type * as OrtNodeTypes from "npm:onnxruntime-node@1.30.0";
 import {
   type GraphSession,
   invalidGraph,
@@ -27,9 +27,11 @@ let intraOpThreads = 0;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { setNativeThreads } from "./backend_native.ts";
  * setNativeThreads(1);
  * setNativeThreads(0);
+ * assert.throws(() => setNativeThreads(-1), /native threads must be a whole number/);
  * ```
  */
 export function setNativeThreads(n: number): void {
@@ -51,8 +53,10 @@ export const FFI_MESSAGE =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkFfi } from "./backend_native.ts";
- * await checkFfi().catch((e) => console.log(e.message));
+ * await checkFfi(); // doc tests run with every permission
+ * assert.ok(true);
  * ```
  */
 export async function checkFfi(): Promise<void> {
@@ -64,14 +68,16 @@ export async function checkFfi(): Promise<void> {
  * Load onnxruntime-node once (after the `--allow-ffi` check).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadOrtNode } from "./backend_native.ts";
  * const ort = await loadOrtNode();
+ * assert.equal(typeof ort.InferenceSession.create, "function");
  * ```
  */
 export function loadOrtNode(): Promise<OrtNode> {
   if (!ortNode) {
-    ortNode = checkFfi().then(() => import("onnxruntime-node")).then(
+    ortNode = checkFfi().then(() => import("npm:onnxruntime-node@1.30.0")).then(
       (mod) =>
         ((mod as unknown as { default?: OrtNode }).default ?? mod) as OrtNode,
     );
@@ -87,9 +93,13 @@ export function loadOrtNode(): Promise<OrtNode> {
  * `createSession` in `backend.ts`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createNativeSession } from "./backend_native.ts";
- * const s = await createNativeSession(await Deno.readFile("net.onnx"), { backend: "native" });
+ * const net = new URL("../../references/models/sudoku4-trm/net.onnx", import.meta.url);
+ * const s = await createNativeSession(await Deno.readFile(net), { backend: "native" });
+ * assert.deepEqual(s.outputs.map((v) => v.name), ["hidden_out"]);
+ * await s.release();
  * ```
  */
 export async function createNativeSession(

@@ -44,10 +44,12 @@ export interface LoadBundleOptions {
  * Read and validate `model.json` without loading the graphs.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { readManifest } from "./bundle.ts";
- * const { manifest } = await readManifest("references/models/sudoku4-trm");
- * console.log(manifest.family);
+ * const { manifest, sha256 } = await readManifest(new URL("../../references/models/sudoku4-trm", import.meta.url).pathname);
+ * assert.equal(manifest.family, "trm");
+ * assert.match(sha256, /^[0-9a-f]{64}$/);
  * ```
  */
 export async function readManifest(
@@ -95,10 +97,13 @@ export async function readManifest(
  * sessions and check their input and output signatures against the manifest.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadBundle } from "./bundle.ts";
- * const bundle = await loadBundle("references/models/sudoku4-trm");
+ * const bundle = await loadBundle(new URL("../../references/models/sudoku4-trm", import.meta.url).pathname);
+ * assert.deepEqual(Object.keys(bundle.sessions).sort(), ["embed", "head", "net"]);
  * await bundle.release();
+ * await assert.rejects(loadBundle("/nonexistent"), /no model.json in \/nonexistent/);
  * ```
  */
 export async function loadBundle(

@@ -1,12 +1,21 @@
 /**
- * The recurrence driver: runs a bundle's graphs step by step on a batch of
- * examples, with one hook at every step that can read or replace the state.
+ * The rollout driver: runs a bundle's recurrence on a list of examples, in
+ * batches, and hands every net call and every head readout to the hooks the
+ * caller passes. trace, sae fit and intervene all roll out through
+ * {@linkcode rollout}; what differs between them is only their hooks.
+ *
+ * A hook is a small object, as in nnsight and pyvene: `onStep` sees the state
+ * a net call wrote and may edit it in place before the recurrence uses it,
+ * `onReadout` sees the head's logits, and `onBatchStart`/`onBatchEnd` bracket
+ * each batch. Hooks run in the order given, so an edit placed before a
+ * recorder is what the recorder sees.
  *
  * @module
  */
 import type { HostTensor } from "./backend.ts";
 import type { Bundle } from "./bundle.ts";
 import { type StepAddress, stepIndex } from "./address.ts";
+import { OptionError } from "../errors.ts";
 
 /** Float storage for states and logits, matching the bundle's dtype. */
 export type FloatArray = Float32Array | Float64Array;
@@ -14,41 +23,28 @@ export type FloatArray = Float32Array | Float64Array;
 /** Which latent a step updates. */
 export type Latent = "z_H" | "z_L";
 
-/** A batch of puzzles, in the bundle's token ids. */
-export interface PuzzleBatch {
-  /** Token ids, `[B, S]` row-major. */
-  tokens: BigInt64Array;
-  /** Puzzle identifiers, `[B]` (only used when the bundle has a puzzle embedding). */
-  puzzleIdentifiers?: BigInt64Array;
-  /** Batch size B. */
-  size: number;
+/** One example to roll out, in the bundle's token ids. */
+export interface RolloutExample {
+  /** Stable example id. */
+  id: string;
+  /** Input tokens, length S. */
+  tokens: readonly number[];
+  /** Target tokens, length S (−100 = ignored); used to score outcomes. */
+  label: readonly number[];
+  /** Puzzle identifier for the puzzle embedding (default 0). */
+  puzzleIdentifier?: number;
 }
 
-/**
- * Build a {@linkcode PuzzleBatch} from puzzles' token ids and puzzle ids.
- *
- * @example
- * ```ts
- * import { puzzleBatch } from "./rollout.ts";
- * const b = puzzleBatch([{ tokens: [1, 2], puzzleIdentifier: 0 }], 2);
- * console.assert(b.size === 1 && b.tokens[1] === 2n);
- * ```
- */
-export function puzzleBatch(
-  puzzles: readonly { tokens: readonly number[]; puzzleIdentifier: number }[],
-  S: number,
-): PuzzleBatch {
-  const tokens = new BigInt64Array(puzzles.length * S);
-  const puzzleIdentifiers = new BigInt64Array(puzzles.length);
-  puzzles.forEach((p, b) => {
-    p.tokens.forEach((v, i) => tokens[b * S + i] = BigInt(v));
-    puzzleIdentifiers[b] = BigInt(p.puzzleIdentifier);
-  });
-  return { tokens, puzzleIdentifiers, size: puzzles.length };
+/** What the hooks of one batch share: its examples and where they start. */
+export interface BatchInfo {
+  /** The batch's examples, in order; index `b` of a state is `examples[b]`. */
+  examples: readonly RolloutExample[];
+  /** Index of `examples[0]` in the list passed to {@linkcode rollout}. */
+  offset: number;
 }
 
-/** What a step hook sees. Editing `state` in place replaces the state. */
-export interface StepEvent {
+/** What `onStep` sees. Editing `state` in place replaces the state. */
+export interface StepEvent extends BatchInfo {
   /** The step's address. */
   address: StepAddress;
   /** Global execution index. */
@@ -57,7 +53,7 @@ export interface StepEvent {
   latent: Latent;
   /** The new state, `[B, P+S, D]`; the hook may edit it in place. */
   state: FloatArray;
-  /** Batch size. */
+  /** Batch size B. */
   batch: number;
   /** Positions per example (P + S). */
   positions: number;
@@ -67,8 +63,8 @@ export interface StepEvent {
   halted: Uint8Array;
 }
 
-/** A readout of the head on the current z_H. */
-export interface ReadoutEvent {
+/** What `onReadout` sees: the head on the current z_H. */
+export interface ReadoutEvent extends BatchInfo {
   /** Address of the z_H update the readout follows. */
   address: StepAddress;
   /** Global index of that z_H update. */
@@ -83,26 +79,78 @@ export interface ReadoutEvent {
   halted: Uint8Array;
 }
 
-/** Hooks and options for {@linkcode runRollout}. */
-export interface RolloutOptions {
-  /** Called after every net call, before the state is used further. */
-  onStep?: (e: StepEvent) => void | Promise<void>;
-  /** Called after head readouts. */
-  onReadout?: (e: ReadoutEvent) => void | Promise<void>;
-  /** Read out after every z_H update, not only at the end of each supervision step. */
-  readoutEveryH?: boolean;
+/** What `onBatchEnd` sees: the batch's outcomes. */
+export interface BatchEndEvent extends BatchInfo {
+  /** One outcome per example of the batch, in order. */
+  outcomes: readonly ExampleOutcome[];
 }
 
-/** Outcome of a rollout. */
-export interface RolloutResult {
-  /** Predicted tokens at the halting step, `[B, S]`. */
-  predictions: Int32Array;
-  /** Logits at the halting step, `[B, S, V]`. */
-  logits: FloatArray;
-  /** Supervision step at which each example halted. */
-  haltStep: Int32Array;
-  /** Predicted tokens after every supervision step, `[sup][B*S]`. */
-  predictionsPerSup: Int32Array[];
+/**
+ * A rollout hook. Every method is optional; async methods are awaited before
+ * the recurrence goes on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Hook } from "./rollout.ts";
+ * let calls = 0;
+ * const count: Hook = { onStep: () => void calls++ };
+ * count.onStep?.({} as never);
+ * assert.equal(calls, 1);
+ * ```
+ */
+export interface Hook {
+  /** Before a batch runs. */
+  onBatchStart?(e: BatchInfo): void | Promise<void>;
+  /** After every net call, before the state is used further. */
+  onStep?(e: StepEvent): void | Promise<void>;
+  /** After each head readout (see {@linkcode RolloutOptions.readouts}). */
+  onReadout?(e: ReadoutEvent): void | Promise<void>;
+  /** After a batch has finished, with its outcomes. */
+  onBatchEnd?(e: BatchEndEvent): void | Promise<void>;
+}
+
+/** Options for {@linkcode rollout}. */
+export interface RolloutOptions {
+  /** Examples per batch (default 64). Outcomes do not depend on it. */
+  batch?: number;
+  /** Hooks, run in this order at every event. */
+  hooks?: readonly Hook[];
+  /**
+   * `final` (default): read the head out at the end of each supervision step;
+   * `every_H`: after every z_H update (a logit lens over the recursion).
+   */
+  readouts?: "final" | "every_H";
+  /** Keep and return the outcomes (default true); false returns `[]`. */
+  collect?: boolean;
+  /** Called after each batch with the examples done so far and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The outcome of one example in a rollout. */
+export interface ExampleOutcome {
+  /** Example id. */
+  example: string;
+  /** Target tokens (−100 = ignored). */
+  label: readonly number[];
+  /** Prediction at the halting step. */
+  pred: ArrayLike<number>;
+  /** Prediction after each supervision step. */
+  predPerSup: ArrayLike<number>[];
+  /** Supervision step at which the example halted. */
+  haltStep: number;
+  /** Logits at the halting step, `[S, V]`. */
+  logits: Float32Array;
+}
+
+/** Outcomes of a set of examples, with the shapes to read their logits. */
+export interface OutcomeTrace {
+  /** Sequence length. */
+  S: number;
+  /** Vocabulary size. */
+  V: number;
+  /** Outcomes, in a fixed order. */
+  examples: ExampleOutcome[];
 }
 
 /**
@@ -110,8 +158,9 @@ export interface RolloutResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { argmaxRows } from "./rollout.ts";
- * console.assert(argmaxRows(new Float32Array([0, 2, 1, 5, 0, 0]), 3)[1] === 0);
+ * assert.deepEqual([...argmaxRows(new Float32Array([0, 2, 1, 5, 0, 0]), 3)], [1, 0]);
  * ```
  */
 export function argmaxRows(logits: FloatArray, V: number): Int32Array {
@@ -132,7 +181,9 @@ export function argmaxRows(logits: FloatArray, V: number): Int32Array {
 }
 
 /**
- * Run the full evaluation rollout of a bundle on a batch.
+ * Roll out `examples` through the bundle's recurrence, `batch` at a time,
+ * calling the hooks at every event, and return each example's outcome in
+ * input order.
  *
  * The schedule is v0-spec §1.3: z_H and z_L start from `H_init`/`L_init`;
  * each supervision step runs `H_cycles` times (`L_cycles` z_L updates, then a
@@ -140,25 +191,66 @@ export function argmaxRows(logits: FloatArray, V: number): Int32Array {
  * stops after the first supervision step whose `q_halt > 0`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadBundle } from "./bundle.ts";
- * import { runRollout } from "./rollout.ts";
- * const bundle = await loadBundle("references/models/sudoku4-trm");
- * const tokens = new BigInt64Array(16).fill(1n);
- * const res = await runRollout(bundle, { tokens, size: 1 }, {
- *   onStep: (e) => console.log(e.t, e.latent),
- * });
- * console.log(res.predictions);
+ * import { rollout } from "./rollout.ts";
+ * const bundle = await loadBundle(new URL("../../references/models/sudoku4-trm", import.meta.url).pathname);
+ * try {
+ *   let zH = 0;
+ *   const [out] = await rollout(bundle, [
+ *     { id: "p0", tokens: [1, 3, 4, 1, 4, 1, 1, 3, 3, 1, 1, 4, 1, 4, 3, 1], label: [2, 3, 4, 5, 4, 5, 2, 3, 3, 2, 5, 4, 5, 4, 3, 2] },
+ *   ], { hooks: [{ onStep: (e) => void (e.latent === "z_H" && zH++) }] });
+ *   assert.equal(zH, 8 * 2); // 8 supervision steps of 2 H cycles
+ *   assert.equal(out.predPerSup.length, 8);
+ * } finally {
+ *   await bundle.release();
+ * }
  * ```
  */
-export async function runRollout(
+export async function rollout(
   bundle: Bundle,
-  batch: PuzzleBatch,
+  examples: readonly RolloutExample[],
   opts: RolloutOptions = {},
-): Promise<RolloutResult> {
+): Promise<ExampleOutcome[]> {
+  const size = opts.batch ?? 64;
+  if (!Number.isInteger(size) || size < 1) {
+    throw new OptionError(
+      "batch",
+      `{batch} must be a positive integer, got ${size}`,
+    );
+  }
+  const hooks = opts.hooks ?? [];
+  const collect = opts.collect !== false;
+  const out: ExampleOutcome[] = [];
+  for (let offset = 0; offset < examples.length; offset += size) {
+    const batch = examples.slice(offset, offset + size);
+    const info: BatchInfo = { examples: batch, offset };
+    for (const h of hooks) await h.onBatchStart?.(info);
+    const outcomes = await runBatch(
+      bundle,
+      info,
+      hooks,
+      opts.readouts === "every_H",
+    );
+    for (const h of hooks) await h.onBatchEnd?.({ ...info, outcomes });
+    if (collect) out.push(...outcomes);
+    opts.onProgress?.(offset + batch.length, examples.length);
+  }
+  return out;
+}
+
+/** One batch through the schedule: the only recurrence loop in trminterp. */
+async function runBatch(
+  bundle: Bundle,
+  info: BatchInfo,
+  hooks: readonly Hook[],
+  readoutEveryH: boolean,
+): Promise<ExampleOutcome[]> {
   const m = bundle.manifest;
   const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
-  const B = batch.size,
+  const sched = m.schedule;
+  const B = info.examples.length,
     S = m.seq_len,
     P = m.puzzle_emb_len,
     T = P + S,
@@ -167,23 +259,29 @@ export async function runRollout(
   const f64 = m.dtype === "float64";
   const alloc = (n: number): FloatArray =>
     f64 ? new Float64Array(n) : new Float32Array(n);
-  const tensor = (data: FloatArray, dims: number[]): HostTensor => ({
+  const stateDims = [B, T, D];
+  const tensor = (data: FloatArray): HostTensor => ({
     type: f64 ? "float64" : "float32",
     data,
-    dims,
+    dims: stateDims,
   });
-  const stateDims = [B, T, D];
   const s = bundle.sessions;
   const Lnet = m.family === "trm" ? s.net : s.L_net;
   const Hnet = m.family === "trm" ? s.net : s.H_net;
 
+  const tokens = new BigInt64Array(B * S);
+  const puzzleIds = new BigInt64Array(B);
+  info.examples.forEach((ex, b) => {
+    for (let i = 0; i < S; i++) tokens[b * S + i] = BigInt(ex.tokens[i]);
+    puzzleIds[b] = BigInt(ex.puzzleIdentifier ?? 0);
+  });
   const embedFeeds: Record<string, HostTensor> = {
-    tokens: { type: "int64", data: batch.tokens, dims: [B, S] },
+    tokens: { type: "int64", data: tokens, dims: [B, S] },
   };
   if (P > 0) {
     embedFeeds.puzzle_identifiers = {
       type: "int64",
-      data: batch.puzzleIdentifiers ?? new BigInt64Array(B),
+      data: puzzleIds,
       dims: [B],
     };
   }
@@ -198,25 +296,27 @@ export async function runRollout(
   const halted = new Uint8Array(B);
   const haltStep = new Int32Array(B).fill(halt_max_steps - 1);
   const predictions = new Int32Array(B * S);
-  const finalLogits = alloc(B * S * V);
-  const predictionsPerSup: Int32Array[] = [];
-  const sched = m.schedule;
+  const finalLogits = new Float32Array(B * S * V);
+  const perSup: Int32Array[] = [];
 
-  const readout = async (address: StepAddress, final: boolean) => {
-    const out = await s.head.run({ z_H: tensor(zH, stateDims) });
-    const logits = out.logits.data as FloatArray,
-      qHalt = out.q_halt.data as FloatArray;
-    if (opts.onReadout) {
-      await opts.onReadout({
-        address,
-        t: stepIndex(address, sched),
-        final,
-        logits,
-        qHalt,
-        halted,
-      });
-    }
-    return { logits, qHalt };
+  const step = async (
+    address: StepAddress,
+    latent: Latent,
+    state: FloatArray,
+  ) => {
+    if (!hooks.some((h) => h.onStep)) return;
+    const e: StepEvent = {
+      ...info,
+      address,
+      t: stepIndex(address, sched),
+      latent,
+      state,
+      batch: B,
+      positions: T,
+      dim: D,
+      halted,
+    };
+    for (const h of hooks) await h.onStep?.(e);
   };
 
   for (let sup = 0; sup < halt_max_steps; sup++) {
@@ -224,64 +324,56 @@ export async function runRollout(
       for (let l = 0; l < L_cycles; l++) {
         for (let i = 0; i < injection.length; i++) injection[i] = zH[i] + x[i];
         zL = (await Lnet.run({
-          hidden: tensor(zL, stateDims),
-          injection: tensor(injection, stateDims),
-        }))
-          .hidden_out.data as FloatArray;
-        const address = { sup, h, l };
-        if (opts.onStep) {
-          await opts.onStep({
-            address,
-            t: stepIndex(address, sched),
-            latent: "z_L",
-            state: zL,
-            batch: B,
-            positions: T,
-            dim: D,
-            halted,
-          });
-        }
+          hidden: tensor(zL),
+          injection: tensor(injection),
+        })).hidden_out.data as FloatArray;
+        await step({ sup, h, l }, "z_L", zL);
       }
-      zH = (await Hnet.run({
-        hidden: tensor(zH, stateDims),
-        injection: tensor(zL, stateDims),
-      }))
+      zH = (await Hnet.run({ hidden: tensor(zH), injection: tensor(zL) }))
         .hidden_out.data as FloatArray;
       const address: StepAddress = { sup, h, l: "H" };
-      if (opts.onStep) {
-        await opts.onStep({
-          address,
-          t: stepIndex(address, sched),
-          latent: "z_H",
-          state: zH,
-          batch: B,
-          positions: T,
-          dim: D,
-          halted,
-        });
-      }
+      await step(address, "z_H", zH);
       const last = h === H_cycles - 1;
-      if (!last && !opts.readoutEveryH) continue;
-      const { logits, qHalt } = await readout(address, last);
+      if (!last && !readoutEveryH) continue;
+      const head = await s.head.run({ z_H: tensor(zH) });
+      const logits = head.logits.data as FloatArray,
+        qHalt = head.q_halt.data as FloatArray;
+      const e: ReadoutEvent = {
+        ...info,
+        address,
+        t: stepIndex(address, sched),
+        final: last,
+        logits,
+        qHalt,
+        halted,
+      };
+      for (const hk of hooks) await hk.onReadout?.(e);
       if (!last) continue;
       const pred = argmaxRows(logits, V);
-      predictionsPerSup.push(pred);
+      perSup.push(pred);
       for (let b = 0; b < B; b++) {
         if (halted[b]) continue;
         predictions.set(pred.subarray(b * S, (b + 1) * S), b * S);
         finalLogits.set(logits.subarray(b * S * V, (b + 1) * S * V), b * S * V);
         if (
-          m.schedule.halt_mode === "q_halt" && qHalt[b] > 0 &&
+          sched.halt_mode === "q_halt" && qHalt[b] > 0 &&
           sup < halt_max_steps - 1
         ) {
           haltStep[b] = sup;
         }
       }
     }
-    if (m.schedule.halt_mode === "q_halt") {
+    if (sched.halt_mode === "q_halt") {
       for (let b = 0; b < B; b++) if (haltStep[b] === sup) halted[b] = 1;
       if (halted.every((v) => v === 1)) break;
     }
   }
-  return { predictions, logits: finalLogits, haltStep, predictionsPerSup };
+  return info.examples.map((ex, b) => ({
+    example: ex.id,
+    label: ex.label,
+    pred: predictions.slice(b * S, (b + 1) * S),
+    predPerSup: perSup.map((p) => p.slice(b * S, (b + 1) * S)),
+    haltStep: haltStep[b],
+    logits: finalLogits.slice(b * S * V, (b + 1) * S * V),
+  }));
 }

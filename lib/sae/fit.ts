@@ -7,16 +7,22 @@
 import { join } from "node:path";
 import { StepSelector } from "../model/address.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
+import { architecture } from "./arch/mod.ts";
+import { SAE_DEFAULTS } from "./defaults.ts";
 import { splitByGroup } from "./holdout.ts";
-import { rowEditHook } from "../model/hooks.ts";
 import { round7 } from "../intervene/evaluate.ts";
 import { scorePrediction } from "../trace/inputs.ts";
 import { sha256File, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
-import { Progress } from "../../cli/progress.ts";
-import { type Latent, puzzleBatch, runRollout } from "../model/rollout.ts";
+import { type Latent, rollout, type RolloutExample } from "../model/rollout.ts";
+import type { BackendName } from "../model/backend.ts";
+import {
+  type InterventionPolicy,
+  policyHook,
+  ReconstructPolicy,
+  ZeroPolicy,
+} from "../intervene/policy.ts";
 import { pathExists, prepareRunDir } from "../io/run_dir.ts";
-import { checkPermissions, ortWasmPath } from "../../cli/permissions.ts";
 import type { SAE, SAEArch } from "./sae.ts";
 import {
   encodeSaePt,
@@ -24,8 +30,7 @@ import {
   writeSaeLensFolder,
 } from "./sae_pt.ts";
 import { type SAEMetrics, saeMetrics } from "./metrics.ts";
-import { type FitOptions, fitSAE, type LossPoint } from "./train.ts";
-import type { TraceExample } from "../schema/schema.ts";
+import { type FitOptions, fitSAE, type LossPoint } from "./train/trainer.ts";
 import { TraceDataset, type TraceRows } from "../trace/dataset.ts";
 import { VERSION } from "../version.ts";
 
@@ -35,38 +40,40 @@ export interface SaeFitOptions {
   runDir: string;
   /** Seed for init, batch order and the held-out split. */
   seed: number;
-  /** `topk` (default) or `relu`. */
+  /** Architecture (default `SAE_DEFAULTS.arch`). */
   arch?: SAEArch;
-  /** Dictionary size F. */
+  /** Dictionary size F (default expansion × D). */
   features?: number;
-  /** F = expansion × D when `features` is not given (default 8). */
+  /** F = expansion × D when `features` is not given (default `SAE_DEFAULTS.expansion`). */
   expansion?: number;
-  /** TopK k (default 16, at most F). */
+  /** TopK k (default `SAE_DEFAULTS.k`, at most F). */
   k?: number;
-  /** L1 coefficient for relu. */
+  /** L1 coefficient for relu (default `SAE_DEFAULTS.l1`). */
   l1?: number;
-  /** Adam learning rate. */
+  /** Adam learning rate (default `SAE_DEFAULTS.lr`). */
   lr?: number;
-  /** Rows per step. */
+  /** Rows per optimiser step (default `SAE_DEFAULTS.batch`). */
   batch?: number;
-  /** Optimiser steps. */
-  steps?: number;
-  /** Epochs, when `steps` is not given. */
+  /** Optimiser steps (default `SAE_DEFAULTS.trainSteps`). */
+  trainSteps?: number;
+  /** Passes over the training rows, instead of `trainSteps`. */
   epochs?: number;
-  /** The latent to fit on (default z_H). */
+  /** The latent to fit on (default `SAE_DEFAULTS.latent`). */
   latent?: Latent;
-  /** Step selector of the training rows (default all). */
-  select?: string;
-  /** Held-out fraction of examples (default 0.1). */
+  /** Step selector of the training rows (default `all`). */
+  steps?: string;
+  /** Held-out fraction of examples (default `SAE_DEFAULTS.holdout`). */
   holdout?: number;
   /** Also write a SAELens v6 folder under `<run-dir>/saelens/`. */
   exportSaeLens?: boolean;
   /** Model bundle for task accuracy recovered (default: the trace's). */
   model?: string;
+  /** When set, task accuracy recovered is not measured; this reason is recorded instead. */
+  skipTaskAccuracy?: string;
   /** Overwrite existing sae.pt / sae_metrics.json. */
   force?: boolean;
-  /** Progress on stderr. */
-  progress?: boolean;
+  /** Progress: optimiser steps done of total. */
+  onProgress?: (done: number, total: number) => void;
   /** The command line, recorded in provenance. */
   command?: string[];
 }
@@ -126,25 +133,33 @@ export interface SaeMetricsJson {
  * Run the `sae fit` command.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { runSaeFit } from "./fit.ts";
- * const m = await runSaeFit({ runDir: "runs/demo", seed: 0 });
- * console.log(m.metrics.fvu.value);
+ * import { runTrace } from "../trace/trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 16, latents: ["z_H"] });
+ *   const m = await runSaeFit({ runDir: dir, seed: 0, trainSteps: 100, features: 128, k: 8 });
+ *   assert.ok(m.metrics.fvu.value < 0.5, `FVU ${m.metrics.fvu.value}`);
+ *   assert.equal(m.config.latent, "z_H");
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
-  const holdout = opts.holdout ?? 0.1;
+  const holdout = opts.holdout ?? SAE_DEFAULTS.holdout;
   if (!(holdout > 0 && holdout < 1)) {
-    throw new InputError(`--holdout must lie in (0, 1), got ${holdout}`);
+    throw new OptionError(
+      "holdout",
+      `{holdout} must lie in (0, 1), got ${holdout}`,
+    );
   }
-  const latent = opts.latent ?? "z_H";
-  const select = opts.select ?? "all";
+  const latent = opts.latent ?? SAE_DEFAULTS.latent;
+  const select = opts.steps ?? SAE_DEFAULTS.steps;
   const selector = StepSelector.parse(select);
-  await checkPermissions({
-    command: "sae fit",
-    read: [opts.runDir],
-    write: [opts.runDir],
-  });
   if (!(await pathExists(join(opts.runDir, "trace.jsonl")))) {
     throw new InputError(
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
@@ -177,16 +192,16 @@ async function fitAndWrite(
   const { holdout, latent, select, selector } = c;
   const N = ds.n, D = ds.dim;
   if (N === 0) {
-    throw new InputError(
-      `the trace in ${opts.runDir} has no ${latent} rows at steps "${select}"; trace that latent or change --select`,
+    throw new OptionError(
+      "steps",
+      `the trace in ${opts.runDir} has no ${latent} rows at {steps} "${select}"; trace that latent or change {steps}`,
     );
   }
-  const F = opts.features ?? Math.round((opts.expansion ?? 8) * D);
-  const arch = opts.arch ?? "topk";
-  const k = arch === "topk" ? opts.k ?? Math.min(16, F) : undefined;
-  if (k !== undefined && (k < 1 || k > F)) {
-    throw new InputError(`--k ${k} must lie in 1..F (F = ${F})`);
-  }
+  const F = opts.features ??
+    Math.round((opts.expansion ?? SAE_DEFAULTS.expansion) * D);
+  const arch = architecture(opts.arch ?? SAE_DEFAULTS.arch);
+  const { k } = arch.config(D, F, { k: opts.k });
+  arch.checkConfig({ arch: arch.name, d_in: D, d_sae: F, k });
   await prepareRunDir(opts.runDir, {
     // sae.pt lands last and marks a finished fit (see the writes below).
     outputs: ["sae.pt"],
@@ -204,27 +219,23 @@ async function fitAndWrite(
     rows: (ix: Int32Array, out: Float32Array) => ds.rows(ix, out),
   };
   const fitOpts: FitOptions = {
-    arch,
+    arch: arch.name,
     d_sae: F,
     k,
     l1_coefficient: opts.l1,
-    lr: opts.lr ?? 1e-3,
-    batch_size: opts.batch ?? 1024,
-    steps: opts.steps ?? (opts.epochs === undefined ? 3000 : undefined),
+    lr: opts.lr ?? SAE_DEFAULTS.lr,
+    batch_size: opts.batch ?? SAE_DEFAULTS.batch,
+    steps: opts.trainSteps ??
+      (opts.epochs === undefined ? SAE_DEFAULTS.trainSteps : undefined),
     epochs: opts.epochs,
     seed: opts.seed,
     indices: split.train,
   };
-  const steps = fitOpts.steps ??
-    Math.ceil((opts.epochs! * split.train.length) / fitOpts.batch_size!);
-  const progress = new Progress(
-    "sae fit",
-    steps,
-    "steps",
-    opts.progress ?? false,
+  const fit = fitSAE(
+    source,
+    fitOpts,
+    (p) => opts.onProgress?.(p.step + 1, p.steps),
   );
-  const fit = fitSAE(source, fitOpts, (p) => progress.update(p.step + 1));
-  progress.done();
   const metrics = saeMetrics(fit.sae, source, split.heldout);
 
   const header = ds.meta.header;
@@ -250,17 +261,21 @@ async function fitAndWrite(
   for (const r of split.heldout) {
     heldoutExamples.add(ds.meta.examples[ds.meta.exampleOf[r]]);
   }
-  const task = await taskAccuracy(
-    opts.model ?? header.model.path,
-    header.model.sha256,
-    fit.sae,
-    {
-      latent,
-      selector,
-      positions: header.record.positions,
-      examples: ds.meta.outcomes.filter((o) => heldoutExamples.has(o.example)),
-    },
-  );
+  const task = opts.skipTaskAccuracy !== undefined
+    ? { value: null, reason: opts.skipTaskAccuracy }
+    : await taskAccuracy(
+      opts.model ?? header.model.path,
+      header.model.sha256,
+      fit.sae,
+      {
+        latent,
+        selector,
+        positions: header.record.positions,
+        examples: ds.examples().filter((e) => heldoutExamples.has(e.id)),
+        backend: header.backend as BackendName,
+        batch: header.record.batch,
+      },
+    );
   const ptBytes = encodeSaePt(fit.sae, cfg);
   const out: SaeMetricsJson = {
     format: "trminterp-sae-metrics/1",
@@ -313,7 +328,9 @@ interface SpliceSpec {
   latent: Latent;
   selector: StepSelector;
   positions: number[];
-  examples: TraceExample[];
+  examples: RolloutExample[];
+  backend: BackendName;
+  batch: number;
 }
 
 async function taskAccuracy(
@@ -324,17 +341,11 @@ async function taskAccuracy(
 ): Promise<TaskAccuracy | { value: null; reason: string }> {
   let bundle: Bundle;
   try {
-    const wasm = ortWasmPath();
-    await checkPermissions({
-      command: "sae fit",
-      read: [modelPath, ...(wasm ? [wasm] : [])],
-      write: [],
-    });
-    bundle = await loadBundle(modelPath);
+    bundle = await loadBundle(modelPath, { backend: spec.backend });
   } catch (e) {
     return {
       value: null,
-      reason: `model not at hand (${(e as Error).message})`,
+      reason: `model not at hand (${(e as Error).message.split("\n")[0]})`,
     };
   }
   try {
@@ -345,87 +356,46 @@ async function taskAccuracy(
           `the bundle at ${modelPath} is not the traced model (sha256 differs)`,
       };
     }
-    const modes = ["clean", "sae", "zero"] as const;
-    const acc: Record<string, { tok: number; exact: number }> = {};
-    for (const mode of modes) {
-      const r = await evalExamples(
-        bundle,
-        spec,
-        mode === "clean" ? null : (rows) => {
-          if (mode === "zero") rows.fill(0);
-          else rows.set(sae.decode(sae.encode(rows)));
-        },
-      );
-      acc[mode] = r;
-    }
-    const denom = acc.clean.tok - acc.zero.tok;
+    const site = {
+      latent: spec.latent,
+      steps: spec.selector,
+      positions: spec.positions,
+    };
+    const acc = async (policy: InterventionPolicy | null) => {
+      const outcomes = await rollout(bundle, spec.examples, {
+        batch: spec.batch,
+        hooks: policy ? [policyHook(policy, sae, site)] : [],
+      });
+      let tok = 0, exact = 0;
+      for (const o of outcomes) {
+        const s = scorePrediction(o.pred, o.label);
+        tok += s.acc;
+        if (s.exact) exact++;
+      }
+      return { tok: tok / outcomes.length, exact: exact / outcomes.length };
+    };
+    const clean = await acc(null);
+    const spliced = await acc(new ReconstructPolicy());
+    const zero = await acc(new ZeroPolicy());
+    const denom = clean.tok - zero.tok;
     return {
       formula:
         "(acc_sae - acc_zero) / (acc_clean - acc_zero), token accuracy at the halting step on the held-out " +
         "examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps and positions",
       value: Math.abs(denom) > 1e-12
-        ? round7((acc.sae.tok - acc.zero.tok) / denom)
+        ? round7((spliced.tok - zero.tok) / denom)
         : null,
-      acc_clean: round7(acc.clean.tok),
-      acc_sae: round7(acc.sae.tok),
-      acc_zero: round7(acc.zero.tok),
+      acc_clean: round7(clean.tok),
+      acc_sae: round7(spliced.tok),
+      acc_zero: round7(zero.tok),
       exact: {
-        clean: round7(acc.clean.exact),
-        sae: round7(acc.sae.exact),
-        zero: round7(acc.zero.exact),
+        clean: round7(clean.exact),
+        sae: round7(spliced.exact),
+        zero: round7(zero.exact),
       },
       examples: spec.examples.length,
     };
   } finally {
     await bundle.release();
   }
-}
-
-/**
- * Token and exact accuracy of a rollout over `examples`, with an optional
- * edit of the selected rows.
- */
-async function evalExamples(
-  bundle: Bundle,
-  spec: SpliceSpec,
-  edit: ((rows: Float32Array) => void) | null,
-): Promise<{ tok: number; exact: number }> {
-  const S = bundle.manifest.seq_len;
-  let tok = 0, exact = 0;
-  const B = 64;
-  for (let start = 0; start < spec.examples.length; start += B) {
-    const batch = spec.examples.slice(start, start + B);
-    const res = await runRollout(
-      bundle,
-      puzzleBatch(
-        batch.map((ex) => ({
-          tokens: ex.tokens,
-          puzzleIdentifier: ex.puzzle_identifier,
-        })),
-        S,
-      ),
-      {
-        onStep: edit
-          ? rowEditHook({
-            latent: spec.latent,
-            selector: spec.selector,
-            positions: spec.positions,
-            edit,
-          })
-          : undefined,
-      },
-    );
-    batch.forEach((ex, b) => {
-      const s = scorePrediction(
-        res.predictions.subarray(b * S, (b + 1) * S),
-        ex.label,
-      );
-      tok += s.acc;
-      if (s.exact) exact++;
-    });
-  }
-  return {
-    tok: tok / spec.examples.length,
-    exact: exact / spec.examples.length,
-  };
 }

@@ -17,9 +17,10 @@ import { Rng } from "../rng.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { splitByGroup } from "./holdout.ts";
  * const { train, heldout } = splitByGroup(["a", "a", "b", "b", "c"], 0.34, 0);
- * console.assert(train.length + heldout.length === 5 && heldout.length > 0);
+ * assert(train.length + heldout.length === 5 && heldout.length > 0);
  * ```
  */
 export function splitByGroup(

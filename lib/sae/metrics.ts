@@ -7,16 +7,17 @@
 
 import { InputError } from "../errors.ts";
 import type { SAE } from "./sae.ts";
-import type { RowSource } from "./train.ts";
+import type { RowSource } from "./train/trainer.ts";
 
 /**
  * A metric value with the formula that produced it.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { Metric } from "./metrics.ts";
  * const m: Metric<number> = { value: 0.1, formula: "Σ‖x−x̂‖² / Σ‖x−x̄‖²" };
- * console.assert(m.value === 0.1);
+ * assert(m.value === 0.1);
  * ```
  */
 export interface Metric<T> {
@@ -34,9 +35,10 @@ export interface Metric<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { DensityHistogram } from "./metrics.ts";
  * const h: DensityHistogram = { edges: [-1, 0], counts: [3], never: 1 };
- * console.assert(h.counts.length === h.edges.length - 1);
+ * assert(h.counts.length === h.edges.length - 1);
  * ```
  */
 export interface DensityHistogram {
@@ -53,9 +55,10 @@ export interface DensityHistogram {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SAEMetrics } from "./metrics.ts";
  * const ok = (m: SAEMetrics) => m.explained_variance.value > 0.9;
- * console.assert(typeof ok === "function");
+ * assert(typeof ok === "function");
  * ```
  */
 export interface SAEMetrics {
@@ -96,6 +99,7 @@ const EDGES = Array.from({ length: 13 }, (_, i) => -6 + i * 0.5);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SAE } from "./sae.ts";
  * import { saeMetrics } from "./metrics.ts";
  * const data = new Float32Array([1, 0, 0, 1, 1, 1]);
@@ -110,7 +114,7 @@ const EDGES = Array.from({ length: 13 }, (_, i) => -6 + i * 0.5);
  * sae.W_enc.set([1, 0, 0, 1]);
  * sae.W_dec.set([1, 0, 0, 1]);
  * const m = saeMetrics(sae, src);
- * console.assert(m.fvu.value === 0 && m.l0.value === 4 / 3);
+ * assert(m.fvu.value === 0 && m.l0.value === 4 / 3);
  * ```
  */
 export function saeMetrics(

@@ -7,39 +7,19 @@
  */
 
 import { InputError } from "../errors.ts";
+import { architecture, type SAEArch, type SAEConfig } from "./arch/mod.ts";
 
-/** SAE architectures: TopK (the default) or ReLU trained with an L1 penalty. */
-export type SAEArch = "topk" | "relu";
-
-/**
- * The SAE configuration stored next to the tensors.
- *
- * @example
- * ```ts
- * import type { SAEConfig } from "./sae.ts";
- * const cfg: SAEConfig = { arch: "topk", d_in: 64, d_sae: 1024, k: 16 };
- * console.assert(cfg.k === 16);
- * ```
- */
-export interface SAEConfig {
-  /** Activation: `topk` keeps the k largest pre-activations, then ReLU. */
-  arch: SAEArch;
-  /** Input width D. */
-  d_in: number;
-  /** Dictionary size F. */
-  d_sae: number;
-  /** Active latents per row; required for `topk`. */
-  k?: number;
-}
+export type { SAEArch, SAEConfig };
 
 /**
  * A row-major float32 tensor.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SAETensor } from "./sae.ts";
  * const t: SAETensor = { shape: [2, 3], data: new Float32Array(6) };
- * console.assert(t.data.length === 6);
+ * assert(t.data.length === 6);
  * ```
  */
 export interface SAETensor {
@@ -54,9 +34,10 @@ export interface SAETensor {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SAE, type SAETensors } from "./sae.ts";
  * const t: SAETensors = new SAE({ arch: "relu", d_in: 2, d_sae: 3 }).toTensors();
- * console.assert(t.W_enc.shape[1] === 3);
+ * assert(t.W_enc.shape[1] === 3);
  * ```
  */
 export interface SAETensors {
@@ -70,85 +51,7 @@ export interface SAETensors {
   b_dec: SAETensor;
 }
 
-/**
- * Select the `k` largest values of `pre[off .. off+n)` into `idx`/`val`,
- * largest first; ties keep the lower index, NaN never wins. Returns the count
- * (`min(k, n)`). Only indices with `mask[i] !== 0` compete when a mask is given.
- *
- * @example
- * ```ts
- * import { selectTopK } from "./sae.ts";
- * const idx = new Int32Array(2), val = new Float32Array(2);
- * const n = selectTopK(new Float32Array([1, 5, 3, 5]), 0, 4, 2, idx, val);
- * console.assert(n === 2 && idx[0] === 1 && idx[1] === 3);
- * ```
- */
-export function selectTopK(
-  pre: Float32Array,
-  off: number,
-  n: number,
-  k: number,
-  idx: Int32Array,
-  val: Float32Array,
-  mask?: Uint8Array,
-): number {
-  // A sorted insertion buffer beats a heap for the small k used by SAEs: most
-  // candidates are rejected by one compare against the current k-th value.
-  // The mask test and the filling phase are kept out of the hot loop.
-  let cnt = 0;
-  let i = 0;
-  for (; i < n && cnt < k; i++) {
-    if (mask !== undefined && mask[i] === 0) continue;
-    const v = pre[off + i];
-    if (v !== v) continue;
-    insert(idx, val, cnt++, v, i);
-  }
-  if (cnt < k) return cnt;
-  let thr = val[k - 1];
-  if (mask === undefined) {
-    for (; i < n; i++) {
-      const v = pre[off + i];
-      if (v > thr) {
-        insert(idx, val, k - 1, v, i);
-        thr = val[k - 1];
-      }
-    }
-  } else {
-    for (; i < n; i++) {
-      const v = pre[off + i];
-      if (v > thr && mask[i] !== 0) {
-        insert(idx, val, k - 1, v, i);
-        thr = val[k - 1];
-      }
-    }
-  }
-  return cnt;
-}
-
-/** Put (v, i) at slot p or earlier, keeping `val` descending. */
-function insert(
-  idx: Int32Array,
-  val: Float32Array,
-  p: number,
-  v: number,
-  i: number,
-): void {
-  // Strict compare: an equal value already kept (lower index) stays ahead.
-  while (p > 0 && val[p - 1] < v) {
-    val[p] = val[p - 1];
-    idx[p] = idx[p - 1];
-    p--;
-  }
-  val[p] = v;
-  idx[p] = i;
-}
-
 function checkConfig(cfg: SAEConfig): void {
-  if (cfg.arch !== "topk" && cfg.arch !== "relu") {
-    throw new InputError(
-      `sae cfg.arch must be "topk" or "relu", got ${JSON.stringify(cfg.arch)}`,
-    );
-  }
   for (const key of ["d_in", "d_sae"] as const) {
     const v = cfg[key];
     if (!Number.isInteger(v) || v < 1) {
@@ -157,14 +60,7 @@ function checkConfig(cfg: SAEConfig): void {
       );
     }
   }
-  if (cfg.arch === "topk") {
-    const k = cfg.k;
-    if (k === undefined || !Number.isInteger(k) || k < 1 || k > cfg.d_sae) {
-      throw new InputError(
-        `sae cfg.k must be an integer in [1, d_sae=${cfg.d_sae}] for topk, got ${k}`,
-      );
-    }
-  }
+  architecture(cfg.arch).checkConfig(cfg);
 }
 
 /**
@@ -172,13 +68,14 @@ function checkConfig(cfg: SAEConfig): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SAE } from "./sae.ts";
  * const sae = new SAE({ arch: "topk", d_in: 2, d_sae: 2, k: 1 });
  * sae.W_enc.set([1, 0, 0, 1]);
  * sae.W_dec.set([1, 0, 0, 1]);
  * const a = sae.encode(new Float32Array([3, 1]));
- * console.assert(a[0] === 3 && a[1] === 0);
- * console.assert(sae.decode(a)[0] === 3);
+ * assert(a[0] === 3 && a[1] === 0);
+ * assert(sae.decode(a)[0] === 3);
  * ```
  */
 export class SAE {
@@ -237,9 +134,9 @@ export class SAE {
     const out = new Float32Array(n * F);
     const xc = new Float64Array(D);
     const acc = new Float64Array(F);
-    const topk = this.cfg.arch === "topk";
-    const k = this.cfg.k ?? 0;
-    const idx = new Int32Array(k), val = new Float32Array(k);
+    const arch = architecture(this.cfg.arch);
+    const cap = arch.maxActive(this.cfg);
+    const idx = new Int32Array(cap), val = new Float32Array(cap);
     for (let r = 0; r < n; r++) {
       for (let d = 0; d < D; d++) xc[d] = h[r * D + d] - this.b_dec[d];
       for (let j = 0; j < F; j++) acc[j] = this.b_enc[j];
@@ -252,13 +149,9 @@ export class SAE {
       }
       const o = r * F;
       for (let j = 0; j < F; j++) out[o + j] = acc[j];
-      if (topk) {
-        const cnt = selectTopK(out, o, F, k, idx, val);
-        out.fill(0, o, o + F);
-        for (let a = 0; a < cnt; a++) if (val[a] > 0) out[o + idx[a]] = val[a];
-      } else {
-        for (let j = 0; j < F; j++) if (!(out[o + j] > 0)) out[o + j] = 0;
-      }
+      const cnt = arch.activate(out, o, this.cfg, idx, val);
+      out.fill(0, o, o + F);
+      for (let a = 0; a < cnt; a++) out[o + idx[a]] = val[a];
     }
     return out;
   }
@@ -304,13 +197,47 @@ export class SAE {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { SAE } from "./sae.ts";
    * const a = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
    * const b = SAE.fromTensors(a.toTensors(), a.cfg);
-   * console.assert(b.W_dec.length === 32);
+   * assert(b.W_dec.length === 32);
    * ```
    */
   static fromTensors(tensors: Partial<SAETensors>, cfg: SAEConfig): SAE {
+    return fromTensors(tensors, cfg);
+  }
+
+  /**
+   * Load an SAE from `sae.pt`: a run dir, or a path ending in `.pt`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SAE } from "./sae.ts";
+   * import { encodeSaePt } from "./sae_pt.ts";
+   * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 3 });
+   * sae.W_dec[4] = 0.5;
+   * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+   *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+   * const path = await Deno.makeTempFile({ suffix: ".pt" });
+   * try {
+   *   await Deno.writeFile(path, encodeSaePt(sae, cfg));
+   *   assert.equal((await SAE.load(path)).W_dec[4], 0.5);
+   * } finally {
+   *   await Deno.remove(path);
+   * }
+   * ```
+   */
+  static async load(path: string): Promise<SAE> {
+    // Imported here: sae_pt.ts builds SAEs, so a static import would cycle.
+    const { readSaePt } = await import("./sae_pt.ts");
+    return (await readSaePt(path)).sae;
+  }
+}
+
+function fromTensors(tensors: Partial<SAETensors>, cfg: SAEConfig): SAE {
+  {
     checkConfig(cfg);
     const { d_in: D, d_sae: F } = cfg;
     const want: Record<keyof SAETensors, number[]> = {

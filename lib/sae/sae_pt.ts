@@ -15,6 +15,7 @@ import {
   type TorchValue,
 } from "../io/torch_pt.ts";
 import { SAE, type SAEConfig, type SAETensors } from "./sae.ts";
+import { architecture } from "./arch/mod.ts";
 
 /** What trminterp stores in `sae.pt` next to the tensors. */
 export interface SaeFileConfig extends SAEConfig {
@@ -42,13 +43,14 @@ const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SAE } from "./sae.ts";
  * import { decodeSaePt, encodeSaePt } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
  *   trace_sha256: "", model_sha256: "", seed: 0, training: {} };
  * const back = decodeSaePt(encodeSaePt(sae, cfg), "sae.pt");
- * console.assert(back.sae.W_dec.length === 32);
+ * assert(back.sae.W_dec.length === 32);
  * ```
  */
 export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
@@ -76,11 +78,12 @@ export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSaePt } from "./sae_pt.ts";
  * try {
  *   decodeSaePt(new Uint8Array([1, 2, 3]), "sae.pt");
  * } catch (e) {
- *   console.assert((e as Error).message.includes("sae.pt"));
+ *   assert((e as Error).message.includes("sae.pt"));
  * }
  * ```
  */
@@ -131,19 +134,31 @@ export function decodeSaePt(
 }
 
 /**
- * Read `sae.pt` from a run dir.
+ * Read `sae.pt` from a run dir, or from a path ending in `.pt`.
  *
  * @example
- * ```ts ignore
- * import { readSaePt } from "./sae_pt.ts";
- * const { sae, cfg } = await readSaePt("runs/demo");
- * console.log(cfg.latent, sae.cfg.d_sae);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE } from "./sae.ts";
+ * import { encodeSaePt, readSaePt } from "./sae_pt.ts";
+ * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+ * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+ *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await Deno.writeFile(`${dir}/sae.pt`, encodeSaePt(sae, cfg));
+ *   const back = await readSaePt(dir);
+ *   assert.equal(back.cfg.latent, "z_H");
+ *   assert.equal(back.sae.cfg.d_sae, 8);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export async function readSaePt(
   runDir: string,
 ): Promise<{ sae: SAE; cfg: SaeFileConfig; sha256: string }> {
-  const path = join(runDir, "sae.pt");
+  const path = runDir.endsWith(".pt") ? runDir : join(runDir, "sae.pt");
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -162,9 +177,22 @@ export async function readSaePt(
  * Write the SAELens v6 folder: `cfg.json` and `sae_weights.safetensors`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE } from "./sae.ts";
  * import { writeSaeLensFolder } from "./sae_pt.ts";
- * await writeSaeLensFolder("runs/demo/saelens", sae, cfg, "sudoku4-trm");
+ * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+ * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+ *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await writeSaeLensFolder(dir, sae, cfg, "demo");
+ *   const saelens = JSON.parse(await Deno.readTextFile(`${dir}/cfg.json`));
+ *   assert.equal(saelens.architecture, "topk");
+ *   assert.equal(saelens.k, 2);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export async function writeSaeLensFolder(
@@ -187,7 +215,7 @@ export async function writeSaeLensFolder(
     };
   }
   const saelensCfg: Record<string, unknown> = {
-    architecture: cfg.arch === "topk" ? "topk" : "standard",
+    architecture: architecture(cfg.arch).saelensName,
     d_in: cfg.d_in,
     d_sae: cfg.d_sae,
     dtype: "float32",
@@ -207,7 +235,7 @@ export async function writeSaeLensFolder(
       dataset_path: null,
     },
   };
-  if (cfg.arch === "topk") saelensCfg.k = cfg.k;
+  Object.assign(saelensCfg, architecture(cfg.arch).saelensFields(cfg));
   await writeFileAtomic(
     join(dir, "sae_weights.safetensors"),
     encodeSafetensors(tensors),

@@ -3,9 +3,10 @@ import { createHash } from "node:crypto";
 import { InputError } from "../errors.ts";
 import { splitByGroup } from "./holdout.ts";
 import { Rng } from "../rng.ts";
-import { SAE, selectTopK } from "./sae.ts";
+import { SAE } from "./sae.ts";
+import { selectTopK } from "./arch/mod.ts";
 import { saeMetrics } from "./metrics.ts";
-import { fitSAE, type RowSource } from "./train.ts";
+import { fitSAE, type RowSource } from "./train/trainer.ts";
 
 /** Rows from a planted dictionary: `active` unit atoms per row, coefficients in [0.5, 1.5). */
 function planted(

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 
 const int = z.number().int();
 const nonNeg = int.nonnegative();
@@ -40,8 +40,9 @@ const HRM_ROLES = ["embed", "L_net", "H_net", "head"] as const;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { GRAPH_ROLES } from "./schema.ts";
- * console.assert(GRAPH_ROLES.hrm.includes("H_net"));
+ * assert(GRAPH_ROLES.hrm.includes("H_net"));
  * ```
  */
 export const GRAPH_ROLES: {
@@ -253,9 +254,10 @@ export type ParseResult<T> =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Schedule, type Validator } from "./schema.ts";
  * const v: Validator<unknown> = Schedule;
- * console.assert(!v.safeParse({}).success);
+ * assert(!v.safeParse({}).success);
  * ```
  */
 export interface Validator<T> {
@@ -510,9 +512,10 @@ export const Tokens: Validator<Tokens> = TokensSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ModelManifest } from "./schema.ts";
  * const r = ModelManifest.safeParse({ format: "trminterp-bundle/1" });
- * console.assert(!r.success);
+ * assert(!r.success);
  * ```
  */
 export const ModelManifest: Validator<ModelManifest> = ModelManifestSchema;
@@ -522,8 +525,9 @@ export const ModelManifest: Validator<ModelManifest> = ModelManifestSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceHeader } from "./schema.ts";
- * console.assert(!TraceHeader.safeParse({ kind: "header" }).success);
+ * assert(!TraceHeader.safeParse({ kind: "header" }).success);
  * ```
  */
 export const TraceHeader: Validator<TraceHeader> = TraceHeaderSchema;
@@ -533,8 +537,9 @@ export const TraceHeader: Validator<TraceHeader> = TraceHeaderSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceStep } from "./schema.ts";
- * console.assert(!TraceStep.safeParse({ kind: "step" }).success);
+ * assert(!TraceStep.safeParse({ kind: "step" }).success);
  * ```
  */
 export const TraceStep: Validator<TraceStep> = TraceStepSchema;
@@ -544,8 +549,9 @@ export const TraceStep: Validator<TraceStep> = TraceStepSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceReadout } from "./schema.ts";
- * console.assert(!TraceReadout.safeParse({ kind: "readout" }).success);
+ * assert(!TraceReadout.safeParse({ kind: "readout" }).success);
  * ```
  */
 export const TraceReadout: Validator<TraceReadout> = TraceReadoutSchema;
@@ -555,8 +561,9 @@ export const TraceReadout: Validator<TraceReadout> = TraceReadoutSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceExample } from "./schema.ts";
- * console.assert(!TraceExample.safeParse({ kind: "example" }).success);
+ * assert(!TraceExample.safeParse({ kind: "example" }).success);
  * ```
  */
 export const TraceExample: Validator<TraceExample> = TraceExampleSchema;
@@ -566,8 +573,9 @@ export const TraceExample: Validator<TraceExample> = TraceExampleSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceRecord } from "./schema.ts";
- * console.assert(!TraceRecord.safeParse({ kind: "nope" }).success);
+ * assert(!TraceRecord.safeParse({ kind: "nope" }).success);
  * ```
  */
 export const TraceRecord: Validator<TraceRecord> = TraceRecordSchema;
@@ -743,8 +751,9 @@ const ReportSchema = z.object({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SaeMetricsFile } from "./schema.ts";
- * console.assert(!SaeMetricsFile.safeParse({}).success);
+ * assert(!SaeMetricsFile.safeParse({}).success);
  * ```
  */
 export const SaeMetricsFile: Validator<unknown> = SaeMetricsFileSchema;
@@ -754,8 +763,9 @@ export const SaeMetricsFile: Validator<unknown> = SaeMetricsFileSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReportFile } from "./schema.ts";
- * console.assert(!ReportFile.safeParse({}).success);
+ * assert(!ReportFile.safeParse({}).success);
  * ```
  */
 export const ReportFile: Validator<unknown> = ReportSchema;
@@ -766,8 +776,9 @@ export const ReportFile: Validator<unknown> = ReportSchema;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { jsonSchemas } from "./schema.ts";
- * console.assert("model.json" in jsonSchemas());
+ * assert("model.json" in jsonSchemas());
  * ```
  */
 export function jsonSchemas(): Record<string, unknown> {

@@ -11,7 +11,7 @@ import { InputError } from "../errors.ts";
 import { sha256File } from "../io/atomic.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { NpyReader } from "../io/npy.ts";
-import type { Latent } from "../model/rollout.ts";
+import type { Latent, OutcomeTrace, RolloutExample } from "../model/rollout.ts";
 import {
   formatZodError,
   type TraceExample,
@@ -71,14 +71,105 @@ export interface TraceFilter {
 
 const LATENTS: Latent[] = ["z_H", "z_L"];
 
+/** A query over a trace's rows, for {@linkcode TraceDataset.select}. */
+export interface RowQuery {
+  /** Only this latent. */
+  latent?: Latent;
+  /** Only steps matching this selector (text or parsed). */
+  steps?: string | StepSelector;
+  /** Only these positions (prefix first). */
+  positions?: readonly number[];
+  /** Only these example ids. */
+  examples?: Iterable<string>;
+}
+
+/** Row indices of `meta` matching `q`, in trace order. */
+function selectRows(meta: TraceMeta, n: number, q: RowQuery): Int32Array {
+  const sel = typeof q.steps === "string"
+    ? StepSelector.parse(q.steps)
+    : q.steps;
+  const okT = new Set<number>();
+  for (const [t, text] of meta.addressOf) {
+    if (!sel || sel.matches(parseAddress(text))) okT.add(t);
+  }
+  const pos = q.positions ? new Set(q.positions) : null;
+  let okEx: Uint8Array | null = null;
+  if (q.examples) {
+    okEx = new Uint8Array(meta.examples.length);
+    const want = new Set(q.examples);
+    meta.examples.forEach((id, i) => okEx![i] = want.has(id) ? 1 : 0);
+  }
+  const lat = q.latent === undefined ? -1 : LATENTS.indexOf(q.latent);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (lat >= 0 && meta.latentOf[i] !== lat) continue;
+    if (!okT.has(meta.t[i])) continue;
+    if (pos && !pos.has(meta.position[i])) continue;
+    if (okEx && !okEx[meta.exampleOf[i]]) continue;
+    out.push(i);
+  }
+  return Int32Array.from(out);
+}
+
+/** The traced examples as rollout inputs, in trace order. */
+function examplesOf(meta: TraceMeta): RolloutExample[] {
+  return meta.outcomes.map((o) => ({
+    id: o.example,
+    tokens: o.tokens,
+    label: o.label,
+    puzzleIdentifier: o.puzzle_identifier,
+  }));
+}
+
+/** The traced outcomes (baseline), from the example and final readout records. */
+function outcomesOf(meta: TraceMeta): OutcomeTrace {
+  const h = meta.header;
+  const perSup = new Map<string, number[][]>();
+  for (const r of meta.readouts) {
+    if (!r.final) continue;
+    const list = perSup.get(r.example) ?? [];
+    list[r.sup] = r.pred;
+    perSup.set(r.example, list);
+  }
+  return {
+    S: h.model.seq_len,
+    V: h.model.vocab_size,
+    examples: meta.outcomes.map((o) => ({
+      example: o.example,
+      label: o.label,
+      pred: o.pred,
+      predPerSup: perSup.get(o.example) ?? [o.pred],
+      haltStep: o.halt_step,
+      logits: decodeF32(o.logits),
+    })),
+  };
+}
+
+function decodeF32(b64: string): Float32Array {
+  const buf = Buffer.from(b64, "base64");
+  const out = new Float32Array(buf.length / 4);
+  new Uint8Array(out.buffer).set(buf);
+  return out;
+}
+
 /**
  * A loaded trace: `states` is `[N, D]` float32, rows in trace order.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { TraceDataset } from "./dataset.ts";
- * const ds = await TraceDataset.load("runs/demo", { latents: ["z_H"] });
- * console.log(ds.shape, ds.row(0));
+ * import { runTrace } from "./trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2 });
+ *   const ds = await TraceDataset.load(dir, { latents: ["z_H"] });
+ *   assert.deepEqual(ds.shape, [2 * 16 * 16, 64]); // examples × z_H updates × positions, D
+ *   assert.equal(ds.row(0).address, "s0.h0.H");
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export class TraceDataset {
@@ -115,6 +206,80 @@ export class TraceDataset {
     };
   }
 
+  /** The trace header. */
+  get header(): TraceHeader {
+    return this.meta.header;
+  }
+
+  /**
+   * Row indices matching a query, in trace order.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { TraceDataset } from "./dataset.ts";
+   * import { runTrace } from "./trace.ts";
+   * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+   * const dir = await Deno.makeTempDir();
+   * try {
+   *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 3 });
+   *   const ds = await TraceDataset.load(dir);
+   *   const rows = ds.select({ latent: "z_H", steps: "s0.*.H", positions: [0, 5] });
+   *   assert.equal(rows.length, 3 * 2 * 2); // examples × H cycles × positions
+   *   for (const i of rows) assert.equal(ds.row(i).latent, "z_H");
+   *   assert.equal(ds.gather(rows).length, rows.length * 64);
+   * } finally {
+   *   await Deno.remove(dir, { recursive: true });
+   * }
+   * ```
+   */
+  select(q: RowQuery = {}): Int32Array {
+    return selectRows(this.meta, this.shape[0], q);
+  }
+
+  /** Copy the given rows out as one `[rows.length, D]` array. */
+  gather(rows: Int32Array): Float32Array {
+    const D = this.shape[1];
+    const out = new Float32Array(rows.length * D);
+    rows.forEach((r, i) =>
+      out.set(this.states.subarray(r * D, (r + 1) * D), i * D)
+    );
+    return out;
+  }
+
+  /**
+   * The rows of one example at step `t`, at `positions` (which must have been
+   * recorded), or undefined when the trace holds no such step.
+   */
+  rowsAt(
+    example: string,
+    t: number,
+    positions: readonly number[],
+  ): Int32Array | undefined {
+    this.#firstRow ??= firstRows(this.meta, this.shape[0]);
+    const start = this.#firstRow.get(`${example}|${t}`);
+    if (start === undefined) return undefined;
+    const recorded = this.meta.header.record.positions;
+    const out = new Int32Array(positions.length);
+    for (let k = 0; k < positions.length; k++) {
+      const j = recorded.indexOf(positions[k]);
+      if (j < 0) return undefined;
+      out[k] = start + j;
+    }
+    return out;
+  }
+  #firstRow?: Map<string, number>;
+
+  /** The traced examples as inputs for {@linkcode rollout}, in trace order. */
+  examples(): RolloutExample[] {
+    return examplesOf(this.meta);
+  }
+
+  /** The traced outcomes, for {@linkcode Evaluator.compare}. */
+  outcomes(): OutcomeTrace {
+    return outcomesOf(this.meta);
+  }
+
   /**
    * Load a trace from a run dir or a trace.jsonl path into memory. States come
    * from `states.npy` when its sha256 matches the header (read straight into
@@ -146,12 +311,24 @@ export class TraceDataset {
    * otherwise they are loaded. Call `close()` when done.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import assert from "node:assert/strict";
    * import { TraceDataset } from "./dataset.ts";
-   * const rows = await TraceDataset.open("runs/demo", { latents: ["z_H"] });
-   * const out = new Float32Array(2 * rows.dim);
-   * rows.rows(Int32Array.of(0, 1), out);
-   * rows.close();
+   * import { runTrace } from "./trace.ts";
+   * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+   * const dir = await Deno.makeTempDir();
+   * try {
+   *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2 });
+   *   const all = await TraceDataset.load(dir, { latents: ["z_H"] });
+   *   const rows = await TraceDataset.open(dir, { latents: ["z_H"] }, { maxResidentBytes: 0 });
+   *   assert.equal(rows.residence, "states.npy");
+   *   const out = new Float32Array(2 * rows.dim);
+   *   rows.rows(Int32Array.of(0, 7), out);
+   *   assert.deepEqual(out, all.gather(Int32Array.of(0, 7)));
+   *   rows.close();
+   * } finally {
+   *   await Deno.remove(dir, { recursive: true });
+   * }
    * ```
    */
   static async open(
@@ -223,6 +400,26 @@ export class TraceRows {
     this.#close = close;
   }
 
+  /** The trace header. */
+  get header(): TraceHeader {
+    return this.meta.header;
+  }
+
+  /** Row indices matching a query, in trace order. */
+  select(q: RowQuery = {}): Int32Array {
+    return selectRows(this.meta, this.n, q);
+  }
+
+  /** The traced examples as inputs for {@linkcode rollout}, in trace order. */
+  examples(): RolloutExample[] {
+    return examplesOf(this.meta);
+  }
+
+  /** The traced outcomes, for {@linkcode Evaluator.compare}. */
+  outcomes(): OutcomeTrace {
+    return outcomesOf(this.meta);
+  }
+
   /** Copy rows `indices` into `out` (`indices.length × D` floats). */
   rows(indices: Int32Array, out: Float32Array): void {
     this.#read(indices, out);
@@ -250,6 +447,16 @@ interface Scan {
   npyRow: Int32Array | null;
   /** The kept rows decoded from the inline data (without `npy`). */
   inline: Float32Array | null;
+}
+
+/** For each (example, t), the first row of that step record. */
+function firstRows(meta: TraceMeta, n: number): Map<string, number> {
+  const start = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const key = `${meta.examples[meta.exampleOf[i]]}|${meta.t[i]}`;
+    if (!start.has(key)) start.set(key, i);
+  }
+  return start;
 }
 
 async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
@@ -482,4 +689,41 @@ function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
       );
     }
   }
+}
+
+/**
+ * Read and validate only the header line of a trace (a run dir or a
+ * trace.jsonl path), without reading its records.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readTraceHeader } from "./dataset.ts";
+ * import { runTrace } from "./trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 1, latents: ["z_H"] });
+ *   const h = await readTraceHeader(dir);
+ *   assert.equal(h.model.name, "sudoku4-trm");
+ *   assert.deepEqual(h.record.latents, ["z_H"]);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function readTraceHeader(path: string): Promise<TraceHeader> {
+  const tracePath = path.endsWith(".jsonl") ? path : join(path, "trace.jsonl");
+  for await (const { line, value } of readJsonlOrMissing(tracePath)) {
+    const h = TraceHeader.safeParse(value);
+    if (!h.success) {
+      throw new InputError(
+        `${tracePath}:${line}: not a trace header (${
+          formatZodError(h.error)
+        }); re-run trace`,
+      );
+    }
+    return h.data;
+  }
+  throw new InputError(`${tracePath} is empty; re-run trace`);
 }

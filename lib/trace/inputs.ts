@@ -43,9 +43,10 @@ export const IGNORE_LABEL = -100;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scorePrediction } from "./inputs.ts";
  * const s = scorePrediction([2, 3, 4], [2, 3, -100]);
- * console.assert(s.acc === 1 && s.exact);
+ * assert(s.acc === 1 && s.exact);
  * ```
  */
 export function scorePrediction(
@@ -66,12 +67,15 @@ export function scorePrediction(
  * against the bundle: length S, token ids inside the vocabulary, label shape.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadPuzzles } from "./inputs.ts";
  * import { readManifest } from "../model/bundle.ts";
- * const { manifest } = await readManifest("references/models/sudoku4-trm");
- * const set = await loadPuzzles("references/models/sudoku4-trm/test.jsonl", manifest);
- * console.log(set.puzzles.length);
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const { manifest } = await readManifest(demo);
+ * const set = await loadPuzzles(`${demo}/test.jsonl`, manifest);
+ * assert.equal(set.puzzles.length, 464);
+ * assert.equal(set.puzzles[0].tokens.length, 16);
  * ```
  */
 export async function loadPuzzles(

@@ -1,0 +1,227 @@
+/**
+ * What the three commands share: common flags, help layout, value parsers
+ * and the provenance command line.
+ *
+ * @module
+ */
+import { type BackendName, BACKENDS } from "../lib/model/backend.ts";
+import type { Latent } from "../lib/model/rollout.ts";
+import { InputError } from "../lib/errors.ts";
+import { type FlagSpec, formatFlags, intFlag } from "./flags.ts";
+
+/** Parsed flag values of one command. */
+export type FlagValues = Record<string, string | boolean | undefined>;
+
+/** The exit-code table, in every `--help`. */
+export const EXIT_CODES = `exit codes:
+  0  success
+  1  internal error (a bug: please report it with the command line)
+  2  bad input, bad usage, a missing permission or a failing environment (the message names the fix)`;
+
+/**
+ * Flags every command takes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { COMMON } from "./common.ts";
+ * assert.equal(COMMON["run-dir"].arg, "DIR");
+ * ```
+ */
+export const COMMON: Record<string, FlagSpec> = {
+  "run-dir": {
+    type: "string",
+    arg: "DIR",
+    help: "run directory for every output (required)",
+  },
+  seed: {
+    type: "string",
+    arg: "N",
+    help:
+      "seed; the same inputs and seed give byte-identical outputs (default 0)",
+  },
+  force: {
+    type: "boolean",
+    help: "overwrite this command's earlier outputs in the run dir",
+  },
+  progress: {
+    type: "boolean",
+    help: "print progress to stderr even when it is not a terminal",
+  },
+  help: { type: "boolean", short: "h", help: "show this help" },
+};
+
+/**
+ * A command's `--help` text.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { usage } from "./common.ts";
+ * const text = usage("trace", "--run-dir DIR", { seed: { type: "string", arg: "N", help: "seed" } });
+ * assert.match(text, /^usage: trminterp trace --run-dir DIR/);
+ * assert.match(text, /--seed N\s+seed/);
+ * ```
+ */
+export function usage(
+  name: string,
+  synopsis: string,
+  flags: Record<string, FlagSpec>,
+  extra = "",
+): string {
+  return `usage: trminterp ${name} ${synopsis}\n\nflags:\n${
+    formatFlags(flags)
+  }\n${extra ? `\n${extra}\n` : ""}\n${EXIT_CODES}`;
+}
+
+/**
+ * The `--run-dir` value, required.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { requireRunDir } from "./common.ts";
+ * assert.equal(requireRunDir({ "run-dir": "runs/a" }, "trace"), "runs/a");
+ * assert.throws(() => requireRunDir({}, "trace"), /--run-dir is required/);
+ * ```
+ */
+export function requireRunDir(v: FlagValues, cmd: string): string {
+  const dir = v["run-dir"];
+  if (typeof dir !== "string" || dir === "") {
+    throw new InputError(
+      `${cmd}: --run-dir is required; e.g. \`trminterp ${cmd} --run-dir runs/demo\``,
+    );
+  }
+  return dir;
+}
+
+/**
+ * A comma-separated list of latents.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseLatents } from "./common.ts";
+ * assert.deepEqual(parseLatents("z_H, z_L"), ["z_H", "z_L"]);
+ * assert.throws(() => parseLatents("z_X"), /unknown latent "z_X"/);
+ * ```
+ */
+export function parseLatents(
+  v: string | boolean | undefined,
+): Latent[] | undefined {
+  if (typeof v !== "string") return undefined;
+  const list = v.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const l of list) {
+    if (l !== "z_H" && l !== "z_L") {
+      throw new InputError(
+        `--latents: unknown latent "${l}"; use z_H, z_L or z_H,z_L`,
+      );
+    }
+  }
+  if (!list.length) {
+    throw new InputError(`--latents is empty; use z_H, z_L or z_H,z_L`);
+  }
+  return list as Latent[];
+}
+
+/**
+ * A `--backend` value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseBackend } from "./common.ts";
+ * assert.equal(parseBackend("wasm"), "wasm");
+ * assert.throws(() => parseBackend("cuda"), /unknown backend "cuda"/);
+ * ```
+ */
+export function parseBackend(
+  v: string | boolean | undefined,
+): BackendName | undefined {
+  if (typeof v !== "string") return undefined;
+  if (!(BACKENDS as readonly string[]).includes(v)) {
+    throw new InputError(
+      `--backend: unknown backend "${v}"; use ${BACKENDS.join(" or ")}`,
+    );
+  }
+  return v as BackendName;
+}
+
+/**
+ * A comma-separated list of non-negative integers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { intList } from "./common.ts";
+ * assert.deepEqual(intList("3, 17", "--features"), [3, 17]);
+ * assert.throws(() => intList("3,x", "--features"), /--features must be an integer/);
+ * ```
+ */
+export function intList(
+  v: string | boolean | undefined,
+  name: string,
+): number[] | undefined {
+  if (typeof v !== "string") return undefined;
+  const out = v.split(",").map((x) => x.trim()).filter(Boolean).map((x) =>
+    intFlag(x, name, 0)!
+  );
+  if (!out.length) {
+    throw new InputError(`${name} is empty; give feature indices like 3,17`);
+  }
+  return out;
+}
+
+/**
+ * The command line recorded in provenance: it leaves out what does not change
+ * the outputs (where they go, overwriting, progress), so two runs in
+ * different dirs hash equal.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { provenanceArgs } from "./common.ts";
+ * assert.deepEqual(provenanceArgs(["trace"], ["--run-dir", "a", "--seed", "1", "--force"]), ["trace", "--seed", "1"]);
+ * ```
+ */
+export function provenanceArgs(cmd: string[], args: string[]): string[] {
+  const out = [...cmd];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--run-dir") i++;
+    else if (
+      !a.startsWith("--run-dir=") && a !== "--force" && a !== "--progress"
+    ) out.push(a);
+  }
+  return out;
+}
+
+/**
+ * Whether to show progress: on a terminal, or when asked.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wantProgress } from "./common.ts";
+ * assert.equal(wantProgress({ progress: true }), true);
+ * ```
+ */
+export function wantProgress(v: FlagValues): boolean {
+  return v.progress === true || Deno.stderr.isTerminal();
+}
+
+/**
+ * A string flag's value, or undefined.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { str } from "./common.ts";
+ * assert.equal(str({ a: "x", b: true }, "a"), "x");
+ * assert.equal(str({ a: "x", b: true }, "b"), undefined);
+ * ```
+ */
+export function str(v: FlagValues, name: string): string | undefined {
+  const x = v[name];
+  return typeof x === "string" ? x : undefined;
+}

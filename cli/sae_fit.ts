@@ -1,0 +1,205 @@
+/**
+ * `trminterp sae fit`: flags, up-front checks, and the summary.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { InputError } from "../lib/errors.ts";
+import { ARCHITECTURES, type SAEArch } from "../lib/sae/arch/mod.ts";
+import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
+import { runSaeFit, type SaeMetricsJson } from "../lib/sae/fit.ts";
+import { readTraceHeader } from "../lib/trace/dataset.ts";
+import {
+  COMMON,
+  type FlagValues,
+  parseLatents,
+  provenanceArgs,
+  requireRunDir,
+  str,
+  usage,
+  wantProgress,
+} from "./common.ts";
+import { type FlagSpec, intFlag, numFlag, parseFlags } from "./flags.ts";
+import {
+  checkPermissions,
+  missingGrants,
+  ortWasmFiles,
+  permissionFlags,
+} from "./permissions.ts";
+import { Progress } from "./progress.ts";
+
+const D = SAE_DEFAULTS;
+
+/** The flags of `sae fit`; their defaults come from `SAE_DEFAULTS`. */
+export const SAE_FLAGS: Record<string, FlagSpec> = {
+  "run-dir": COMMON["run-dir"],
+  seed: COMMON.seed,
+  arch: {
+    type: "string",
+    arg: "NAME",
+    help: `${Object.keys(ARCHITECTURES).join(" | ")} (default ${D.arch})`,
+  },
+  features: {
+    type: "string",
+    arg: "F",
+    help: "dictionary size F (default expansion x D)",
+  },
+  expansion: {
+    type: "string",
+    arg: "E",
+    help: `F = E x D when --features is not given (default ${D.expansion})`,
+  },
+  k: {
+    type: "string",
+    arg: "K",
+    help: `active features per row for topk (default ${D.k})`,
+  },
+  l1: {
+    type: "string",
+    arg: "LAMBDA",
+    help: `L1 coefficient for relu (default ${D.l1}, with a warm-up)`,
+  },
+  lr: {
+    type: "string",
+    arg: "LR",
+    help: `Adam learning rate (default ${D.lr})`,
+  },
+  batch: {
+    type: "string",
+    arg: "N",
+    help: `rows per optimiser step (default ${D.batch})`,
+  },
+  "train-steps": {
+    type: "string",
+    arg: "N",
+    help: `optimiser steps (default ${D.trainSteps})`,
+  },
+  epochs: {
+    type: "string",
+    arg: "N",
+    help: "passes over the training rows, instead of --train-steps",
+  },
+  latents: {
+    type: "string",
+    arg: "LATENT",
+    help: `the latent to fit on: z_H or z_L (default ${D.latent})`,
+  },
+  steps: {
+    type: "string",
+    arg: "SELECTOR",
+    help: `steps whose rows train the SAE (default ${D.steps})`,
+  },
+  holdout: {
+    type: "string",
+    arg: "FRAC",
+    help:
+      `held-out fraction of examples for the metrics (default ${D.holdout})`,
+  },
+  model: {
+    type: "string",
+    arg: "BUNDLE",
+    help: "bundle for task accuracy recovered (default: the trace's model)",
+  },
+  "export-saelens": {
+    type: "boolean",
+    help: "also write DIR/saelens/ (cfg.json, sae_weights.safetensors)",
+  },
+  force: COMMON.force,
+  progress: COMMON.progress,
+  help: COMMON.help,
+};
+
+/** `trminterp sae fit --help`. */
+export const SAE_HELP: string = usage(
+  "sae fit",
+  "--run-dir DIR [flags]",
+  SAE_FLAGS,
+  `Fits a sparse autoencoder (SAELens v6 conventions) on the trace's states and writes
+DIR/sae.pt (torch.load(path, weights_only=True) opens it) and DIR/sae_metrics.json
+(held-out metrics with their formulas, the loss curve and task accuracy recovered).`,
+);
+
+/**
+ * Run `trminterp sae fit` on its arguments (after `sae fit`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { saeFit } from "./sae_fit.ts";
+ * import { trace } from "./trace.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await trace(["--run-dir", dir, "--limit", "4", "--latents", "z_H"]);
+ *   const m = await saeFit(["--run-dir", dir, "--train-steps", "20", "--features", "32", "--k", "4"]);
+ *   assert.equal(m?.config.d_sae, 32);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
+  const v: FlagValues = parseFlags("sae fit", args, SAE_FLAGS);
+  if (v.help) return console.log(SAE_HELP);
+  const runDir = requireRunDir(v, "sae fit");
+  const latents = parseLatents(v.latents);
+  if (latents && latents.length !== 1) {
+    throw new InputError(`sae fit: --latents takes one latent, z_H or z_L`);
+  }
+  await checkPermissions({
+    command: "sae fit",
+    read: [runDir],
+    write: [runDir],
+  });
+  // The model is optional: without its grant, task accuracy recovered is
+  // recorded as null with the reason, and nothing prompts.
+  const header = await readTraceHeader(runDir);
+  const model = str(v, "model") ?? header.model.path;
+  const needs = {
+    command: "sae fit",
+    read: [runDir, model, ...ortWasmFiles(header.backend)],
+    write: [runDir],
+  };
+  const missing = await missingGrants(needs);
+  const progress = new Progress("sae fit", 0, "steps", wantProgress(v));
+  const m = await runSaeFit({
+    runDir,
+    seed: intFlag(v.seed, "--seed") ?? 0,
+    arch: str(v, "arch") as SAEArch | undefined,
+    features: intFlag(v.features, "--features", 1),
+    expansion: numFlag(v.expansion, "--expansion"),
+    k: intFlag(v.k, "--k", 1),
+    l1: numFlag(v.l1, "--l1"),
+    lr: numFlag(v.lr, "--lr"),
+    batch: intFlag(v.batch, "--batch", 1),
+    trainSteps: intFlag(v["train-steps"], "--train-steps", 1),
+    epochs: intFlag(v.epochs, "--epochs", 1),
+    latent: latents?.[0],
+    steps: str(v, "steps"),
+    holdout: numFlag(v.holdout, "--holdout"),
+    model,
+    skipTaskAccuracy: missing.length
+      ? `model not at hand: no ${missing.join(" ")}; run with ${
+        permissionFlags(needs)
+      } to measure it`
+      : undefined,
+    exportSaeLens: v["export-saelens"] === true,
+    force: v.force === true,
+    onProgress: (done, total) => {
+      progress.total = total;
+      progress.update(done);
+    },
+    command: provenanceArgs(["sae", "fit"], args),
+  });
+  progress.done();
+  const t = m.task_accuracy_recovered;
+  console.error(
+    `sae fit: F=${m.config.d_sae} FVU ${m.metrics.fvu.value.toFixed(4)}, L0 ${
+      m.metrics.l0.value.toFixed(2)
+    }, dead ${
+      m.metrics.dead_fraction.value.toFixed(3)
+    }, task accuracy recovered ${
+      t.value === null ? "n/a" : t.value.toFixed(4)
+    } -> ${join(runDir, "sae.pt")}`,
+  );
+  return m;
+}

@@ -1,0 +1,179 @@
+/**
+ * `trminterp trace`: flags, up-front checks, and the summary.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { BACKENDS } from "../lib/model/backend.ts";
+import { SELECTOR_GRAMMAR } from "../lib/model/address.ts";
+import { InputError } from "../lib/errors.ts";
+import { runTrace, type TraceSummary } from "../lib/trace/trace.ts";
+import {
+  COMMON,
+  type FlagValues,
+  parseBackend,
+  parseLatents,
+  provenanceArgs,
+  requireRunDir,
+  str,
+  usage,
+  wantProgress,
+} from "./common.ts";
+import { type FlagSpec, intFlag, parseFlags } from "./flags.ts";
+import { checkPermissions, ortWasmFiles } from "./permissions.ts";
+import { Progress } from "./progress.ts";
+
+/** The bundled demo model, the default `--model`. */
+export const DEMO_MODEL: string = join(
+  import.meta.dirname ?? ".",
+  "..",
+  "references",
+  "models",
+  "sudoku4-trm",
+);
+
+/** The flags of `trace`. */
+export const TRACE_FLAGS: Record<string, FlagSpec> = {
+  "run-dir": COMMON["run-dir"],
+  model: {
+    type: "string",
+    arg: "BUNDLE",
+    help: "model bundle folder (default: the bundled 4x4 Sudoku TRM)",
+  },
+  inputs: {
+    type: "string",
+    arg: "FILE|DIR",
+    help:
+      "puzzles .jsonl or an official dataset folder (default: the demo's test.jsonl)",
+  },
+  seed: COMMON.seed,
+  limit: {
+    type: "string",
+    arg: "N",
+    help: "trace N examples sampled with --seed (default: all)",
+  },
+  latents: {
+    type: "string",
+    arg: "LIST",
+    help: "latents to record: z_H,z_L (default both)",
+  },
+  steps: {
+    type: "string",
+    arg: "SELECTOR",
+    help: "steps to record (default all; grammar below)",
+  },
+  positions: {
+    type: "string",
+    arg: "SPEC",
+    help: "positions: all | puzzle | prefix | 0-3,8 (default all)",
+  },
+  batch: { type: "string", arg: "N", help: "examples per batch (default 64)" },
+  backend: {
+    type: "string",
+    arg: "NAME",
+    help: `execution backend: ${
+      BACKENDS.join(" | ")
+    } (default wasm, sandboxed; native = onnxruntime-node, needs --allow-ffi: trusted workstations only)`,
+  },
+  "no-states-npy": {
+    type: "boolean",
+    help: "do not write the states.npy cache",
+  },
+  "no-gitignore": {
+    type: "boolean",
+    help: "do not write a .gitignore of * into a new run dir",
+  },
+  force: COMMON.force,
+  progress: COMMON.progress,
+  help: COMMON.help,
+};
+
+/** `trminterp trace --help`. */
+export const TRACE_HELP: string = usage(
+  "trace",
+  "--run-dir DIR [flags]",
+  TRACE_FLAGS,
+  `Runs the model's recurrence step by step and writes DIR/trace.jsonl (header, step,
+readout and example records; states inline as base64 float32) and DIR/states.npy
+([rows, D] float32, a cache checked by sha256).
+
+step selectors:
+${SELECTOR_GRAMMAR.replace(/^/gm, "  ")}`,
+);
+
+/**
+ * Run `trminterp trace` on its arguments.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trace } from "./trace.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   const s = await trace(["--run-dir", `${dir}/run`, "--limit", "2", "--latents", "z_H"]);
+ *   assert.equal(s?.examples, 2);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function trace(args: string[]): Promise<TraceSummary | void> {
+  const v: FlagValues = parseFlags("trace", args, TRACE_FLAGS);
+  if (v.help) return console.log(TRACE_HELP);
+  const runDir = requireRunDir(v, "trace");
+  const model = str(v, "model") ?? DEMO_MODEL;
+  let inputs = str(v, "inputs");
+  if (!inputs) {
+    if (str(v, "model") !== undefined) {
+      throw new InputError(
+        `trace: --inputs is required with --model; pass a puzzles .jsonl file or a dataset folder`,
+      );
+    }
+    inputs = join(DEMO_MODEL, "test.jsonl");
+  }
+  const backend = parseBackend(v.backend) ?? "wasm";
+  await checkPermissions({
+    command: "trace",
+    // Atomic renames need read access to the run dir as well (Deno.rename).
+    read: [model, inputs, runDir, ...ortWasmFiles(backend)],
+    write: [runDir],
+    ffi: backend === "native",
+  });
+  const progress = new Progress("trace", 0, "examples", wantProgress(v));
+  const summary = await runTrace({
+    runDir,
+    model,
+    inputs,
+    seed: intFlag(v.seed, "--seed") ?? 0,
+    limit: intFlag(v.limit, "--limit", 1),
+    latents: parseLatents(v.latents),
+    steps: str(v, "steps"),
+    positions: str(v, "positions"),
+    batch: intFlag(v.batch, "--batch", 1),
+    backend,
+    force: v.force === true,
+    gitignore: v["no-gitignore"] !== true,
+    statesNpy: v["no-states-npy"] !== true,
+    onProgress: (done, total) => {
+      progress.total = total;
+      progress.update(done);
+    },
+    command: provenanceArgs(["trace"], args),
+  });
+  progress.done();
+  console.error(
+    `trace: ${summary.examples} examples, ${summary.rows} state rows, exact ${
+      summary.exact.toFixed(4)
+    }, token acc ${summary.tokenAcc.toFixed(4)}, ${
+      summary.seconds.toFixed(2)
+    }s -> ${summary.trace}`,
+  );
+  console.error(
+    `per supervision step (exact / token): ${
+      summary.perSup.map((p) =>
+        `s${p.sup} ${p.exact.toFixed(4)}/${p.token.toFixed(4)}`
+      ).join("  ")
+    }`,
+  );
+  return summary;
+}

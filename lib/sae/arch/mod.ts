@@ -1,0 +1,57 @@
+/**
+ * The SAE architectures by name.
+ *
+ * @module
+ */
+import { OptionError } from "../../errors.ts";
+import type { SAEArch, SaeArchitecture } from "./architecture.ts";
+import { RELU } from "./relu.ts";
+import { TOPK } from "./topk.ts";
+
+export type {
+  ArchTraining,
+  SAEArch,
+  SaeArchitecture,
+  SAEConfig,
+} from "./architecture.ts";
+export { selectTopK } from "./topk.ts";
+
+/**
+ * Every architecture, by `cfg.arch` name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ARCHITECTURES } from "./mod.ts";
+ * assert.deepEqual(Object.keys(ARCHITECTURES), ["topk", "relu"]);
+ * ```
+ */
+export const ARCHITECTURES: Readonly<Record<SAEArch, SaeArchitecture>> = {
+  topk: TOPK,
+  relu: RELU,
+};
+
+/**
+ * The architecture called `name`; an {@linkcode OptionError} on `arch` for
+ * an unknown name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { architecture } from "./mod.ts";
+ * assert.equal(architecture("relu").saelensName, "standard");
+ * assert.throws(() => architecture("jumprelu"), /unknown architecture "jumprelu"; use topk or relu/);
+ * ```
+ */
+export function architecture(name: string): SaeArchitecture {
+  const a = (ARCHITECTURES as Record<string, SaeArchitecture>)[name];
+  if (!a || !Object.hasOwn(ARCHITECTURES, name)) {
+    throw new OptionError(
+      "arch",
+      `{arch}: unknown architecture ${JSON.stringify(name)}; use ${
+        Object.keys(ARCHITECTURES).join(" or ")
+      }`,
+    );
+  }
+  return a;
+}

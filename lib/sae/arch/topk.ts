@@ -1,0 +1,135 @@
+/**
+ * The TopK SAE (Gao et al. 2024, SAELens `topk`): keep the k largest
+ * pre-activations of each row, then ReLU; trained with the AuxK loss on dead
+ * latents.
+ *
+ * @module
+ */
+import { OptionError } from "../../errors.ts";
+import { SAE_DEFAULTS } from "../defaults.ts";
+import type { SaeArchitecture, SAEConfig } from "./architecture.ts";
+
+/**
+ * Select the `k` largest values of `pre[off .. off+n)` into `idx`/`val`,
+ * largest first; ties keep the lower index, NaN never wins. Returns the count
+ * (`min(k, n)`). Only indices with `mask[i] !== 0` compete when a mask is given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { selectTopK } from "./topk.ts";
+ * const idx = new Int32Array(2), val = new Float32Array(2);
+ * const n = selectTopK(new Float32Array([1, 5, 3, 5]), 0, 4, 2, idx, val);
+ * assert(n === 2 && idx[0] === 1 && idx[1] === 3);
+ * ```
+ */
+export function selectTopK(
+  pre: Float32Array,
+  off: number,
+  n: number,
+  k: number,
+  idx: Int32Array,
+  val: Float32Array,
+  mask?: Uint8Array,
+): number {
+  // A sorted insertion buffer beats a heap for the small k used by SAEs: most
+  // candidates are rejected by one compare against the current k-th value.
+  // The mask test and the filling phase are kept out of the hot loop.
+  let cnt = 0;
+  let i = 0;
+  for (; i < n && cnt < k; i++) {
+    if (mask !== undefined && mask[i] === 0) continue;
+    const v = pre[off + i];
+    if (v !== v) continue;
+    insert(idx, val, cnt++, v, i);
+  }
+  if (cnt < k) return cnt;
+  let thr = val[k - 1];
+  if (mask === undefined) {
+    for (; i < n; i++) {
+      const v = pre[off + i];
+      if (v > thr) {
+        insert(idx, val, k - 1, v, i);
+        thr = val[k - 1];
+      }
+    }
+  } else {
+    for (; i < n; i++) {
+      const v = pre[off + i];
+      if (v > thr && mask[i] !== 0) {
+        insert(idx, val, k - 1, v, i);
+        thr = val[k - 1];
+      }
+    }
+  }
+  return cnt;
+}
+
+/** Put (v, i) at slot p or earlier, keeping `val` descending. */
+function insert(
+  idx: Int32Array,
+  val: Float32Array,
+  p: number,
+  v: number,
+  i: number,
+): void {
+  // Strict compare: an equal value already kept (lower index) stays ahead.
+  while (p > 0 && val[p - 1] < v) {
+    val[p] = val[p - 1];
+    idx[p] = idx[p - 1];
+    p--;
+  }
+  val[p] = v;
+  idx[p] = i;
+}
+/**
+ * TopK: the k largest pre-activations, then ReLU.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TOPK } from "./topk.ts";
+ * assert.equal(TOPK.config(64, 512, {}).k, 16);
+ * assert.throws(() => TOPK.checkConfig({ arch: "topk", d_in: 4, d_sae: 8, k: 9 }), /k must be an integer in \[1, d_sae=8\]/);
+ * ```
+ */
+export const TOPK: SaeArchitecture = {
+  name: "topk",
+  saelensName: "topk",
+  checkConfig(cfg: SAEConfig): void {
+    const k = cfg.k;
+    if (k === undefined || !Number.isInteger(k) || k < 1 || k > cfg.d_sae) {
+      throw new OptionError(
+        "k",
+        `{k} must be an integer in [1, d_sae=${cfg.d_sae}] for topk, got ${k}`,
+      );
+    }
+  },
+  config(D, F, opts) {
+    return {
+      arch: "topk",
+      d_in: D,
+      d_sae: F,
+      k: opts.k ?? Math.min(SAE_DEFAULTS.k, F),
+    };
+  },
+  maxActive: (cfg) => cfg.k!,
+  activate(pre, off, cfg, idx, val) {
+    const cnt = selectTopK(pre, off, cfg.d_sae, cfg.k!, idx, val);
+    // A latent that TopK kept but ReLU zeroes is not active.
+    let na = 0;
+    for (let a = 0; a < cnt; a++) {
+      if (val[a] > 0) {
+        idx[na] = idx[a];
+        val[na++] = val[a];
+      }
+    }
+    return na;
+  },
+  training(D, cfg, _steps, opts) {
+    // SAELens: k_aux = D / 2 by default.
+    const kAux = Math.min(opts.k_aux ?? Math.floor(D / 2), cfg.d_sae);
+    return { l1: 0, l1WarmupSteps: 0, kAux };
+  },
+  saelensFields: (cfg) => ({ k: cfg.k }),
+};
