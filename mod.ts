@@ -34,7 +34,12 @@
  */
 export { loadBundle } from "./lib/model/bundle.ts";
 export type { Bundle, LoadBundleOptions } from "./lib/model/bundle.ts";
-export type { BackendName } from "./lib/model/backend.ts";
+export type {
+  BackendName,
+  GraphSession,
+  HostTensor,
+  ValueInfo,
+} from "./lib/model/backend.ts";
 export { rollout } from "./lib/model/rollout.ts";
 export type {
   BatchEndEvent,
@@ -52,9 +57,26 @@ export type {
 export { StepSelector } from "./lib/model/address.ts";
 export type { ScheduleShape, StepAddress } from "./lib/model/address.ts";
 export { TraceDataset, TraceRows } from "./lib/trace/dataset.ts";
-export type { RowInfo, RowQuery, TraceFilter } from "./lib/trace/dataset.ts";
+export type {
+  RowInfo,
+  RowQuery,
+  TraceFilter,
+  TraceMeta,
+} from "./lib/trace/dataset.ts";
 export { SAE } from "./lib/sae/sae.ts";
-export type { SAEArch, SAEConfig } from "./lib/sae/sae.ts";
+export type {
+  SAEArch,
+  SAEConfig,
+  SAETensor,
+  SAETensors,
+} from "./lib/sae/sae.ts";
+export type { SaeFileConfig } from "./lib/sae/sae_pt.ts";
+export type {
+  DensityHistogram,
+  Metric,
+  SAEMetrics,
+} from "./lib/sae/metrics.ts";
+export type { LossPoint } from "./lib/sae/train/trainer.ts";
 export {
   AblateFeatures,
   ClampFeatures,
@@ -64,17 +86,45 @@ export {
 export type {
   InterventionPolicy,
   PolicyContext,
+  PolicyName,
   PolicySite,
+  SourceLookup,
 } from "./lib/intervene/policy.ts";
 export { Evaluator } from "./lib/intervene/evaluate.ts";
-export type { Comparison } from "./lib/intervene/evaluate.ts";
+export type {
+  Comparison,
+  ExampleDelta,
+  SideSummary,
+} from "./lib/intervene/evaluate.ts";
 export { runTrace } from "./lib/trace/trace.ts";
 export type { TraceOptions, TraceSummary } from "./lib/trace/trace.ts";
+export type { PerSupAccuracy } from "./lib/trace/recorder.ts";
 export { runSaeFit } from "./lib/sae/fit.ts";
-export type { SaeFitOptions, SaeMetricsJson } from "./lib/sae/fit.ts";
+export type {
+  SaeFitOptions,
+  SaeMetricsJson,
+  TaskAccuracy,
+} from "./lib/sae/fit.ts";
 export { runIntervene } from "./lib/intervene/intervene.ts";
 export type { InterveneOptions } from "./lib/intervene/plan.ts";
 export type { Report } from "./lib/intervene/report.ts";
+export type {
+  CausalFeature,
+  RandomReference,
+} from "./lib/intervene/ranking.ts";
+export type { Tomography } from "./lib/intervene/tomography.ts";
+export type {
+  GraphRef,
+  ModelManifest,
+  ParseResult,
+  Schedule,
+  Tokens,
+  TraceExample,
+  TraceHeader,
+  TraceReadout,
+  TraceStep,
+  Validator,
+} from "./lib/schema/schema.ts";
 export { SAE_DEFAULTS } from "./lib/sae/defaults.ts";
 export { InputError, OptionError } from "./lib/errors.ts";
 export { VERSION } from "./lib/version.ts";

@@ -10,7 +10,6 @@ import {
   add,
   brIfLt,
   END,
-  EXTRACT,
   F32_ADD,
   F32_LOAD,
   F32_STORE,
