@@ -117,6 +117,7 @@ export type {
   GraphRef,
   ModelManifest,
   ParseResult,
+  PayloadValidators,
   Schedule,
   Tokens,
   TraceExample,
@@ -124,7 +125,8 @@ export type {
   TraceReadout,
   TraceStep,
   Validator,
-} from "./lib/schema/schema.ts";
+} from "./lib/schema/mod.ts";
 export { SAE_DEFAULTS } from "./lib/sae/defaults.ts";
+export { schemas } from "./lib/schema/mod.ts";
 export { InputError, OptionError } from "./lib/errors.ts";
 export { VERSION } from "./lib/version.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ReportFile, SaeMetricsFile } from "../lib/schema/schema.ts";
+import { schemas } from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, DEMO } from "./helpers.ts";
 
@@ -56,7 +56,7 @@ Deno.test("demo: the whole loop on the bundled model; readouts match the model c
     const metrics = JSON.parse(
       await Deno.readTextFile(join(run, "sae_metrics.json")),
     );
-    assert.ok(SaeMetricsFile.safeParse(metrics).success);
+    assert.ok(schemas.SaeMetricsJson.safeParse(metrics).success);
     const m = metrics.metrics;
     console.log(
       `  demo SAE: FVU ${m.fvu.value.toFixed(4)}, L0 ${m.l0.value}, dead ${
@@ -81,7 +81,7 @@ Deno.test("demo: the whole loop on the bundled model; readouts match the model c
     const report = JSON.parse(
       await Deno.readTextFile(join(run, "report.json")),
     );
-    assert.ok(ReportFile.safeParse(report).success);
+    assert.ok(schemas.Report.safeParse(report).success);
     const top = report.causal.ranking[0];
     const rnd = report.causal.random_features;
     console.log(

@@ -33,12 +33,7 @@ import { decodeZip, encodeZip } from "../lib/io/zip.ts";
 import { Rng } from "../lib/rng.ts";
 import { SAE } from "../lib/sae/sae.ts";
 import { decodeSaePt, encodeSaePt } from "../lib/sae/sae_pt.ts";
-import {
-  formatZodError,
-  ModelManifest,
-  TraceHeader,
-  TraceRecord,
-} from "../lib/schema/schema.ts";
+import { formatZodError, schemas } from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
 import { FIXTURES, ROOT } from "./helpers.ts";
 
@@ -988,7 +983,7 @@ function traceSample(lines: string[]): string[] {
   return [lines[0], ...[...kinds.values()].flatMap((ls) => ls.slice(0, 4))];
 }
 
-Deno.test("fuzz trace records: TraceHeader/TraceRecord.safeParse never throw", async () => {
+Deno.test("fuzz trace records: TraceHeader/schemas.TraceRecord.safeParse never throw", async () => {
   const { lines } = await realTrace();
   const values = traceSample(lines).map((l) => JSON.parse(l));
   const seedBytes = values.map((v) => enc.encode(JSON.stringify(v)));
@@ -1004,8 +999,8 @@ Deno.test("fuzz trace records: TraceHeader/TraceRecord.safeParse never throw", a
       } catch {
         throw new InputError("not JSON");
       }
-      TraceHeader.safeParse(v);
-      return validate(TraceRecord, v);
+      schemas.TraceHeader.safeParse(v);
+      return validate(schemas.TraceRecord, v);
     },
   );
 });
@@ -1082,7 +1077,7 @@ Deno.test("fuzz model.json: readManifest returns or throws InputError", async ()
         try {
           v = JSON.parse(new TextDecoder().decode(b));
         } catch { /* readManifest reports it */ }
-        ModelManifest.safeParse(v); // never throws
+        schemas.ModelManifest.safeParse(v); // never throws
         return await readManifest(dir);
       },
     );

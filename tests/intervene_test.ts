@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SAE } from "../lib/sae/sae.ts";
 import { encodeSaePt } from "../lib/sae/sae_pt.ts";
-import { ReportFile } from "../lib/schema/schema.ts";
+import { schemas } from "../lib/schema/mod.ts";
 import { cli, fileSha, FIXTURES, listDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
@@ -134,7 +134,7 @@ Deno.test("intervene: a real ablation changes outputs; the report validates and 
     "3",
   ]);
   assert.equal(r1.code, 0, r1.stderr);
-  const v = ReportFile.safeParse(r1.report);
+  const v = schemas.Report.safeParse(r1.report);
   assert.ok(v.success, JSON.stringify(!v.success && v.error.issues[0]));
   const sha1 = await fileSha(join(run, "report.json"));
   const r2 = await intervene(run, [

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readSaePt } from "../lib/sae/sae_pt.ts";
-import { SaeMetricsFile } from "../lib/schema/schema.ts";
+import { schemas } from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
 
@@ -62,7 +62,7 @@ Deno.test("sae fit: same seed gives byte-identical sae.pt and sae_metrics.json; 
     const metrics = JSON.parse(
       await Deno.readTextFile(join(tmp, "a", "sae_metrics.json")),
     );
-    const v = SaeMetricsFile.safeParse(metrics);
+    const v = schemas.SaeMetricsJson.safeParse(metrics);
     assert.ok(v.success, JSON.stringify(!v.success && v.error.issues[0]));
     assert.equal(metrics.provenance.sae_pt_sha256, sums.a[0]);
     assert.equal(

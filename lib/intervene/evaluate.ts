@@ -3,60 +3,11 @@
  *
  * @module
  */
+import type { Comparison, ExampleDelta, SideSummary } from "../schema/mod.ts";
 import { InputError } from "../errors.ts";
 import type { ExampleOutcome, OutcomeTrace } from "../model/rollout.ts";
 import { scorePrediction } from "../trace/inputs.ts";
 import { TraceDataset } from "../trace/dataset.ts";
-
-/** Summary scores of one side of a comparison. */
-export interface SideSummary {
-  /** Fraction of examples solved exactly. */
-  exact_acc: number;
-  /** Mean token accuracy. */
-  token_acc: number;
-  /** Exact and token accuracy after each supervision step. */
-  acc_per_sup: { sup: number; exact: number; token: number }[];
-  /** Mean halting step. */
-  mean_halt_step: number;
-}
-
-/** One example's deltas. */
-export interface ExampleDelta {
-  /** Example id. */
-  example: string;
-  /** Baseline exact / token accuracy / halting step. */
-  baseline: { exact: boolean; token_acc: number; halt_step: number };
-  /** Intervened exact / token accuracy / halting step. */
-  intervened: { exact: boolean; token_acc: number; halt_step: number };
-  /** Intervened minus baseline token accuracy. */
-  delta_token_acc: number;
-  /** Mean over positions of KL(baseline ‖ intervened), nats. */
-  kl: number;
-  /** Positions whose predicted token changed. */
-  flipped: number;
-}
-
-/** What {@linkcode Evaluator.compare} returns. */
-export interface Comparison {
-  /** Examples compared. */
-  examples: number;
-  /** Baseline scores. */
-  baseline: SideSummary;
-  /** Intervened scores. */
-  intervened: SideSummary;
-  /** Intervened minus baseline, plus divergences. */
-  delta: {
-    exact_acc: number;
-    token_acc: number;
-    mean_halt_step: number;
-    /** Mean over examples and positions of KL(p_baseline ‖ p_intervened) of the output softmax, nats. */
-    mean_kl: number;
-    /** Fraction of (example, position) pairs whose argmax token changed. */
-    flipped_fraction: number;
-  };
-  /** Per-example deltas, in baseline order. */
-  per_example: ExampleDelta[];
-}
 
 function summarize(t: OutcomeTrace): SideSummary {
   const n = t.examples.length;
@@ -247,3 +198,5 @@ export function round7(x: number): number {
   return x === 0 ? 0 : Number(x.toPrecision(7));
 }
 export type { ExampleOutcome, OutcomeTrace };
+
+export type { Comparison, ExampleDelta, SideSummary };

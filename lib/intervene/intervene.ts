@@ -19,6 +19,7 @@ import type { PuzzleSet } from "../trace/inputs.ts";
 import { writeTrace } from "../trace/trace.ts";
 import { StepSelector } from "../model/address.ts";
 import { VERSION } from "../version.ts";
+import { checkPayload, schemas } from "../schema/mod.ts";
 import { Evaluator } from "./evaluate.ts";
 import { type InterveneOptions, planIntervention } from "./plan.ts";
 import type { InterventionPolicy } from "./policy.ts";
@@ -202,6 +203,7 @@ async function intervene(
     tomography: tomo,
     saved_trace: savedTrace,
   };
+  checkPayload(schemas.Report, report, "report.json");
   await writeFileAtomic(
     join(opts.runDir, "report.json"),
     JSON.stringify(report, null, 2) + "\n",

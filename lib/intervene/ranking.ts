@@ -4,28 +4,14 @@
  *
  * @module
  */
+import type { CausalFeature, RandomReference } from "../schema/mod.ts";
 import type { StepSelector } from "../model/address.ts";
 import type { OutcomeTrace, RolloutExample } from "../model/rollout.ts";
 import { Rng } from "../rng.ts";
-import { Evaluator, round7, type SideSummary } from "./evaluate.ts";
+import { Evaluator, round7 } from "./evaluate.ts";
+import type { SideSummary } from "../schema/mod.ts";
 import { AblateFeatures } from "./policy.ts";
 import type { InterventionSession } from "./session.ts";
-
-/** One ranked feature. */
-export interface CausalFeature {
-  /** Feature index. */
-  feature: number;
-  /** Drop in token accuracy when ablated alone (baseline − ablated). */
-  effect: number;
-  /** `effect / baseline token accuracy`. */
-  normalized_effect: number;
-  /** Mean KL(baseline ‖ ablated) of the outputs, the tie-break. */
-  mean_kl: number;
-  /** Drop in exact accuracy. */
-  exact_drop: number;
-  /** Mean activation over the selected rows of the subsample. */
-  mean_activation: number;
-}
 
 /** The effect of ablating one feature. */
 export interface AblationEffect {
@@ -118,20 +104,6 @@ export async function rankFeatures(
   return sortRanking(ranking);
 }
 
-/** The random-feature reference of report.json. */
-export interface RandomReference {
-  /** The features drawn. */
-  features: number[];
-  /** Their effects. */
-  effects: number[];
-  /** Median effect. */
-  median_effect: number;
-  /** Their KLs. */
-  kls: number[];
-  /** Median KL. */
-  median_kl: number;
-}
-
 /**
  * Ablate `n` alive features (activity > 0) drawn with `Rng(seed, 3)`, for the
  * reference median a ranked feature is read against.
@@ -205,3 +177,5 @@ export function median(xs: number[]): number {
   const m = Math.floor(s.length / 2);
   return round7(s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2);
 }
+
+export type { CausalFeature, RandomReference };

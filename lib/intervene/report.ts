@@ -3,54 +3,14 @@
  *
  * @module
  */
-import type { Comparison, SideSummary } from "./evaluate.ts";
-import type { CausalFeature, RandomReference } from "./ranking.ts";
-import type { Tomography } from "./tomography.ts";
+import type {
+  CausalFeature,
+  RandomReference,
+  Report,
+  SideSummary,
+} from "../schema/mod.ts";
 
-/** The content of report.json (v0-spec §5). */
-export interface Report {
-  /** Format tag. */
-  format: "trminterp-report/1";
-  /** Provenance. */
-  provenance: {
-    tool: { name: "trminterp"; version: string };
-    command: string[];
-    seed: number;
-    trace_sha256: string;
-    sae_pt_sha256: string;
-    model_sha256: string;
-    backend: string;
-    baseline: "trace.jsonl" | "rerun";
-  };
-  /** The policy and where it acted. */
-  policy: {
-    name: string;
-    latent: string;
-    steps: string;
-    positions: number[];
-    params: Record<string, unknown>;
-  };
-  /** Baseline vs intervened over every traced example. */
-  comparison: Comparison;
-  /** Single-feature ablation ranking. */
-  causal: {
-    metric: string;
-    tie_break: string;
-    candidates: { source: "most_active" | "features"; features: number[] };
-    subsample: {
-      examples: number;
-      seed: number;
-      baseline_token_acc: number;
-      baseline_exact_acc: number;
-    };
-    ranking: CausalFeature[];
-    random_features: RandomReference;
-  };
-  /** Effect of each top feature ablated at one supervision step at a time. */
-  tomography: Tomography;
-  /** Where the intervened trace was saved, if it was. */
-  saved_trace: string | null;
-}
+export type { Report };
 
 /** The ranking's own part of report.json. */
 export interface CausalParts {

@@ -4,22 +4,11 @@
  *
  * @module
  */
+import type { Tomography } from "../schema/mod.ts";
 import { formatAddress, StepSelector } from "../model/address.ts";
 import type { OutcomeTrace, RolloutExample } from "../model/rollout.ts";
 import { ablationEffect } from "./ranking.ts";
 import type { InterventionSession } from "./session.ts";
-
-/** The step × feature effect matrix of report.json. */
-export interface Tomography {
-  /** What `effect` measures. */
-  metric: string;
-  /** Row labels: supervision steps, `s0`, `s1`, … */
-  groups: string[];
-  /** Column labels: the top features. */
-  features: number[];
-  /** `effect[group][feature]`. */
-  effect: number[][];
-}
 
 /**
  * The supervision steps of the plan's selected addresses, in order.
@@ -69,3 +58,5 @@ export async function tomography(
     effect,
   };
 }
+
+export type { Tomography };

@@ -15,8 +15,9 @@ import { sha256Hex } from "../io/atomic.ts";
 import {
   formatZodError,
   GRAPH_ROLES,
-  ModelManifest,
-} from "../schema/schema.ts";
+  type ModelManifest,
+  schemas,
+} from "../schema/mod.ts";
 
 /** A loaded, verified bundle with one session per graph role. */
 export interface Bundle {
@@ -85,7 +86,7 @@ export async function readManifest(
       );
     }
   }
-  const parsed = ModelManifest.safeParse(json);
+  const parsed = schemas.ModelManifest.safeParse(json);
   if (!parsed.success) {
     throw new InputError(`${path}: ${formatZodError(parsed.error)}`);
   }

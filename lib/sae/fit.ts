@@ -4,6 +4,12 @@
  *
  * @module
  */
+import {
+  checkPayload,
+  type SaeMetricsJson,
+  schemas,
+  type TaskAccuracy,
+} from "../schema/mod.ts";
 import { join } from "node:path";
 import { StepSelector } from "../model/address.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
@@ -29,8 +35,8 @@ import {
   type SaeFileConfig,
   writeSaeLensFolder,
 } from "./sae_pt.ts";
-import { type SAEMetrics, saeMetrics } from "./metrics.ts";
-import { type FitOptions, fitSAE, type LossPoint } from "./train/trainer.ts";
+import { saeMetrics } from "./metrics.ts";
+import { type FitOptions, fitSAE } from "./train/trainer.ts";
 import { TraceDataset, type TraceRows } from "../trace/dataset.ts";
 import { VERSION } from "../version.ts";
 
@@ -76,57 +82,6 @@ export interface SaeFitOptions {
   onProgress?: (done: number, total: number) => void;
   /** The command line, recorded in provenance. */
   command?: string[];
-}
-
-/** Task accuracy with the SAE spliced in, against clean and zero-ablated runs. */
-export interface TaskAccuracy {
-  /** The formula used. */
-  formula: string;
-  /** `(acc_sae − acc_zero) / (acc_clean − acc_zero)` on token accuracy; null when undefined. */
-  value: number | null;
-  /** Token accuracy of the clean model on the held-out examples. */
-  acc_clean: number;
-  /** Token accuracy with the SAE reconstruction spliced in. */
-  acc_sae: number;
-  /** Token accuracy with the traced rows set to zero. */
-  acc_zero: number;
-  /** The same three for exact accuracy. */
-  exact: { clean: number; sae: number; zero: number };
-  /** Held-out examples evaluated. */
-  examples: number;
-}
-
-/** The content of `sae_metrics.json`. */
-export interface SaeMetricsJson {
-  /** Format tag. */
-  format: "trminterp-sae-metrics/1";
-  /** Provenance of the fit. */
-  provenance: {
-    tool: { name: "trminterp"; version: string };
-    command: string[];
-    seed: number;
-    trace_sha256: string;
-    model_sha256: string;
-    sae_pt_sha256: string;
-  };
-  /** The SAE and training configuration, as used. */
-  config: SaeFileConfig;
-  /** Sizes of the split. */
-  split: {
-    holdout: number;
-    train_rows: number;
-    heldout_rows: number;
-    heldout_examples: number;
-    heldout_example_ids: string[];
-  };
-  /** Metrics on the held-out rows. */
-  metrics: SAEMetrics;
-  /** Task accuracy recovered, or null with the reason. */
-  task_accuracy_recovered: TaskAccuracy | { value: null; reason: string };
-  /** Loss curve (sampled training minibatch losses). */
-  loss_curve: LossPoint[];
-  /** Training dead fraction at the end (window-based). */
-  train_dead_fraction: number;
 }
 
 /**
@@ -276,6 +231,7 @@ async function fitAndWrite(
         batch: header.record.batch,
       },
     );
+  checkPayload(schemas.SaeFileConfig, cfg, "the sae.pt cfg");
   const ptBytes = encodeSaePt(fit.sae, cfg);
   const out: SaeMetricsJson = {
     format: "trminterp-sae-metrics/1",
@@ -316,6 +272,7 @@ async function fitAndWrite(
       header.model.name,
     );
   }
+  checkPayload(schemas.SaeMetricsJson, out, "sae_metrics.json");
   await writeFileAtomic(
     join(opts.runDir, "sae_metrics.json"),
     JSON.stringify(out, null, 2) + "\n",
@@ -399,3 +356,5 @@ async function taskAccuracy(
     await bundle.release();
   }
 }
+
+export type { SaeMetricsJson, TaskAccuracy };

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { DensityHistogram, SAEMetrics } from "../schema/mod.ts";
 import { InputError } from "../errors.ts";
 import type { SAE } from "./sae.ts";
 import type { RowSource } from "./train/trainer.ts";
@@ -25,67 +26,6 @@ export interface Metric<T> {
   value: T;
   /** Short human-readable formula. */
   formula: string;
-}
-
-/**
- * A log10 feature-density histogram. Bin `i` counts features with
- * `edges[i] <= log10(density) < edges[i+1]` (the last bin includes 0, and
- * densities below `10^edges[0]` fall in the first bin); `never` counts
- * features that never fired.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { DensityHistogram } from "./metrics.ts";
- * const h: DensityHistogram = { edges: [-1, 0], counts: [3], never: 1 };
- * assert(h.counts.length === h.edges.length - 1);
- * ```
- */
-export interface DensityHistogram {
-  /** Bin edges in log10(density), ascending. */
-  edges: number[];
-  /** Features per bin. */
-  counts: number[];
-  /** Features with density 0. */
-  never: number;
-}
-
-/**
- * All metrics from {@linkcode saeMetrics}.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { SAEMetrics } from "./metrics.ts";
- * const ok = (m: SAEMetrics) => m.explained_variance.value > 0.9;
- * assert(typeof ok === "function");
- * ```
- */
-export interface SAEMetrics {
-  /** Rows evaluated. */
-  n_rows: number;
-  /** Mean squared error per element. */
-  mse: Metric<number>;
-  /** Fraction of variance unexplained. */
-  fvu: Metric<number>;
-  /** 1 − FVU. */
-  explained_variance: Metric<number>;
-  /** Mean number of active features per row. */
-  l0: Metric<number>;
-  /** Mean Σ|f| per row. */
-  l1: Metric<number>;
-  /** Fraction of features that never fire. */
-  dead_fraction: Metric<number>;
-  /** Fraction of features firing on more than 1% of rows. */
-  dense_fraction_1pct: Metric<number>;
-  /** Fraction of features firing on more than 10% of rows. */
-  dense_fraction_10pct: Metric<number>;
-  /** Mean cosine similarity between x and x̂. */
-  mean_cosine: Metric<number>;
-  /** Relative reconstruction bias γ (1 = unbiased, < 1 = shrinkage). */
-  relative_reconstruction_bias: Metric<number>;
-  /** log10 feature-density histogram. */
-  feature_density_histogram: Metric<DensityHistogram>;
 }
 
 /** Histogram edges: −6 to 0 in steps of 0.5. */
@@ -236,3 +176,5 @@ export function saeMetrics(
     },
   };
 }
+
+export type { DensityHistogram, SAEMetrics };

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { SaeFileConfig } from "../schema/mod.ts";
 import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import { sha256Hex, writeFileAtomic } from "../io/atomic.ts";
@@ -14,26 +15,8 @@ import {
   isTorchTensor,
   type TorchValue,
 } from "../io/torch_pt.ts";
-import { SAE, type SAEConfig, type SAETensors } from "./sae.ts";
+import { SAE, type SAETensors } from "./sae.ts";
 import { architecture } from "./arch/mod.ts";
-
-/** What trminterp stores in `sae.pt` next to the tensors. */
-export interface SaeFileConfig extends SAEConfig {
-  /** File format tag. */
-  format: "trminterp-sae/1";
-  /** The latent the SAE was fitted on. */
-  latent: "z_H" | "z_L";
-  /** Step selector of the training rows. */
-  steps: string;
-  /** sha256 of the trace.jsonl it was fitted on. */
-  trace_sha256: string;
-  /** sha256 of the model bundle's model.json. */
-  model_sha256: string;
-  /** The seed. */
-  seed: number;
-  /** Training hyperparameters, as used. */
-  training: Record<string, number | string | boolean>;
-}
 
 const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
 
@@ -245,3 +228,5 @@ export async function writeSaeLensFolder(
     JSON.stringify(saelensCfg, null, 2) + "\n",
   );
 }
+
+export type { SaeFileConfig };

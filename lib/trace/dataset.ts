@@ -14,12 +14,12 @@ import { NpyReader } from "../io/npy.ts";
 import type { Latent, OutcomeTrace, RolloutExample } from "../model/rollout.ts";
 import {
   formatZodError,
+  schemas,
   type TraceExample,
-  TraceHeader,
+  type TraceHeader,
   type TraceReadout,
-  TraceRecord,
   type TraceStep,
-} from "../schema/schema.ts";
+} from "../schema/mod.ts";
 
 /** Per-row metadata, stored column-wise so large traces stay compact. */
 export interface TraceMeta {
@@ -479,7 +479,7 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
   try {
     for await (const { line, value } of readJsonlOrMissing(tracePath)) {
       if (!header) {
-        const h = TraceHeader.safeParse(value);
+        const h = schemas.TraceHeader.safeParse(value);
         if (!h.success) {
           throw new InputError(
             `${tracePath}:${line}: not a trace header (${
@@ -491,7 +491,7 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
         npy = await openCache(dir, header);
         continue;
       }
-      const r = TraceRecord.safeParse(value);
+      const r = schemas.TraceRecord.safeParse(value);
       if (!r.success) {
         throw new InputError(
           `${tracePath}:${line}: ${formatZodError(r.error)}`,
@@ -715,7 +715,7 @@ function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
 export async function readTraceHeader(path: string): Promise<TraceHeader> {
   const tracePath = path.endsWith(".jsonl") ? path : join(path, "trace.jsonl");
   for await (const { line, value } of readJsonlOrMissing(tracePath)) {
-    const h = TraceHeader.safeParse(value);
+    const h = schemas.TraceHeader.safeParse(value);
     if (!h.success) {
       throw new InputError(
         `${tracePath}:${line}: not a trace header (${

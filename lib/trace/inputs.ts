@@ -9,7 +9,7 @@ import { InputError } from "../errors.ts";
 import { sha256File, sha256Hex } from "../io/atomic.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { decodeNpy } from "../io/npy.ts";
-import type { ModelManifest } from "../schema/schema.ts";
+import type { ModelManifest } from "../schema/mod.ts";
 
 /** One puzzle in model token ids. */
 export interface Puzzle {

@@ -20,12 +20,14 @@ import {
 } from "../model/rollout.ts";
 import { AtomicWriter } from "../io/atomic.ts";
 import { NpyWriter } from "../io/npy.ts";
-import type {
-  TraceExample,
-  TraceHeader,
-  TraceReadout,
-  TraceStep,
-} from "../schema/schema.ts";
+import {
+  checkPayload,
+  schemas,
+  type TraceExample,
+  type TraceHeader,
+  type TraceReadout,
+  type TraceStep,
+} from "../schema/mod.ts";
 import { type Puzzle, scorePrediction } from "./inputs.ts";
 
 /** What a {@linkcode TraceRecorder} records. */
@@ -299,6 +301,7 @@ export class TraceRecorder implements Hook {
         }
         : null,
     };
+    checkPayload(schemas.TraceHeader, full, "the trace header");
     await writeWithHeader(
       join(this.#dir, "trace.jsonl"),
       JSON.stringify(full) + "\n",

@@ -23,6 +23,7 @@
  * @module
  */
 
+import type { LossPoint } from "../../schema/mod.ts";
 import { InputError } from "../../errors.ts";
 import { Rng } from "../../rng.ts";
 import { SAE } from "../sae.ts";
@@ -117,30 +118,6 @@ export interface FitOptions {
    * They sum in float32 lanes, the plain loops partly in float64, so the two
    * paths give slightly different (each deterministic) results. */
   simd?: boolean;
-}
-
-/**
- * One loss-curve sample, computed on that step's minibatch before the update.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { LossPoint } from "./trainer.ts";
- * const p: LossPoint = { step: 0, loss: 1, mse: 1, aux: 0, l1: 0 };
- * assert(p.loss === p.mse + p.aux + p.l1);
- * ```
- */
-export interface LossPoint {
-  /** Step index, from 0. */
-  step: number;
-  /** Total loss: `mse + aux + l1` (terms already weighted). */
-  loss: number;
-  /** Mean over rows of `‖x - x̂‖²`. */
-  mse: number;
-  /** Weighted AuxK loss (0 for relu or with no dead latents). */
-  aux: number;
-  /** Weighted L1 penalty (0 for topk). */
-  l1: number;
 }
 
 /**
@@ -549,3 +526,5 @@ function initBDec(
   }
   return Float32Array.from(y);
 }
+
+export type { LossPoint };

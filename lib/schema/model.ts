@@ -1,0 +1,138 @@
+/**
+ * The schema of `model.json`, the manifest of a model bundle (v0-spec §1).
+ *
+ * @module
+ */
+import { name, nonNeg, pos, sha, z } from "./common.ts";
+
+/**
+ * The graph roles each model family needs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GRAPH_ROLES } from "./model.ts";
+ * assert.ok(GRAPH_ROLES.hrm.includes("H_net"));
+ * ```
+ */
+export const GRAPH_ROLES: {
+  readonly trm: readonly string[];
+  readonly hrm: readonly string[];
+} = { trm: ["embed", "net", "head"], hrm: ["embed", "L_net", "H_net", "head"] };
+
+/** A graph file inside a bundle. */
+export const GraphRefSchema = name(
+  z.object({
+    file: z.string().min(1).describe("File name inside the bundle folder."),
+    sha256: sha.describe("sha256 of the file, lowercase hex."),
+  }),
+  "GraphRef",
+  "A graph file inside a bundle, with its sha256.",
+);
+
+/** The recurrence schedule. */
+export const ScheduleSchema = name(
+  z.object({
+    H_cycles: pos.describe("H cycles per supervision step."),
+    L_cycles: pos.describe("z_L updates per H cycle."),
+    halt_max_steps: pos.describe("Supervision (ACT) steps."),
+    halt_mode: z.enum(["max_steps", "q_halt"]).describe(
+      "`max_steps`: run every step (official evaluation); `q_halt`: stop once q_halt > 0.",
+    ),
+  }),
+  "Schedule",
+  "The recurrence schedule (v0-spec §1.3).",
+);
+
+/** Token meanings. */
+export const TokensSchema = name(
+  z.object({
+    pad: nonNeg.describe("Padding token id."),
+    blank: nonNeg.describe("Blank-cell token id."),
+    symbols: z.array(z.string()).describe("Printable symbols."),
+    symbol_offset: nonNeg.describe("Token id of `symbols[0]`."),
+  }),
+  "Tokens",
+  "Token meanings: token `symbol_offset + i` means `symbols[i]`.",
+);
+
+/** `model.json`. */
+export const ModelManifestSchema = name(
+  z.object({
+    format: z.literal("trminterp-bundle/1").describe("Manifest version."),
+    name: z.string().min(1).describe("Model name, used in provenance."),
+    family: z.enum(["trm", "hrm"]).describe("Recurrence family."),
+    dtype: z.enum(["float32", "float64"]).describe(
+      "Float type of every float tensor in the graphs.",
+    ),
+    hidden_size: pos.describe("State width D."),
+    seq_len: pos.describe("Puzzle tokens S."),
+    puzzle_emb_len: nonNeg.describe(
+      "Prefix positions P of the puzzle embedding (0 without one).",
+    ),
+    vocab_size: pos.describe("Vocabulary size V (logits width)."),
+    num_puzzle_identifiers: pos.describe(
+      "Puzzle identifiers the embed graph accepts (1 when unused).",
+    ),
+    tokens: TokensSchema.describe("Token meanings."),
+    schedule: ScheduleSchema.describe("Recurrence schedule."),
+    H_init: z.array(z.number()).describe(
+      "Initial z_H, length D, broadcast to every position.",
+    ),
+    L_init: z.array(z.number()).describe(
+      "Initial z_L, length D, broadcast to every position.",
+    ),
+    graphs: z.record(z.string(), GraphRefSchema).describe(
+      "Graphs by role: TRM `embed`, `net`, `head`; HRM `embed`, `L_net`, `H_net`, `head`.",
+    ),
+    source: z.record(z.string(), z.unknown()).optional().describe(
+      "Free-form provenance (training command, seed, accuracy).",
+    ),
+  }).superRefine((m, ctx) => {
+    for (const key of ["H_init", "L_init"] as const) {
+      if (m[key].length !== m.hidden_size) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `has ${
+            m[key].length
+          } values, but hidden_size is ${m.hidden_size}`,
+        });
+      }
+    }
+    const roles = GRAPH_ROLES[m.family];
+    for (const role of roles) {
+      if (!(role in m.graphs)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["graphs", role],
+          message: `a ${m.family} bundle needs a "${role}" graph`,
+        });
+      }
+    }
+    for (const role of Object.keys(m.graphs)) {
+      if (!roles.includes(role)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["graphs", role],
+          message: `unknown graph role for family ${m.family}; expected ${
+            roles.join(", ")
+          }`,
+        });
+      }
+    }
+    const maxTok = m.tokens.symbol_offset + m.tokens.symbols.length;
+    if (
+      maxTok > m.vocab_size || m.tokens.pad >= m.vocab_size ||
+      m.tokens.blank >= m.vocab_size
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["tokens"],
+        message: `token ids exceed vocab_size ${m.vocab_size}`,
+      });
+    }
+  }),
+  "ModelManifest",
+  "`model.json`: the manifest of a model bundle (v0-spec §1.1).",
+);

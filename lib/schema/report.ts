@@ -1,0 +1,160 @@
+/**
+ * The schema of report.json (v0-spec §5).
+ *
+ * @module
+ */
+import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
+
+/** One side of a comparison. */
+export const SideSummarySchema = name(
+  z.object({
+    exact_acc: num.describe("Fraction of examples solved exactly."),
+    token_acc: num.describe("Mean token accuracy."),
+    acc_per_sup: z.array(z.object({ sup: nonNeg, exact: num, token: num }))
+      .describe("Exact and token accuracy after each supervision step."),
+    mean_halt_step: num.describe("Mean halting step."),
+  }),
+  "SideSummary",
+  "Summary scores of one side of a comparison.",
+);
+
+const outcome = z.object({
+  exact: z.boolean(),
+  token_acc: num,
+  halt_step: nonNeg,
+});
+
+/** One example's deltas. */
+export const ExampleDeltaSchema = name(
+  z.object({
+    example: z.string().describe("Example id."),
+    baseline: outcome.describe("Baseline exact, token accuracy, halting step."),
+    intervened: outcome.describe(
+      "Intervened exact, token accuracy, halting step.",
+    ),
+    delta_token_acc: num.describe("Intervened minus baseline token accuracy."),
+    kl: num.describe("Mean over positions of KL(baseline ‖ intervened), nats."),
+    flipped: nonNeg.describe("Positions whose predicted token changed."),
+  }),
+  "ExampleDelta",
+  "One example's deltas.",
+);
+
+/** Evaluator.compare's result. */
+export const ComparisonSchema = name(
+  z.object({
+    examples: pos.describe("Examples compared."),
+    baseline: SideSummarySchema.describe("Baseline scores."),
+    intervened: SideSummarySchema.describe("Intervened scores."),
+    delta: z.object({
+      exact_acc: num,
+      token_acc: num,
+      mean_halt_step: num,
+      mean_kl: num,
+      flipped_fraction: num,
+    }).describe(
+      "Intervened minus baseline; mean_kl = mean KL(p_baseline ‖ p_intervened) of the output softmax; flipped_fraction of positions whose argmax changed.",
+    ),
+    per_example: z.array(ExampleDeltaSchema).describe(
+      "Per-example deltas, in baseline order.",
+    ),
+  }),
+  "Comparison",
+  "Baseline versus intervened outcomes, as Evaluator.compare returns them.",
+);
+
+/** One ranked feature. */
+export const CausalFeatureSchema = name(
+  z.object({
+    feature: nonNeg.describe("Feature index."),
+    effect: num.describe(
+      "Drop in token accuracy when ablated alone (baseline − ablated).",
+    ),
+    normalized_effect: num.describe("effect / baseline token accuracy."),
+    mean_kl: num.describe("Mean KL(baseline ‖ ablated) of the outputs."),
+    exact_drop: num.describe("Drop in exact accuracy."),
+    mean_activation: num.describe(
+      "Mean activation over the selected rows of the subsample.",
+    ),
+  }),
+  "CausalFeature",
+  "One ranked feature.",
+);
+
+/** The random reference. */
+export const RandomReferenceSchema = name(
+  z.object({
+    features: z.array(nonNeg).describe("The random alive features drawn."),
+    effects: z.array(num).describe("Their effects."),
+    median_effect: num.describe("Median effect."),
+    kls: z.array(num).describe("Their mean KLs."),
+    median_kl: num.describe("Median KL."),
+  }),
+  "RandomReference",
+  "Random alive features ablated alone: the reference a ranked feature is read against.",
+);
+
+/** The tomography. */
+export const TomographySchema = name(
+  z.object({
+    metric: z.string().describe("What `effect` measures."),
+    groups: z.array(z.string()).describe("Row labels: s0, s1, …"),
+    features: z.array(nonNeg).describe("Column labels: the top features."),
+    effect: z.array(z.array(num)).describe("effect[group][feature]."),
+  }),
+  "Tomography",
+  "Each top feature ablated only at the selected steps of one supervision step.",
+);
+
+/** report.json. */
+export const ReportSchema = name(
+  z.object({
+    format: z.literal("trminterp-report/1").describe("Format tag."),
+    provenance: z.object({
+      tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
+      command: z.array(z.string()),
+      seed: int,
+      trace_sha256: sha,
+      sae_pt_sha256: sha,
+      model_sha256: sha,
+      backend: z.string(),
+      baseline: z.enum(["trace.jsonl", "rerun"]),
+    }).describe(
+      "Provenance; baseline is trace.jsonl when the baseline outcomes were read from the trace.",
+    ),
+    policy: z.object({
+      name: z.string(),
+      latent: latent,
+      steps: z.string(),
+      positions: z.array(nonNeg),
+      params: z.record(z.string(), z.unknown()),
+    }).describe("The policy and where it acted."),
+    comparison: ComparisonSchema.describe(
+      "Baseline vs intervened over every traced example.",
+    ),
+    causal: z.object({
+      metric: z.string(),
+      tie_break: z.string(),
+      candidates: z.object({
+        source: z.enum(["most_active", "features"]),
+        features: z.array(nonNeg),
+      }),
+      subsample: z.object({
+        examples: pos,
+        seed: int,
+        baseline_token_acc: num,
+        baseline_exact_acc: num,
+      }),
+      ranking: z.array(CausalFeatureSchema),
+      random_features: RandomReferenceSchema,
+    }).describe("The single-feature ablation ranking on a seeded subsample."),
+    tomography: TomographySchema.describe(
+      "Effect of each top feature ablated at one supervision step at a time.",
+    ),
+    saved_trace: z.string().nullable().describe(
+      "Where the intervened trace was saved, if it was.",
+    ),
+  }),
+  "Report",
+  "The content of report.json (v0-spec §5).",
+);

@@ -1,0 +1,158 @@
+/**
+ * The schemas of trace.jsonl records (v0-spec §3).
+ *
+ * @module
+ */
+import {
+  addressText,
+  int,
+  latent,
+  name,
+  nonNeg,
+  pos,
+  sha,
+  z,
+} from "./common.ts";
+import { ScheduleSchema } from "./model.ts";
+
+/** The header line. */
+export const TraceHeaderSchema = name(
+  z.object({
+    kind: z.literal("header").describe("Record kind."),
+    format: z.literal("trminterp-trace/1").describe("Format version."),
+    tool: z.object({ name: z.literal("trminterp"), version: z.string() })
+      .describe("The tool that wrote the trace."),
+    command: z.array(z.string()).describe(
+      "The arguments after `trminterp`, minus `--run-dir`, `--force` and `--progress`.",
+    ),
+    seed: int.describe("The seed (used to sample `--limit` examples)."),
+    model: z.object({
+      name: z.string(),
+      family: z.enum(["trm", "hrm"]),
+      path: z.string(),
+      sha256: sha,
+      dtype: z.enum(["float32", "float64"]),
+      seq_len: pos,
+      puzzle_emb_len: nonNeg,
+      vocab_size: pos,
+      schedule: ScheduleSchema,
+    }).describe(
+      "Model provenance: name, family, path, sha256 of model.json, dtype, shapes and schedule.",
+    ),
+    backend: z.string().describe("The execution backend that ran."),
+    inputs: z.object({
+      path: z.string(),
+      format: z.enum(["jsonl", "dataset_dir"]),
+      sha256: sha,
+      total: nonNeg,
+      selected: nonNeg,
+      limit: pos.nullable(),
+    }).describe("Inputs provenance."),
+    record: z.object({
+      latents: z.array(latent).min(1),
+      steps: z.string(),
+      positions: z.array(nonNeg).min(1),
+      readouts: z.literal("every_H"),
+      batch: pos,
+    }).describe(
+      "What was recorded: latents, step selector, positions (prefix first), readouts, batch size.",
+    ),
+    state_dim: pos.describe("State width D."),
+    dtype: z.literal("float32").describe(
+      "Element type of the states (float64 bundles are recorded as float32).",
+    ),
+    encoding: z.literal("base64-f32le").describe(
+      "Encoding of the inline states.",
+    ),
+    rows: nonNeg.describe("Total state rows over all `step` records."),
+    states_npy: z.object({
+      file: z.literal("states.npy"),
+      sha256: sha,
+      shape: z.tuple([nonNeg, pos]),
+    }).nullable().describe(
+      "The states.npy cache, when written: its file name, sha256 and shape.",
+    ),
+  }),
+  "TraceHeader",
+  "The header line of trace.jsonl (v0-spec §3.1).",
+);
+
+/** A `step` record. */
+export const TraceStepSchema = name(
+  z.object({
+    kind: z.literal("step").describe("Record kind."),
+    example: z.string().describe("Example id."),
+    index: nonNeg.describe("Example index in the inputs."),
+    address: addressText.describe("Step address text."),
+    t: nonNeg.describe("Global step index."),
+    latent: latent.describe("Which latent the step wrote."),
+    row: nonNeg.describe("First row in states.npy."),
+    rows: pos.describe("Number of rows (recorded positions)."),
+    norm: z.number().describe(
+      "Mean L2 norm over the recorded positions (rounded to 1e-6).",
+    ),
+    delta: z.number().nullable().describe(
+      "Mean L2 norm of the change since the previous state of this latent.",
+    ),
+    data: z.string().describe(
+      "base64 of the `[rows, D]` float32 little-endian states.",
+    ),
+  }),
+  "TraceStep",
+  "A `step` record: one latent of one example after one net call (v0-spec §3.2).",
+);
+
+/** A `readout` record. */
+export const TraceReadoutSchema = name(
+  z.object({
+    kind: z.literal("readout").describe("Record kind."),
+    example: z.string().describe("Example id."),
+    index: nonNeg.describe("Example index in the inputs."),
+    address: addressText.describe("Address of the z_H update read out."),
+    t: nonNeg.describe("Global step index of that update."),
+    sup: nonNeg.describe("Supervision step."),
+    final: z.boolean().describe(
+      "True after the last H cycle of a supervision step: the official readout.",
+    ),
+    pred: z.array(int).describe("Argmax tokens, length S."),
+    token_acc: z.number().min(0).max(1).describe(
+      "Fraction of labelled positions predicted right.",
+    ),
+    exact: z.boolean().describe("All labelled positions right."),
+    q_halt: z.number().describe("The q_halt logit."),
+  }),
+  "TraceReadout",
+  "A `readout` record: the head after a z_H update (v0-spec §3.3).",
+);
+
+/** An `example` record. */
+export const TraceExampleSchema = name(
+  z.object({
+    kind: z.literal("example").describe("Record kind."),
+    example: z.string().describe("Example id."),
+    index: nonNeg.describe("Example index in the inputs."),
+    puzzle_identifier: nonNeg.describe("Puzzle identifier."),
+    tokens: z.array(int).describe("Input tokens."),
+    label: z.array(int).describe("Target tokens (−100 = ignored)."),
+    pred: z.array(int).describe("Prediction at the halting step."),
+    token_acc: z.number().min(0).max(1).describe(
+      "Token accuracy at the halting step.",
+    ),
+    exact: z.boolean().describe("Exact at the halting step."),
+    halt_step: nonNeg.describe(
+      "Supervision step at which the example halted.",
+    ),
+    logits: z.string().describe(
+      "base64 float32 little-endian logits `[S, V]` at the halting step.",
+    ),
+  }),
+  "TraceExample",
+  "An `example` record: the outcome for one example (v0-spec §3.4).",
+);
+
+/** Any record after the header. */
+export const TraceRecordSchema = z.discriminatedUnion("kind", [
+  TraceStepSchema,
+  TraceReadoutSchema,
+  TraceExampleSchema,
+]);
