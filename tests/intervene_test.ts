@@ -17,37 +17,33 @@ const QUICK = [
   "2",
 ];
 
-/** A traced run with an SAE on z_H, shared by the tests below (built once). */
-let shared: Promise<string> | null = null;
-function sharedRun(): Promise<string> {
-  shared ??= (async () => {
-    const dir = join(await Deno.makeTempDir(), "run");
-    let p = await cli([
-      "trace",
-      "--run-dir",
-      dir,
-      "--model",
-      TINY,
-      "--inputs",
-      join(TINY, "puzzles.jsonl"),
-    ]);
-    assert.equal(p.code, 0, p.stderr);
-    p = await cli([
-      "sae",
-      "fit",
-      "--run-dir",
-      dir,
-      "--train-steps",
-      "300",
-      "--features",
-      "64",
-      "--k",
-      "8",
-    ]);
-    assert.equal(p.code, 0, p.stderr);
-    return dir;
-  })();
-  return shared;
+/** A traced run with an SAE on z_H in `dir`, shared by the cases below. */
+async function buildRun(dir: string): Promise<string> {
+  const run = join(dir, "run");
+  let p = await cli([
+    "trace",
+    "--run-dir",
+    run,
+    "--model",
+    TINY,
+    "--inputs",
+    join(TINY, "puzzles.jsonl"),
+  ]);
+  assert.equal(p.code, 0, p.stderr);
+  p = await cli([
+    "sae",
+    "fit",
+    "--run-dir",
+    run,
+    "--train-steps",
+    "300",
+    "--features",
+    "64",
+    "--k",
+    "8",
+  ]);
+  assert.equal(p.code, 0, p.stderr);
+  return run;
 }
 
 async function intervene(run: string, args: string[]) {
@@ -65,8 +61,7 @@ async function intervene(run: string, args: string[]) {
   return { ...p, report };
 }
 
-Deno.test("intervene: identity edits reproduce the baseline exactly and the report shows zero deltas", async () => {
-  const run = await sharedRun();
+async function identityEdits(run: string): Promise<void> {
   for (
     const args of [
       [
@@ -123,10 +118,9 @@ Deno.test("intervene: identity edits reproduce the baseline exactly and the repo
       }`,
     );
   }
-});
+}
 
-Deno.test("intervene: a real ablation changes outputs; the report validates and is byte-identical per seed", async () => {
-  const run = await sharedRun();
+async function realAblation(run: string): Promise<void> {
   const r1 = await intervene(run, [
     "--policy",
     "ablate_features",
@@ -179,10 +173,9 @@ Deno.test("intervene: a real ablation changes outputs; the report validates and 
     /^interventions\/ablate_features-[0-9a-f]{12}\/trace\.jsonl$/,
   );
   assert.ok((await listDir(join(run, "interventions"))).length >= 1);
-});
+}
 
-Deno.test("intervene: bad input gives one line, exit code 2 and loses nothing", async () => {
-  const run = await sharedRun();
+async function badInput(run: string): Promise<void> {
   const before = await fileSha(join(run, "sae.pt"));
   const cases: [string[], RegExp][] = [
     [
@@ -207,7 +200,7 @@ Deno.test("intervene: bad input gives one line, exit code 2 and loses nothing", 
     ], /--source-example "nope" is not in the trace/],
     [
       ["--policy", "clamp_features", "--features", "1"],
-      /needs exactly one of --value V or --scale S/,
+      /needs exactly one of --value or --scale/,
     ],
     [
       ["--policy", "ablate"],
@@ -302,13 +295,25 @@ Deno.test("intervene: bad input gives one line, exit code 2 and loses nothing", 
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
-});
+}
 
-Deno.test({
-  name: "intervene: cleanup of the shared run",
-  fn: async () => {
-    if (shared) {
-      await Deno.remove(join(await shared, ".."), { recursive: true });
-    }
-  },
+Deno.test("intervene: on one traced run with a fitted SAE", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await buildRun(dir);
+    await t.step(
+      "identity edits reproduce the baseline exactly and the report shows zero deltas",
+      () => identityEdits(run),
+    );
+    await t.step(
+      "a real ablation changes outputs; the report validates and is byte-identical per seed",
+      () => realAblation(run),
+    );
+    await t.step(
+      "bad input gives one line, exit code 2 and loses nothing",
+      () => badInput(run),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -54,7 +54,7 @@ Deno.test("native: without --allow-ffi the trace is refused up front, naming the
     ]);
     assert.equal(p.code, 2);
     assert.equal(p.stderr.trim().split("\n").length, 1);
-    assert.match(p.stderr, /needs --allow-ffi/);
+    assert.match(p.stderr, /lacks --allow-ffi;.*--allow-ffi lifts the sandbox/);
     const ok = await cli([
       "trace",
       "--run-dir",

@@ -90,36 +90,41 @@ Deno.test("permissions: each missing permission is named in one line with exit c
     const all = [TINY, puzzles, WASM, run];
     const readBut = (skip: string) =>
       `--allow-read=${all.filter((p) => p !== skip).join(",")}`;
+    // The fix is the complete flag set, whatever is missing.
+    const fix =
+      `; run with --allow-read=${TINY},${puzzles},${run},${WASM} --allow-write=${run}`;
     const cases: [string, string[], RegExp][] = [
       [
         "model",
         [readBut(TINY), `--allow-write=${run}`],
-        /trace needs read access to .*tiny_trm; run with --allow-read=/,
+        /^trminterp: error: trace lacks --allow-read=\S*tiny_trm;/,
       ],
       [
         "inputs",
         [readBut(puzzles), `--allow-write=${run}`],
-        /read access to .*puzzles\.jsonl; run with --allow-read=/,
+        /lacks --allow-read=\S*puzzles\.jsonl;/,
       ],
       [
         "wasm",
         [readBut(WASM), `--allow-write=${run}`],
-        /read access to .*ort-wasm-simd-threaded\.wasm; run with/,
+        /lacks --allow-read=\S*ort-wasm-simd-threaded\.wasm;/,
       ],
       [
         "run dir (read)",
         [readBut(run), `--allow-write=${run}`],
-        /read access to .*run; run with --allow-read=/,
+        /lacks --allow-read=\S*run;/,
       ],
-      [
-        "run dir (write)",
-        [readBut("")],
-        /needs write access to the run dir .*; run with --allow-write=/,
-      ],
+      ["run dir (write)", [readBut("")], /lacks --allow-write=\S*run;/],
       ["run dir outside the granted write path", [
         readBut(""),
         `--allow-write=${side}`,
-      ], /--allow-write=/],
+      ], /lacks --allow-write=\S*run;/],
+      // Every missing grant in the one line, not one per try.
+      [
+        "model and run dir",
+        [readBut(TINY)],
+        /lacks --allow-read=\S*tiny_trm --allow-write=\S*run;/,
+      ],
     ];
     for (const [name, perms, pattern] of cases) {
       const p = await cli(args, perms);
@@ -130,6 +135,7 @@ Deno.test("permissions: each missing permission is named in one line with exit c
         `${name}: ${p.stderr}`,
       );
       assert.match(p.stderr, pattern, name);
+      assert.ok(p.stderr.trim().endsWith(fix), `${name}: ${p.stderr}`);
       assert.deepEqual(await listDir(tmp), [], `${name} wrote something`);
       console.log(
         `  ${name}: exit ${p.code}: ${p.stderr.trim().slice(0, 100)}`,
@@ -142,7 +148,7 @@ Deno.test("permissions: each missing permission is named in one line with exit c
       `--allow-read=${run}`,
     ]);
     assert.equal(sae.code, 2);
-    assert.match(sae.stderr, /sae fit needs write access to the run dir/);
+    assert.match(sae.stderr, /sae fit lacks --allow-write=\S*run;/);
     const itv = await cli([
       "intervene",
       "--run-dir",
@@ -153,7 +159,7 @@ Deno.test("permissions: each missing permission is named in one line with exit c
     assert.equal(itv.code, 2);
     assert.match(
       itv.stderr,
-      /intervene needs read access to .*run; run with --allow-read=/,
+      /intervene lacks --allow-read=\S*run; run with --allow-read=\S*run --allow-write=\S*run$/m,
     );
   } finally {
     await Deno.remove(tmp, { recursive: true });

@@ -20,7 +20,7 @@ async function cachedWasm(): Promise<string> {
   );
 }
 
-Deno.test("url: `deno run <url>/cli.ts trace` with scoped permissions matches a local run byte for byte", async () => {
+Deno.test("url: `deno run <url>/cli.ts trace` with scoped permissions and no import map matches a local run byte for byte", async () => {
   const tmp = await Deno.makeTempDir();
   const ac = new AbortController();
   // Serve the repository over loopback on an ephemeral port.
@@ -56,7 +56,7 @@ Deno.test("url: `deno run <url>/cli.ts trace` with scoped permissions matches a 
     const r = await run(Deno.execPath(), [
       "run",
       "--quiet",
-      `--import-map=${base}/deno.json`,
+      "--no-prompt",
       `--allow-net=127.0.0.1:${port}`,
       `--allow-read=${TINY},${remote},${await cachedWasm()}`,
       `--allow-write=${remote}`,

@@ -231,7 +231,12 @@ export class AblateFeatures implements InterventionPolicy {
   }
 
   /** Edit the rows of one example. */
-  apply(_step: StepAddress, h: Float32Array, sae: SAE): Float32Array {
+  apply(
+    _step: StepAddress,
+    h: Float32Array,
+    sae: SAE,
+    _context?: PolicyContext,
+  ): Float32Array {
     const F = sae.cfg.d_sae;
     return editActivations(h, sae, (a) => {
       for (let r = 0; r < a.length / F; r++) {
@@ -288,7 +293,12 @@ export class ClampFeatures implements InterventionPolicy {
   }
 
   /** Edit the rows of one example. */
-  apply(_step: StepAddress, h: Float32Array, sae: SAE): Float32Array {
+  apply(
+    _step: StepAddress,
+    h: Float32Array,
+    sae: SAE,
+    _context?: PolicyContext,
+  ): Float32Array {
     const F = sae.cfg.d_sae;
     return editActivations(h, sae, (a) => {
       for (let r = 0; r < a.length / F; r++) {
@@ -391,7 +401,12 @@ export class ReconstructPolicy implements InterventionPolicy {
     return {};
   }
   /** The reconstruction of the rows. */
-  apply(_step: StepAddress, h: Float32Array, sae: SAE): Float32Array {
+  apply(
+    _step: StepAddress,
+    h: Float32Array,
+    sae: SAE,
+    _context?: PolicyContext,
+  ): Float32Array {
     return sae.decode(sae.encode(h));
   }
 }
@@ -418,7 +433,12 @@ export class ZeroPolicy implements InterventionPolicy {
     return {};
   }
   /** Zeros of the rows' shape. */
-  apply(_step: StepAddress, h: Float32Array, _sae: SAE): Float32Array {
+  apply(
+    _step: StepAddress,
+    h: Float32Array,
+    _sae: SAE,
+    _context?: PolicyContext,
+  ): Float32Array {
     return new Float32Array(h.length);
   }
 }

@@ -628,8 +628,9 @@ async function* readJsonlOrMissing(path: string) {
     await Deno.stat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
+      const dir = join(path, "..");
       throw new InputError(
-        `no trace at ${path}; run \`trminterp trace --run-dir <dir>\` first`,
+        `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`,
       );
     }
     throw e;
