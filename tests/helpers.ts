@@ -173,3 +173,12 @@ export function allLogits(outcomes: readonly ExampleOutcome[]): Float32Array {
   }
   return out;
 }
+
+// lavapipe (the CPU WebGPU adapter of the WebGPU tests) warns on every
+// process start without a runtime dir; give the tests and their
+// subprocesses one, as a desktop session would.
+if (!Deno.env.get("XDG_RUNTIME_DIR")) {
+  const dir = Deno.makeTempDirSync({ prefix: "xdg-" });
+  Deno.chmodSync(dir, 0o700);
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+}
