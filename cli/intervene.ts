@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { InputError } from "../lib/errors.ts";
 import { runIntervene } from "../lib/intervene/intervene.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
@@ -29,6 +28,7 @@ import {
 } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { interveneSummary } from "./summary.ts";
 
 /** The flags of `intervene`. */
 export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
@@ -222,19 +222,6 @@ export async function intervene(args: string[]): Promise<Report | void> {
     command: provenanceArgs(["intervene"], args),
   });
   progress.done();
-  const c = r.comparison, top = r.causal.ranking[0];
-  console.error(
-    `intervene: ${r.policy.name} on ${c.examples} examples: token acc ${
-      c.baseline.token_acc.toFixed(4)
-    } -> ${c.intervened.token_acc.toFixed(4)}, exact ${
-      c.baseline.exact_acc.toFixed(4)
-    } -> ${c.intervened.exact_acc.toFixed(4)}, KL ${
-      c.delta.mean_kl.toExponential(2)
-    }; top feature ${
-      top ? `${top.feature} (effect ${top.effect.toFixed(4)})` : "n/a"
-    }, random median ${r.causal.random_features.median_effect.toFixed(4)} -> ${
-      join(runDir, "report.json")
-    }`,
-  );
+  console.log(interveneSummary(r, runDir));
   return r;
 }

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { InputError } from "../lib/errors.ts";
 import { ARCHITECTURES, type SAEArch } from "../lib/sae/arch/mod.ts";
 import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
@@ -27,6 +26,7 @@ import {
   permissionFlags,
 } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { saeSummary } from "./summary.ts";
 
 const D = SAE_DEFAULTS;
 
@@ -94,6 +94,12 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
     arg: "FRAC",
     help:
       `held-out fraction of examples for the metrics (default ${D.holdout})`,
+  },
+  normalize: {
+    type: "string",
+    arg: "MODE",
+    help:
+      `scale inputs to mean |x| = sqrt(D) while training, folded into the saved weights: expected_average_only_in | none (default ${D.normalize})`,
   },
   model: {
     type: "string",
@@ -176,6 +182,7 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     latent: latents?.[0],
     steps: str(v, "steps"),
     holdout: numFlag(v.holdout, "--holdout"),
+    normalize: parseNormalize(v.normalize),
     model,
     skipTaskAccuracy: missing.length
       ? `model not at hand: no ${missing.join(" ")}; run with ${
@@ -191,15 +198,18 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     command: provenanceArgs(["sae", "fit"], args),
   });
   progress.done();
-  const t = m.task_accuracy_recovered;
-  console.error(
-    `sae fit: F=${m.config.d_sae} FVU ${m.metrics.fvu.value.toFixed(4)}, L0 ${
-      m.metrics.l0.value.toFixed(2)
-    }, dead ${
-      m.metrics.dead_fraction.value.toFixed(3)
-    }, task accuracy recovered ${
-      t.value === null ? "n/a" : t.value.toFixed(4)
-    } -> ${join(runDir, "sae.pt")}`,
-  );
+  console.log(saeSummary(m, runDir));
   return m;
+}
+
+function parseNormalize(
+  v: string | boolean | undefined,
+): "expected_average_only_in" | "none" | undefined {
+  if (v === undefined) return undefined;
+  if (v !== "expected_average_only_in" && v !== "none") {
+    throw new InputError(
+      `--normalize must be expected_average_only_in or none, got "${v}"`,
+    );
+  }
+  return v;
 }

@@ -22,6 +22,7 @@ import {
 import { type FlagSpec, intFlag, parseFlags } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { traceSummary } from "./summary.ts";
 
 /** The bundled demo model, the default `--model`. */
 export const DEMO_MODEL: string = join(
@@ -161,19 +162,6 @@ export async function trace(args: string[]): Promise<TraceSummary | void> {
     command: provenanceArgs(["trace"], args),
   });
   progress.done();
-  console.error(
-    `trace: ${summary.examples} examples, ${summary.rows} state rows, exact ${
-      summary.exact.toFixed(4)
-    }, token acc ${summary.tokenAcc.toFixed(4)}, ${
-      summary.seconds.toFixed(2)
-    }s -> ${summary.trace}`,
-  );
-  console.error(
-    `per supervision step (exact / token): ${
-      summary.perSup.map((p) =>
-        `s${p.sup} ${p.exact.toFixed(4)}/${p.token.toFixed(4)}`
-      ).join("  ")
-    }`,
-  );
+  console.log(traceSummary(summary, runDir));
   return summary;
 }

@@ -1,0 +1,275 @@
+/**
+ * What each command prints on stdout when it is done: a short, readable
+ * summary that ends with the next command to run. Progress and diagnostics
+ * go to stderr; the payloads stay exactly trace.jsonl and report.json.
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import type { Report } from "../lib/intervene/report.ts";
+import type { SaeMetricsJson } from "../lib/sae/fit.ts";
+import type { TraceSummary } from "../lib/trace/trace.ts";
+
+const SHADES = [" ", "░", "▒", "▓", "█"];
+const EIGHTHS = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+
+/**
+ * How the user runs trminterp: the compiled binary's name, or the task.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { invocation } from "./summary.ts";
+ * assert.equal(invocation(), "deno task trminterp"); // tests run under deno
+ * ```
+ */
+export function invocation(): string {
+  const exe = basename(Deno.execPath());
+  return exe === "deno" || exe === "deno.exe" ? "deno task trminterp" : exe;
+}
+
+/**
+ * A horizontal bar of `value` in `[0, max]`, `width` cells wide, in eighths.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bar } from "./summary.ts";
+ * assert.equal(bar(1, 1, 4), "████");
+ * assert.equal(bar(0.5, 1, 4), "██");
+ * assert.equal(bar(0, 1, 4), "");
+ * ```
+ */
+export function bar(value: number, max: number, width: number): string {
+  if (!(max > 0) || !(value > 0)) return "";
+  const eighths = Math.round(Math.min(value / max, 1) * width * 8);
+  return "█".repeat(Math.floor(eighths / 8)) + EIGHTHS[eighths % 8];
+}
+
+/**
+ * A heat map in Unicode shades: one row per label, one cell per column, with
+ * the scale printed. Values ≤ 0 are blank; the largest is `█`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { heatmap } from "./summary.ts";
+ * const text = heatmap([[0, 0.5], [1, 0.25]], ["f3", "f9"], ["s0", "s1"]);
+ * assert.match(text, /f3 +\│ +▒/);
+ * assert.match(text, /f9 +\│█+ +░/);
+ * assert.match(text, /max 1/);
+ * ```
+ */
+export function heatmap(
+  values: number[][],
+  rows: string[],
+  cols: string[],
+): string {
+  const max = Math.max(0, ...values.flat());
+  const w = Math.max(2, ...cols.map((c) => c.length));
+  const lw = Math.max(...rows.map((r) => r.length));
+  const shade = (v: number) =>
+    max > 0 && v > 0
+      ? SHADES[Math.max(1, Math.min(4, Math.ceil((v / max) * 4)))]
+      : SHADES[0];
+  const lines = [
+    `${" ".repeat(lw)} │${cols.map((c) => c.padStart(w)).join(" ")}`,
+    ...values.map((r, i) =>
+      `${rows[i].padEnd(lw)} │${r.map((v) => shade(v).repeat(w)).join(" ")}`
+    ),
+    `${" ".repeat(lw)}   scale: ${
+      SHADES.slice(1).join("")
+    } = (0, ¼], (¼, ½], (½, ¾], (¾, 1] × max ${fmt(max)}; blank = no effect`,
+  ];
+  return lines.join("\n");
+}
+
+function fmt(x: number, digits = 4): string {
+  return x === 0
+    ? "0"
+    : Math.abs(x) < 1e-3
+    ? x.toExponential(1)
+    : x.toFixed(digits);
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(2)}%`;
+}
+
+/**
+ * The summary `trace` prints: per-step accuracy and where the files are.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { traceSummary } from "./summary.ts";
+ * const text = traceSummary({ trace: "r/trace.jsonl", rows: 10, examples: 2, exact: 0.5, tokenAcc: 0.75, seconds: 1,
+ *   perSup: [{ sup: 0, exact: 0.5, token: 0.75 }] }, "r");
+ * assert.match(text, /s0 +0\.5000 +0\.7500/);
+ * assert.match(text, /next: .* sae fit --run-dir r$/);
+ * ```
+ */
+export function traceSummary(s: TraceSummary, runDir: string): string {
+  const lines = [
+    `trace: ${s.examples} examples, ${
+      s.rows.toLocaleString("en-US")
+    } state rows, ${s.seconds.toFixed(1)} s -> ${s.trace}`,
+    "",
+    "  accuracy of the official readout after each supervision step",
+    "  step   exact   token",
+    ...s.perSup.map((p) =>
+      `  s${String(p.sup).padEnd(4)} ${p.exact.toFixed(4)}  ${
+        p.token.toFixed(4)
+      }  ${bar(p.exact, 1, 20)}`
+    ),
+    `  at the halting step: exact ${s.exact.toFixed(4)}, token ${
+      s.tokenAcc.toFixed(4)
+    }`,
+    "",
+    `next: ${invocation()} sae fit --run-dir ${runDir}`,
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * The summary `sae fit` prints: the held-out metrics.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { saeSummary } from "./summary.ts";
+ * const m = (value: number) => ({ value, formula: "" });
+ * const text = saeSummary({
+ *   config: { arch: "topk", d_in: 64, d_sae: 512, k: 16, latent: "z_H", training: { steps_taken: 10 } },
+ *   split: { train_rows: 90, heldout_rows: 10, heldout_examples: 1 },
+ *   metrics: { fvu: m(0.01), explained_variance: m(0.99), l0: m(16), dead_fraction: m(0.1), mean_cosine: m(0.99),
+ *     dense_fraction_10pct: m(0) },
+ *   task_accuracy_recovered: { value: null, reason: "model not at hand" },
+ * } as never, "r");
+ * assert.match(text, /FVU 0\.0100/);
+ * assert.match(text, /task accuracy recovered: n\/a \(model not at hand\)/);
+ * assert.match(text, /next: .* intervene --run-dir r --policy ablate_features$/);
+ * ```
+ */
+export function saeSummary(m: SaeMetricsJson, runDir: string): string {
+  const c = m.config, x = m.metrics, t = m.task_accuracy_recovered;
+  const task = "reason" in t
+    ? `n/a (${t.reason})`
+    : `${t.value === null ? "n/a" : t.value.toFixed(4)} (token accuracy clean ${
+      t.acc_clean.toFixed(4)
+    }, with the SAE ${t.acc_sae.toFixed(4)}, zeroed ${
+      t.acc_zero.toFixed(4)
+    }; ${t.examples} held-out examples)`;
+  return [
+    `sae fit: ${c.arch} SAE, F=${c.d_sae}${
+      c.k ? `, k=${c.k}` : ""
+    } on ${c.latent}; ${
+      m.split.train_rows.toLocaleString("en-US")
+    } training rows, ${c.training.steps_taken} steps -> ${
+      join(runDir, "sae.pt")
+    }`,
+    "",
+    `  held-out (${
+      m.split.heldout_rows.toLocaleString("en-US")
+    } rows of ${m.split.heldout_examples} examples):`,
+    `    FVU ${x.fvu.value.toFixed(4)} (explained variance ${
+      x.explained_variance.value.toFixed(4)
+    }), L0 ${x.l0.value.toFixed(2)}, mean cosine ${
+      x.mean_cosine.value.toFixed(4)
+    }`,
+    `    dead features ${pct(x.dead_fraction.value)}, dense (>10% of rows) ${
+      pct(x.dense_fraction_10pct.value)
+    }`,
+    `  task accuracy recovered: ${task}`,
+    "",
+    `next: ${invocation()} intervene --run-dir ${runDir} --policy ablate_features`,
+  ].join("\n");
+}
+
+/**
+ * The summary `intervene` prints: the effect of the policy, per-step
+ * accuracy as bars, the top causal features against the random reference,
+ * and the tomography as a heat map.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { interveneSummary } from "./summary.ts";
+ * const side = (e: number) => ({ exact_acc: e, token_acc: e, mean_halt_step: 1, acc_per_sup: [{ sup: 0, exact: e, token: e }] });
+ * const text = interveneSummary({
+ *   policy: { name: "ablate_features", latent: "z_H", steps: "all", positions: [0], params: { features: [3] } },
+ *   comparison: { examples: 2, baseline: side(1), intervened: side(0.5),
+ *     delta: { exact_acc: -0.5, token_acc: -0.5, mean_halt_step: 0, mean_kl: 0.1, flipped_fraction: 0.25 }, per_example: [] },
+ *   causal: { subsample: { examples: 2 }, ranking: [{ feature: 3, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1,
+ *     exact_drop: 0.5, mean_activation: 1 }], random_features: { features: [1], median_effect: 0, median_kl: 0 } },
+ *   tomography: { groups: ["s0"], features: [3], effect: [[0.5]] },
+ * } as never, "r");
+ * assert.match(text, /token accuracy 1\.0000 -> 0\.5000/);
+ * assert.match(text, /3 +0\.5000/);
+ * assert.match(text, /f3 +│█/);
+ * ```
+ */
+export function interveneSummary(r: Report, runDir: string): string {
+  const c = r.comparison, d = c.delta;
+  const params = Object.entries(r.policy.params).map(([k, v]) =>
+    `${k} ${Array.isArray(v) ? v.join(",") : v}`
+  ).join(", ");
+  const lines = [
+    `intervene: ${r.policy.name} (${params}) on ${r.policy.latent} at ${r.policy.steps}, ${c.examples} examples -> ${
+      join(runDir, "report.json")
+    }`,
+    "",
+    `  token accuracy ${c.baseline.token_acc.toFixed(4)} -> ${
+      c.intervened.token_acc.toFixed(4)
+    }, exact ${c.baseline.exact_acc.toFixed(4)} -> ${
+      c.intervened.exact_acc.toFixed(4)
+    }, mean KL ${fmt(d.mean_kl)}, flipped ${pct(d.flipped_fraction)}`,
+    "",
+    "  exact accuracy per supervision step (baseline ▕ intervened)",
+    ...c.baseline.acc_per_sup.map((b, i) => {
+      const n = c.intervened.acc_per_sup[i]?.exact ?? 0;
+      return `  s${String(b.sup).padEnd(3)} ${b.exact.toFixed(3)} ${
+        bar(b.exact, 1, 16).padEnd(16)
+      }▕ ${n.toFixed(3)} ${bar(n, 1, 16)}`;
+    }),
+  ];
+  const causal = r.causal;
+  if (causal.ranking.length) {
+    const rf = causal.random_features;
+    lines.push(
+      "",
+      `  top causal features: each ablated alone on ${causal.subsample.examples} examples`,
+      `  (effect = drop in token accuracy; reference: the median of ${rf.features.length} random features ablated alone, effect ${
+        fmt(rf.median_effect)
+      }, KL ${fmt(rf.median_kl)})`,
+      "  feature   effect    KL        exact drop",
+      ...causal.ranking.slice(0, 8).map((f) =>
+        `  ${String(f.feature).padEnd(9)} ${fmt(f.effect).padEnd(9)} ${
+          fmt(f.mean_kl).padEnd(9)
+        } ${fmt(f.exact_drop)}`
+      ),
+    );
+  }
+  const tomo = r.tomography;
+  if (tomo.features.length && tomo.groups.length) {
+    const byFeature = tomo.features.map((_, j) =>
+      tomo.groups.map((_, g) => tomo.effect[g][j])
+    );
+    lines.push(
+      "",
+      "  tomography: drop in token accuracy when a feature is ablated at one supervision step only",
+      heatmap(byFeature, tomo.features.map((f) => `f${f}`), tomo.groups)
+        .split("\n").map((l) => `  ${l}`).join("\n"),
+    );
+  }
+  const top = causal.ranking[0]?.feature;
+  lines.push(
+    "",
+    `next: open ${join(runDir, "report.json")}${
+      top === undefined
+        ? ""
+        : `, or steer feature ${top}: ${invocation()} intervene --run-dir ${runDir} --policy clamp_features --features ${top} --scale 2 --force`
+    }`,
+  );
+  return lines.join("\n");
+}
