@@ -27,6 +27,7 @@ export const SAE_DEFAULTS: {
   readonly holdout: number;
   readonly latent: "z_H";
   readonly steps: string;
+  readonly normalize: "expected_average_only_in";
 } = {
   /** TopK needs no sparsity coefficient to tune. */
   arch: "topk",
@@ -48,4 +49,6 @@ export const SAE_DEFAULTS: {
   latent: "z_H",
   /** Step selector of the training rows. */
   steps: "all",
+  /** Scale inputs to mean ‖x‖ = √D while training (folded into the weights). */
+  normalize: "expected_average_only_in",
 };

@@ -70,6 +70,8 @@ export interface SaeFitOptions {
   steps?: string;
   /** Held-out fraction of examples (default `SAE_DEFAULTS.holdout`). */
   holdout?: number;
+  /** Input normalization while training (default `SAE_DEFAULTS.normalize`); folded into the saved weights. */
+  normalize?: "expected_average_only_in" | "none";
   /** Also write a SAELens v6 folder under `<run-dir>/saelens/`. */
   exportSaeLens?: boolean;
   /** Model bundle for task accuracy recovered (default: the trace's). */
@@ -185,6 +187,7 @@ async function fitAndWrite(
     epochs: opts.epochs,
     seed: opts.seed,
     indices: split.train,
+    normalize_activations: opts.normalize ?? SAE_DEFAULTS.normalize,
   };
   const fit = fitSAE(
     source,
@@ -209,6 +212,7 @@ async function fitAndWrite(
         indices: undefined,
         holdout,
         steps_taken: fit.steps,
+        scaling_factor: fit.scaling_factor,
       }).filter(([, v]) => v !== undefined),
     ) as Record<string, number | string | boolean>,
   };

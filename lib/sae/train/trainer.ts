@@ -118,6 +118,14 @@ export interface FitOptions {
    * They sum in float32 lanes, the plain loops partly in float64, so the two
    * paths give slightly different (each deterministic) results. */
   simd?: boolean;
+  /**
+   * `expected_average_only_in` (the default, as SAELens): train on inputs
+   * scaled so that the mean ‖x‖ over the training rows is √D, which makes
+   * the defaults (learning rate, L1) hold at any data scale; the scale is
+   * folded into the returned weights, so the SAE reads raw states. `none`:
+   * train on the raw states.
+   */
+  normalize_activations?: "expected_average_only_in" | "none";
 }
 
 /**
@@ -164,6 +172,8 @@ export interface FitResult {
   rows_seen: number;
   /** Fraction of latents dead (by `dead_tokens`) at the end. */
   dead_fraction: number;
+  /** The input scale trained on (`√D / mean ‖x‖`; 1 without normalization). */
+  scaling_factor: number;
 }
 
 /**
@@ -271,6 +281,22 @@ export function fitSAE(
   // The encoder is kept transposed ([F,D], i.e. W_encᵀ) during training so the
   // dense kernel and the sparse gradient rows are contiguous.
   WT.set(Wd);
+  const norm = opts.normalize_activations ?? SAE_DEFAULTS.normalize;
+  if (norm !== "expected_average_only_in" && norm !== "none") {
+    bad(`normalize_activations (${JSON.stringify(norm)})`, NaN);
+  }
+  const scale = norm === "none" ? 1 : inputScale(source, train, B);
+  if (scale !== 1) {
+    const raw = source;
+    source = {
+      n: raw.n,
+      dim: raw.dim,
+      rows(ix, out) {
+        raw.rows(ix, out);
+        for (let i = 0; i < ix.length * D; i++) out[i] *= scale;
+      },
+    };
+  }
   const bd = initBDec(source, train, B, opts.b_dec_init ?? "mean");
 
   const gbd = new Float64Array(D);
@@ -426,13 +452,47 @@ export function fitSAE(
     for (let d = 0; d < D; d++) W_enc[d * F + j] = WT[j * D + d];
   }
   // Copies: Wd and be may be views into the kernels' WebAssembly memory.
-  const sae = new SAE(cfg, {
-    W_enc,
-    W_dec: Wd.slice(),
-    b_enc: be.slice(),
-    b_dec: bd,
-  });
-  return { sae, curve, steps, rows_seen: steps * B, dead_fraction: nDead / F };
+  const W_dec = Wd.slice();
+  if (scale !== 1) {
+    // Fold the input scale c into the weights, so the SAE reads raw x:
+    // act((cx − b) W + e) = act((x − b/c)(cW) + e), and x̂ = (f W_dec + b)/c.
+    for (let i = 0; i < W_enc.length; i++) W_enc[i] *= scale;
+    for (let i = 0; i < W_dec.length; i++) W_dec[i] /= scale;
+    for (let d = 0; d < D; d++) bd[d] /= scale;
+  }
+  const sae = new SAE(cfg, { W_enc, W_dec, b_enc: be.slice(), b_dec: bd });
+  return {
+    sae,
+    curve,
+    steps,
+    rows_seen: steps * B,
+    dead_fraction: nDead / F,
+    scaling_factor: scale,
+  };
+}
+
+/** `√D / mean ‖x‖` over the training rows, streamed; 1 for all-zero rows. */
+function inputScale(
+  source: RowSource,
+  train: Int32Array,
+  chunk: number,
+): number {
+  const D = source.dim, N = train.length;
+  const buf = new Float32Array(chunk * D);
+  let sum = 0;
+  for (let s = 0; s < N; s += chunk) {
+    const ix = train.subarray(s, Math.min(N, s + chunk));
+    source.rows(ix, buf.subarray(0, ix.length * D));
+    for (let r = 0; r < ix.length; r++) {
+      let n2 = 0;
+      for (let d = 0; d < D; d++) n2 += buf[r * D + d] ** 2;
+      sum += Math.sqrt(n2);
+    }
+  }
+  const mean = sum / N;
+  return mean > 0 && Number.isFinite(mean)
+    ? Math.fround(Math.sqrt(D) / mean)
+    : 1;
 }
 
 function posInt(name: string, v: number): void {
