@@ -79,18 +79,66 @@ async function hashFrom(file: Deno.FsFile, offset: number): Promise<string> {
   return hash.hex();
 }
 
+/**
+ * Temp files are named `.<name>.trminterp-<pid>-<12 hex>.tmp`: a name only
+ * trminterp makes, carrying the writer's pid, so a later command removes
+ * only its own kind of leftovers (see {@linkcode isStaleTemp}).
+ */
+const TEMP_NAME = /^\..+\.trminterp-(\d+)-[0-9a-f]{12}\.tmp$/;
+
 function tempPathFor(path: string): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   const tag = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(
     "",
   );
-  return join(dirname(path), `.${basename(path)}.tmp-${tag}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.trminterp-${Deno.pid}-${tag}.tmp`,
+  );
 }
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+/**
+ * Whether `name` is a temp file that trminterp wrote and whose writer is not
+ * this process. Call it only while holding the folder's run-dir lock: any
+ * live writer would hold that lock, so the writer of such a file is gone.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isStaleTemp } from "./atomic.ts";
+ * assert(isStaleTemp(".trace.jsonl.trminterp-1-0123456789ab.tmp"));
+ * assert(!isStaleTemp(`.trace.jsonl.trminterp-${Deno.pid}-0123456789ab.tmp`));
+ * assert(!isStaleTemp(".notes.tmp-1"));
+ * ```
+ */
+export function isStaleTemp(name: string): boolean {
+  const m = TEMP_NAME.exec(name);
+  return m !== null && Number(m[1]) !== Deno.pid;
+}
+
+/**
+ * Name the file in an OS error that does not (a full disk reports only
+ * "No space left on device"), keeping its class and code.
+ */
+function withPath(err: unknown, path: string): unknown {
+  if (err instanceof Error && !err.message.includes(path)) {
+    err.message = `${err.message}: writing ${path}`;
+  }
+  return err;
+}
+
+async function writeAll(
+  file: Deno.FsFile,
+  data: Uint8Array,
+  path: string,
+): Promise<void> {
   // FsFile.write may write fewer bytes than asked.
   let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
+  try {
+    while (off < data.length) off += await file.write(data.subarray(off));
+  } catch (err) {
+    throw withPath(err, path);
+  }
 }
 
 /**
@@ -153,6 +201,7 @@ export class AtomicWriter implements AsyncDisposable {
   #flushed = 0;
   #hash: Sha256 | null = new Sha256();
   #done = false;
+  #prepared = false;
 
   private constructor(path: string, tempPath: string, file: Deno.FsFile) {
     this.path = path;
@@ -187,7 +236,7 @@ export class AtomicWriter implements AsyncDisposable {
       // Large chunks go straight to disk, skipping the buffer copy.
       await this.#flush();
       this.#hash?.update(bytes);
-      await writeAll(this.#file, bytes);
+      await writeAll(this.#file, bytes, this.path);
       this.#flushed += bytes.length;
       return;
     }
@@ -209,12 +258,23 @@ export class AtomicWriter implements AsyncDisposable {
     // A patched prefix invalidates the running hash; commit() re-reads the file.
     this.#hash = null;
     await this.#file.seek(offset, Deno.SeekMode.Start);
-    await writeAll(this.#file, bytes);
+    await writeAll(this.#file, bytes, this.path);
     await this.#file.seek(0, Deno.SeekMode.End);
   }
 
   /** Flush, fsync, close and rename over `path`; returns the final file's sha256 hex. */
   async commit(): Promise<string> {
+    const sha = await this.prepare();
+    await this.publish();
+    return sha;
+  }
+
+  /**
+   * Flush, fsync and close the temp file without renaming it: the part of
+   * {@linkcode AtomicWriter.commit} that can run out of space. Returns the
+   * sha256 hex; {@linkcode AtomicWriter.publish} renames it into place.
+   */
+  async prepare(): Promise<string> {
     this.#checkOpen();
     try {
       await this.#flush();
@@ -222,8 +282,22 @@ export class AtomicWriter implements AsyncDisposable {
       await this.#file.sync();
       this.#file.close();
       this.#done = true;
-      await Deno.rename(this.tempPath, this.path);
+      this.#prepared = true;
       return sha;
+    } catch (err) {
+      await this.abort();
+      throw withPath(err, this.path);
+    }
+  }
+
+  /** Rename the prepared temp file over `path`. */
+  async publish(): Promise<void> {
+    if (!this.#prepared) {
+      throw new Error(`AtomicWriter for ${this.path} is not prepared`);
+    }
+    try {
+      await Deno.rename(this.tempPath, this.path);
+      this.#prepared = false;
     } catch (err) {
       await this.abort();
       throw err;
@@ -245,7 +319,7 @@ export class AtomicWriter implements AsyncDisposable {
 
   /** Abort unless committed, so `await using` cleans up after errors. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#done) await this.abort();
+    if (!this.#done || this.#prepared) await this.abort();
   }
 
   #checkOpen(): void {
@@ -265,7 +339,83 @@ export class AtomicWriter implements AsyncDisposable {
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#hash?.update(buf);
-    await writeAll(this.#file, buf);
+    await writeAll(this.#file, buf, this.path);
     this.#flushed += buf.length;
+  }
+}
+
+/**
+ * The outputs of one command, landing together: each file is written and
+ * synced to its temp file when staged (where a full disk shows), and
+ * {@linkcode OutputSet.commit} renames them into place in staging order. A
+ * failure before the renames leaves no new file under a final name; a failed
+ * rename removes the files this set already renamed, so no half-finished set
+ * of outputs remains.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OutputSet } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await using out = new OutputSet();
+ *   await out.add(`${dir}/a.json`, "{}\n");
+ *   await out.add(`${dir}/b.pt`, new Uint8Array([1]));
+ *   assert.equal([...Deno.readDirSync(dir)].filter((e) => !e.name.startsWith(".")).length, 0);
+ *   await out.commit();
+ *   assert.equal(Deno.readTextFileSync(`${dir}/a.json`), "{}\n");
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export class OutputSet implements AsyncDisposable {
+  #staged: AtomicWriter[] = [];
+  #done = false;
+
+  /** Stage `data` for `path`; returns its sha256 hex. */
+  async add(path: string, data: Uint8Array | string): Promise<string> {
+    const w = await AtomicWriter.open(path);
+    try {
+      await w.write(data);
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    return await this.adopt(w);
+  }
+
+  /** Stage a writer the caller streamed into (prepared now); returns its sha256 hex. */
+  async adopt(writer: AtomicWriter): Promise<string> {
+    const sha = await writer.prepare();
+    this.#staged.push(writer);
+    return sha;
+  }
+
+  /** Rename every staged file into place, in staging order. */
+  async commit(): Promise<void> {
+    this.#done = true;
+    const published: AtomicWriter[] = [];
+    try {
+      for (const w of this.#staged) {
+        await w.publish();
+        published.push(w);
+      }
+    } catch (e) {
+      for (const w of published) await Deno.remove(w.path).catch(() => {});
+      await this.abort();
+      throw e;
+    }
+  }
+
+  /** Remove every staged temp file. */
+  async abort(): Promise<void> {
+    this.#done = true;
+    for (const w of this.#staged) await w.abort();
+  }
+
+  /** Abort unless committed. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#done) await this.abort();
   }
 }

@@ -47,7 +47,10 @@ Deno.test("AtomicWriter streams, patches, commits with the right sha256", async 
     const path = `${dir}/big.bin`;
     await writeFileAtomic(path, "previous");
     const w = await AtomicWriter.open(path);
-    assert.match(w.tempPath, /\/\.big\.bin\.tmp-[0-9a-f]{12}$/);
+    assert.match(
+      w.tempPath,
+      /\/\.big\.bin\.trminterp-\d+-[0-9a-f]{12}\.tmp$/,
+    );
     const chunk = new Uint8Array(300_000).map((_, i) => i & 0xff);
     for (let i = 0; i < 5; i++) await w.write(chunk); // crosses the 1 MiB flush threshold
     assert.equal(w.size, 1_500_000);

@@ -7,7 +7,7 @@
  */
 
 import { InputError } from "../errors.ts";
-import { AtomicWriter } from "./atomic.ts";
+import { AtomicWriter, type OutputSet } from "./atomic.ts";
 import {
   dtypeOf,
   type ElementData,
@@ -331,11 +331,24 @@ export class NpyWriter implements AsyncDisposable {
 
   /** Patch the header with the final shape, commit the file and return its sha256 hex. */
   async close(): Promise<string> {
+    await this.#patchHeader();
+    return await this.#writer.commit();
+  }
+
+  /**
+   * Patch the header with the final shape and stage the file in `outputs`
+   * (it lands when `outputs` commits); returns its sha256 hex.
+   */
+  async stage(outputs: OutputSet): Promise<string> {
+    await this.#patchHeader();
+    return await outputs.adopt(this.#writer);
+  }
+
+  async #patchHeader(): Promise<void> {
     await this.#writer.writeAt(
       0,
       headerBytes("float32", [this.#rows, this.cols]),
     );
-    return await this.#writer.commit();
   }
 
   /** Discard the partial file. */
