@@ -1,57 +1,167 @@
 /**
- * The run directory: where every output of a run goes.
+ * The run directory: where every output of a run goes. A run dir is
+ * trminterp's: new, empty, or marked by {@linkcode RUN_MARKER}; one command
+ * at a time holds its lock ({@linkcode RUN_LOCK}); nothing in it is followed
+ * through a symbolic link; and only temp files trminterp wrote are cleaned up.
  *
  * @module
  */
 import { join } from "node:path";
-import { InputError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { InputError, OptionError } from "../errors.ts";
+import { isStaleTemp, writeFileAtomic } from "./atomic.ts";
+import { checkRoot, confined, ensureDir } from "./paths.ts";
+
+/** The file that marks a folder as a trminterp run dir. */
+export const RUN_MARKER = ".trminterp-run";
+/** Its content. */
+const MARKER_TEXT = '{"format":"trminterp-run/1"}\n';
+/** The lock file a command holds while it uses a run dir. */
+export const RUN_LOCK = ".trminterp.lock";
+
+/**
+ * Names a run dir of an earlier trminterp (before the marker existed) can
+ * hold; a folder with only these is adopted as a run dir.
+ */
+const KNOWN_NAMES = new Set([
+  ".gitignore",
+  RUN_MARKER,
+  RUN_LOCK,
+  "trace.jsonl",
+  "states.npy",
+  "sae.pt",
+  "sae_metrics.json",
+  "report.json",
+  "saelens",
+  "interventions",
+]);
+
+/** Options for {@linkcode openRunDir}. */
+export interface OpenRunDirOptions {
+  /** Create the directory if missing (trace does; later stages need it to exist). */
+  create?: boolean;
+  /** Write a `.gitignore` holding `*` when creating the directory (default true). */
+  gitignore?: boolean;
+}
 
 /** Options for {@linkcode prepareRunDir}. */
-export interface PrepareRunDirOptions {
+export interface PrepareRunDirOptions extends OpenRunDirOptions {
   /** Output files this command writes; if any exists, `force` must be set. */
   outputs: string[];
   /** Overwrite existing outputs. */
   force?: boolean;
-  /** Write a `.gitignore` holding `*` when creating the directory (default true). */
-  gitignore?: boolean;
-  /** Create the directory if missing (trace does; later stages need it to exist). */
-  create?: boolean;
 }
 
 /**
- * Make sure a run dir can take this command's outputs: create it (with a
- * `.gitignore` of `*`, as Python's venv does), refuse to overwrite earlier
- * outputs without `force`, check it is writable, and remove temp files that a
- * killed run left behind.
+ * A locked run dir. Hold it for the whole command (`await using`), so no
+ * other trminterp command reads or writes the folder meanwhile.
+ */
+export class RunDir implements AsyncDisposable {
+  /** The run dir's path, as given. */
+  readonly path: string;
+  #lock: DirLock;
+
+  /** Used by {@linkcode openRunDir}. */
+  constructor(path: string, lock: DirLock) {
+    this.path = path;
+    this.#lock = lock;
+  }
+
+  /**
+   * The path of `name` inside the run dir, refusing links on the way
+   * (see {@linkcode confined}).
+   */
+  file(name: string): Promise<string> {
+    return confined(this.path, name);
+  }
+
+  /**
+   * Refuse to overwrite earlier outputs without `force`, and outputs that
+   * are links or folders in any case (replacing them would lose what they
+   * point at).
+   */
+  async checkOutputs(outputs: readonly string[], force = false): Promise<void> {
+    for (const name of outputs) {
+      const path = await confined(this.path, name);
+      const st = await Deno.lstat(path).catch((e) => {
+        if (e instanceof Deno.errors.NotFound) return null;
+        throw e;
+      });
+      if (!st) continue;
+      if (!st.isFile) {
+        throw new InputError(
+          `${path} is ${
+            st.isDirectory ? "a folder" : "not a regular file"
+          }, where trminterp writes ${name}; move it away`,
+        );
+      }
+      if (!force) {
+        throw new OptionError(
+          "force",
+          `run dir ${this.path} already holds ${name}; pass {force} to overwrite it, or choose another {runDir}`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Create the sub-folder `name` as a real folder (no links) and remove
+   * the stale temp files in it.
+   */
+  async subdir(name: string): Promise<string> {
+    const dir = await ensureDir(this.path, name);
+    await removeStaleTemps(dir);
+    return dir;
+  }
+
+  /** Release the lock. */
+  async release(): Promise<void> {
+    await this.#lock.release();
+  }
+
+  /** Release the lock (for `await using`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}
+
+/**
+ * Open a run dir for one command: create it if asked (with a `.gitignore` of
+ * `*`, as Python's venv does), check that it is a real folder and trminterp's
+ * (new, empty, marked, or holding only trminterp's outputs), take its lock,
+ * mark it, and remove temp files that a killed command left behind.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { prepareRunDir } from "./run_dir.ts";
+ * import { openRunDir, RUN_MARKER } from "./run_dir.ts";
  * const dir = await Deno.makeTempDir();
- * await prepareRunDir(`${dir}/run`, { outputs: ["trace.jsonl"], create: true });
- * assert((await Deno.readTextFile(`${dir}/run/.gitignore`)) === "*\n");
- * await Deno.remove(dir, { recursive: true });
+ * try {
+ *   {
+ *     await using run = await openRunDir(`${dir}/run`, { create: true });
+ *     assert.equal(await Deno.readTextFile(`${dir}/run/.gitignore`), "*\n");
+ *     await assert.rejects(openRunDir(`${dir}/run`), /in use by trminterp process \d+/);
+ *     assert.equal(run.path, `${dir}/run`);
+ *   }
+ *   assert((await Deno.lstat(`${dir}/run/${RUN_MARKER}`)).isFile);
+ *   await Deno.writeTextFile(`${dir}/notes.txt`, "mine");
+ *   await assert.rejects(openRunDir(dir), /holds files trminterp did not write \(notes\.txt, run\)/);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
-export async function prepareRunDir(
+export async function openRunDir(
   dir: string,
-  opts: PrepareRunDirOptions,
-): Promise<void> {
-  let exists = false;
-  try {
-    const st = await Deno.stat(dir);
-    if (!st.isDirectory) {
-      throw new InputError(`--run-dir ${dir} is a file; pass a directory`);
-    }
-    exists = true;
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    if (e instanceof Deno.errors.PermissionDenied) throw denied(dir, e);
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  opts: OpenRunDirOptions = {},
+): Promise<RunDir> {
+  const kind = await checkRoot(dir, "run dir");
+  if (kind === "file") {
+    throw new OptionError(
+      "runDir",
+      `run dir ${dir} is a file; pass a directory as {runDir}`,
+    );
   }
-  if (!exists) {
+  if (kind === "missing") {
     if (!opts.create) {
       throw new InputError(
         `run dir ${dir} does not exist; run \`trminterp trace --run-dir ${dir}\` first`,
@@ -60,37 +170,83 @@ export async function prepareRunDir(
     try {
       await Deno.mkdir(dir, { recursive: true });
     } catch (e) {
-      if (e instanceof Deno.errors.PermissionDenied) throw denied(dir, e);
-      throw e;
+      throw cannotWrite(dir, e);
+    }
+    if ((await checkRoot(dir, "run dir")) !== "directory") {
+      throw new InputError(`run dir ${dir} changed while it was created`);
     }
   }
-  if (!opts.force) {
-    for (const name of opts.outputs) {
-      if (await pathExists(join(dir, name))) {
-        throw new InputError(
-          `run dir ${dir} already holds ${name}; pass --force to overwrite it, or choose another --run-dir`,
-        );
-      }
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  const marked = names.includes(RUN_MARKER);
+  if (!marked) {
+    const foreign = names.filter((n) => !KNOWN_NAMES.has(n) && !isTemp(n))
+      .sort();
+    if (foreign.length) {
+      const shown = foreign.slice(0, 3).join(", ") +
+        (foreign.length > 3 ? `, … (${foreign.length} in all)` : "");
+      throw new OptionError(
+        "runDir",
+        `run dir ${dir} holds files trminterp did not write (${shown}); choose a new or empty {runDir}`,
+      );
     }
   }
-  // Probe writability before any work, so a long run does not fail at the end.
-  const probe = join(dir, `.write-probe-${crypto.randomUUID().slice(0, 8)}`);
+  const lock = await lockDir(dir);
   try {
-    await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
-    await Deno.remove(probe);
+    await removeStaleTemps(dir);
+    const marker = await confined(dir, RUN_MARKER);
+    if (!marked) await writeFileAtomic(marker, MARKER_TEXT);
+    else if (!(await Deno.lstat(marker)).isFile) {
+      throw new InputError(`${marker} is not a regular file; remove it`);
+    }
+    // A run dir holding nothing but our bookkeeping is one whose creation
+    // has not finished (a command killed before its .gitignore landed, say),
+    // or a fresh one.
+    let bare = true;
+    for await (const e of Deno.readDir(dir)) {
+      if (e.name !== RUN_LOCK && e.name !== RUN_MARKER) bare = false;
+    }
+    if (opts.create && opts.gitignore !== false && bare) {
+      await writeFileAtomic(await confined(dir, ".gitignore"), "*\n");
+    }
   } catch (e) {
-    if (
-      e instanceof Deno.errors.PermissionDenied ||
-      e instanceof Deno.errors.NotCapable
-    ) throw denied(dir, e);
+    await lock.release();
     throw e;
   }
-  await removeStaleTemps(dir);
-  // An empty run dir is one whose creation has not finished (a command killed
-  // before its .gitignore landed, say), or a fresh one: give it its .gitignore.
-  if (opts.create && opts.gitignore !== false && await isEmptyDir(dir)) {
-    await writeFileAtomic(join(dir, ".gitignore"), "*\n");
+  return new RunDir(dir, lock);
+}
+
+/**
+ * {@linkcode openRunDir}, then refuse to overwrite earlier `outputs` without
+ * `force`. The returned {@linkcode RunDir} holds the lock until released.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { prepareRunDir } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   const run = await prepareRunDir(`${dir}/run`, { outputs: ["trace.jsonl"], create: true });
+ *   await run.release();
+ *   await Deno.writeTextFile(`${dir}/run/trace.jsonl`, "{}\n");
+ *   await assert.rejects(prepareRunDir(`${dir}/run`, { outputs: ["trace.jsonl"] }), /already holds trace\.jsonl/);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function prepareRunDir(
+  dir: string,
+  opts: PrepareRunDirOptions,
+): Promise<RunDir> {
+  const run = await openRunDir(dir, opts);
+  try {
+    await run.checkOutputs(opts.outputs, opts.force);
+  } catch (e) {
+    await run.release();
+    throw e;
   }
+  return run;
 }
 
 /**
@@ -113,21 +269,169 @@ export async function pathExists(path: string): Promise<boolean> {
   }
 }
 
-async function isEmptyDir(dir: string): Promise<boolean> {
-  for await (const _ of Deno.readDir(dir)) return false;
-  return true;
+function isTemp(name: string): boolean {
+  // The second form is what trminterp before the run-dir marker wrote; such
+  // files let a run dir be adopted, but carry no pid, so they are kept.
+  return /^\..+\.trminterp-\d+-[0-9a-f]{12}\.tmp$/.test(name) ||
+    /^\..+\.tmp-[0-9a-f]{12}$/.test(name);
 }
 
-async function removeStaleTemps(dir: string): Promise<void> {
+/**
+ * Remove the temp files trminterp left in `dir` (by name, see
+ * {@linkcode isStaleTemp}); other files are left alone, whatever their name.
+ * Call it only while holding the run dir's lock.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { removeStaleTemps } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await Deno.writeTextFile(`${dir}/.notes.tmp-1`, "mine");
+ *   await Deno.writeTextFile(`${dir}/.trace.jsonl.trminterp-1-0123456789ab.tmp`, "");
+ *   await removeStaleTemps(dir);
+ *   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [".notes.tmp-1"]);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function removeStaleTemps(dir: string): Promise<void> {
   for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /^\..+\.tmp-[0-9a-f]+$/.test(entry.name)) {
+    if (entry.isFile && isStaleTemp(entry.name)) {
       await Deno.remove(join(dir, entry.name)).catch(() => {});
     }
   }
 }
 
-function denied(dir: string, e: Error): InputError {
-  return new InputError(
-    `cannot write to run dir ${dir} (${e.name}); choose a writable --run-dir or grant --allow-write=${dir}`,
+/** A held lock on a folder. */
+export interface DirLock {
+  /** Remove the lock file and release the lock. */
+  release(): Promise<void>;
+}
+
+/**
+ * Take the lock of `dir`: {@linkcode RUN_LOCK}, created if missing, locked
+ * exclusively with `flock` (which the kernel releases when the holder dies,
+ * so a lock left by a killed command is simply taken over) and holding the
+ * holder's pid. A folder locked by a live process is refused, naming it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lockDir } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   const lock = await lockDir(dir);
+ *   await assert.rejects(lockDir(dir), new RegExp(`in use by trminterp process ${Deno.pid}`));
+ *   await lock.release();
+ *   await (await lockDir(dir)).release();
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function lockDir(dir: string): Promise<DirLock> {
+  const path = await confined(dir, RUN_LOCK);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    let file: Deno.FsFile;
+    try {
+      // createNew does not follow a link; an existing lock is opened only
+      // after lstat shows a regular file.
+      file = await Deno.open(path, {
+        read: true,
+        write: true,
+        createNew: true,
+      });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw cannotWrite(dir, e);
+      const st = await Deno.lstat(path).catch(() => null);
+      if (!st) continue;
+      if (!st.isFile) {
+        throw new InputError(`${path} is not a regular file; remove it`);
+      }
+      try {
+        file = await Deno.open(path, { read: true, write: true });
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) continue;
+        throw cannotWrite(dir, e);
+      }
+    }
+    if (!(await file.tryLock(true))) {
+      const holder = await readHolder(file);
+      file.close();
+      throw new InputError(
+        `run dir ${dir} is in use by trminterp process ${holder}; wait for it to finish, or choose another run dir`,
+      );
+    }
+    // The holder before us may have removed the file after we opened it:
+    // only a lock on the inode the path still names counts.
+    const [mine, now] = [
+      await file.stat(),
+      await Deno.lstat(path).catch(() => null),
+    ];
+    if (!now || now.ino !== mine.ino || now.dev !== mine.dev) {
+      file.close();
+      continue;
+    }
+    try {
+      await file.truncate(0);
+      await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
+    } catch (e) {
+      await Deno.remove(path).catch(() => {});
+      file.close();
+      throw cannotWrite(dir, e);
+    }
+    let released = false;
+    return {
+      async release() {
+        if (released) return;
+        released = true;
+        // Remove before unlocking, so the path never names a free lock
+        // that a waiting command could take while we still clean up.
+        await Deno.remove(path).catch(() => {});
+        file.close();
+      },
+    };
+  }
+  throw new InputError(
+    `run dir ${dir}: could not take its lock ${RUN_LOCK}; another command keeps replacing it`,
+  );
+}
+
+async function readHolder(file: Deno.FsFile): Promise<string> {
+  // The holder writes its pid just after it takes the lock: give it a moment.
+  for (let tries = 0; tries < 25; tries++) {
+    try {
+      const buf = new Uint8Array(32);
+      await file.seek(0, Deno.SeekMode.Start);
+      const n = await file.read(buf);
+      const pid = new TextDecoder().decode(buf.subarray(0, n ?? 0)).trim();
+      if (/^\d+$/.test(pid)) return pid;
+    } catch {
+      return "(pid unreadable)";
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return "(pid not yet written)";
+}
+
+function cannotWrite(dir: string, e: unknown): Error {
+  if (e instanceof InputError) return e;
+  const err = e as Error & { code?: string };
+  const why = err.code ?? err.name;
+  const known = e instanceof Deno.errors.PermissionDenied ||
+    e instanceof Deno.errors.NotCapable ||
+    e instanceof Deno.errors.NotADirectory ||
+    e instanceof Deno.errors.AlreadyExists ||
+    ["EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "ENOTDIR"].includes(
+      err.code ?? "",
+    );
+  if (!known) return err;
+  return new OptionError(
+    "runDir",
+    `cannot write to run dir ${dir} (${why}: ${
+      err.message.split("\n")[0]
+    }); choose a writable {runDir}`,
   );
 }
