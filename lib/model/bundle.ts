@@ -3,15 +3,15 @@
  *
  * @module
  */
-import { join } from "node:path";
 import {
   type BackendName,
   createSession,
   type GraphSession,
   type ValueInfo,
 } from "./backend.ts";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 import { sha256Hex } from "../io/atomic.ts";
+import { checkRoot, confinedFile } from "../io/paths.ts";
 import {
   formatZodError,
   GRAPH_ROLES,
@@ -56,18 +56,14 @@ export interface LoadBundleOptions {
 export async function readManifest(
   dir: string,
 ): Promise<{ manifest: ModelManifest; sha256: string }> {
-  const path = join(dir, "model.json");
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(
-        `no model.json in ${dir}; pass --model with a bundle folder (see references/v0-spec.md §1)`,
-      );
-    }
-    throw e;
-  }
+  const kind = await checkRoot(dir, "model bundle");
+  if (kind === "file") throw await notAFolder(dir);
+  const { path } = await confinedFile(dir, "model.json", {
+    maxBytes: MAX_MANIFEST_BYTES,
+    missing: () =>
+      `no model.json in ${dir}; pass --model with a bundle folder (see references/v0-spec.md §1)`,
+  });
+  const bytes = await Deno.readFile(path);
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(bytes));
@@ -120,18 +116,14 @@ export async function loadBundle(
   try {
     for (const role of GRAPH_ROLES[manifest.family]) {
       const ref = manifest.graphs[role];
-      const path = join(dir, ref.file);
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(path);
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw new InputError(
-            `graph "${role}" is missing: ${path}; restore the file or re-export the bundle`,
-          );
-        }
-        throw e;
-      }
+      // The schema keeps `file` a plain name; confinedFile refuses links and
+      // anything but a regular file (a device would be read for ever).
+      const { path } = await confinedFile(dir, ref.file, {
+        maxBytes: MAX_GRAPH_BYTES,
+        missing: (p) =>
+          `graph "${role}" is missing: ${p}; restore the file or re-export the bundle`,
+      });
+      const bytes = await Deno.readFile(path);
       const actual = sha256Hex(bytes);
       if (actual !== ref.sha256) {
         throw new InputError(
@@ -153,6 +145,34 @@ export async function loadBundle(
     throw e;
   }
   return { dir, manifest, sha256, backend, sessions, release };
+}
+
+/** model.json is a few kilobytes; a much larger one is not a manifest. */
+const MAX_MANIFEST_BYTES = 64 * 2 ** 20;
+/** protobuf, and so a single-file ONNX graph, stops at 2 GiB. */
+const MAX_GRAPH_BYTES = 2 ** 31;
+
+/** The error for a file passed where a bundle folder belongs. */
+async function notAFolder(path: string): Promise<InputError> {
+  let head = new Uint8Array(0);
+  try {
+    using f = await Deno.open(path, { read: true });
+    head = new Uint8Array(4);
+    const n = await f.read(head);
+    head = head.subarray(0, n ?? 0);
+  } catch {
+    // The plain message below still applies.
+  }
+  // torch.save writes a zip (PK\x03\x04) or, before torch 1.6, a pickle (0x80).
+  const zip = head[0] === 0x50 && head[1] === 0x4b;
+  const checkpoint = zip || head[0] === 0x80 ||
+    /\.(pt|pth|ckpt|bin|safetensors)$/.test(path) || /step_\d+$/.test(path);
+  return new OptionError(
+    "model",
+    checkpoint
+      ? `{model} ${path} is a checkpoint file, not a bundle folder; export it to a bundle with references/python/export.py (see references/python/README.md), then pass the folder`
+      : `{model} ${path} is a file; pass the bundle folder that holds model.json (see references/v0-spec.md §1)`,
+  );
 }
 
 type Expect = { name: string; type: string; shape: (number | "B")[] };

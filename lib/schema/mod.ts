@@ -32,7 +32,7 @@ import { ReportSchema } from "./report.ts";
 
 export type * from "./types.ts";
 export { formatZodError, type ParseResult, type Validator } from "./common.ts";
-export { GRAPH_ROLES } from "./model.ts";
+export { GRAPH_ROLES, MAX_SCHEDULE_STEPS } from "./model.ts";
 
 /** The validators of {@linkcode schemas}. */
 export interface PayloadValidators {

@@ -23,12 +23,32 @@ export const GRAPH_ROLES: {
 /** A graph file inside a bundle. */
 export const GraphRefSchema = name(
   z.object({
-    file: z.string().min(1).describe("File name inside the bundle folder."),
+    // A plain file name: no path, no "..", so a bundle cannot name a file
+    // outside itself.
+    file: z.string().regex(
+      /^(?!\.\.?$)[^/\\\0]+$/,
+      "expected a plain file name inside the bundle (no / or ..)",
+    ).describe("File name inside the bundle folder (no `/`, not `.` or `..`)."),
     sha256: sha.describe("sha256 of the file, lowercase hex."),
   }),
   "GraphRef",
   "A graph file inside a bundle, with its sha256.",
 );
+
+/**
+ * The most net calls one rollout of a schedule may make,
+ * `halt_max_steps × H_cycles × (L_cycles + 1)`: checked before any step is
+ * enumerated (official TRM/HRM schedules make a few hundred).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_SCHEDULE_STEPS, ScheduleSchema } from "./model.ts";
+ * assert.equal(MAX_SCHEDULE_STEPS, 65536);
+ * assert.ok(!ScheduleSchema.safeParse({ H_cycles: 3, L_cycles: 6, halt_max_steps: 1e9, halt_mode: "max_steps" }).success);
+ * ```
+ */
+export const MAX_SCHEDULE_STEPS = 65536;
 
 /** The recurrence schedule. */
 export const ScheduleSchema = name(
@@ -39,7 +59,11 @@ export const ScheduleSchema = name(
     halt_mode: z.enum(["max_steps", "q_halt"]).describe(
       "`max_steps`: run every step (official evaluation); `q_halt`: stop once q_halt > 0.",
     ),
-  }),
+  }).refine(
+    (s) =>
+      s.halt_max_steps * s.H_cycles * (s.L_cycles + 1) <= MAX_SCHEDULE_STEPS,
+    `the schedule makes more than ${MAX_SCHEDULE_STEPS} net calls per rollout (halt_max_steps × H_cycles × (L_cycles + 1))`,
+  ),
   "Schedule",
   "The recurrence schedule (v0-spec §1.3).",
 );

@@ -9,7 +9,7 @@
  */
 export interface GraphRef {
   /**
-   * File name inside the bundle folder.
+   * File name inside the bundle folder (no `/`, not `.` or `..`).
    */
   file: string;
   /**
