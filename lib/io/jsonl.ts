@@ -16,10 +16,24 @@ export interface JsonlRecord {
   value: unknown;
 }
 
+/** Options for {@linkcode readJsonl}. */
+export interface ReadJsonlOptions {
+  /** Longest line accepted, in UTF-16 units (default {@linkcode MAX_LINE_CHARS}). */
+  maxLineChars?: number;
+}
+
 /**
- * Stream the records of a JSONL file without loading it whole. Empty lines are
- * skipped. Invalid JSON, invalid UTF-8 or a missing file throw `InputError`
- * naming `<file>:<line>`.
+ * The default longest JSONL line: 256 Mi characters, below V8's largest
+ * string, so a longer line is one clear error rather than an allocation
+ * failure.
+ */
+export const MAX_LINE_CHARS = 2 ** 28;
+
+/**
+ * Stream the records of a JSONL file without loading it whole, in time linear
+ * in its size however long its lines. Empty lines are skipped. Invalid JSON,
+ * invalid UTF-8, a line over `maxLineChars` or a missing file throw
+ * `InputError` naming `<file>:<line>`; messages never quote the file's text.
  *
  * @example
  * ```ts
@@ -30,10 +44,16 @@ export interface JsonlRecord {
  * const ids = [];
  * for await (const { value } of readJsonl(`${dir}/a.jsonl`)) ids.push((value as { id: number }).id);
  * assert(ids.join() === "1,2");
+ * await Deno.writeTextFile(`${dir}/b.jsonl`, `{"id":"${"x".repeat(100)}"}\n`);
+ * await assert.rejects(async () => { for await (const _ of readJsonl(`${dir}/b.jsonl`, { maxLineChars: 50 })); }, /longer than 50 characters/);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
+export async function* readJsonl(
+  path: string,
+  opts: ReadJsonlOptions = {},
+): AsyncGenerator<JsonlRecord> {
+  const maxLine = opts.maxLineChars ?? MAX_LINE_CHARS;
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -49,7 +69,10 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
     new TextDecoderStream("utf-8", { fatal: true }),
   );
   const reader = text.getReader();
-  let buf = "";
+  // The current line's pieces: each chunk is searched once for newlines, so
+  // a long line costs its length, not its length squared.
+  let pieces: string[] = [];
+  let pending = 0;
   let line = 0;
   const parse = (raw: string, last: boolean): JsonlRecord | null => {
     line++;
@@ -58,7 +81,11 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
     try {
       return { line, value: JSON.parse(s) };
     } catch (err) {
-      const why = (err as Error).message;
+      // V8 quotes the text around the error; the message names the place only.
+      const why = (err as Error).message
+        .replace(/, ".*" is not valid JSON$/s, "")
+        .replace(/token '.*?'/, "character")
+        .replace(/"[^"]*"/g, "…");
       throw new InputError(
         last
           ? `truncated or invalid JSON at ${path}:${line}; the last line has no newline, so the file was probably cut off: re-create it`
@@ -66,6 +93,12 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
       );
     }
   };
+  const tooLong = () =>
+    new InputError(
+      `${path}:${
+        line + 1
+      } is longer than ${maxLine} characters; this is not a file trminterp reads`,
+    );
   try {
     for (;;) {
       let chunk;
@@ -80,18 +113,27 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
         throw err;
       }
       if (chunk.done) break;
-      buf += chunk.value;
+      const c = chunk.value;
       let start = 0;
       let nl;
-      while ((nl = buf.indexOf("\n", start)) >= 0) {
-        const rec = parse(buf.slice(start, nl), false);
+      while ((nl = c.indexOf("\n", start)) >= 0) {
+        if (pending + nl - start > maxLine) throw tooLong();
+        pieces.push(c.slice(start, nl));
+        const raw = pieces.length === 1 ? pieces[0] : pieces.join("");
+        pieces = [];
+        pending = 0;
         start = nl + 1;
+        const rec = parse(raw, false);
         if (rec) yield rec;
       }
-      buf = buf.slice(start);
+      if (start < c.length) {
+        pending += c.length - start;
+        if (pending > maxLine) throw tooLong();
+        pieces.push(c.slice(start));
+      }
     }
-    if (buf.length > 0) {
-      const rec = parse(buf, true);
+    if (pending > 0) {
+      const rec = parse(pieces.join(""), true);
       if (rec) yield rec;
     }
   } finally {

@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import { sha256File, sha256Hex } from "../io/atomic.ts";
 import { readJsonl } from "../io/jsonl.ts";
-import { decodeNpy } from "../io/npy.ts";
+import { NpyReader } from "../io/npy.ts";
+import { checkRoot, confined, confinedFile } from "../io/paths.ts";
+import { pathExists } from "../io/run_dir.ts";
 import type { ModelManifest } from "../schema/mod.ts";
 
 /** One puzzle in model token ids. */
@@ -31,9 +33,16 @@ export interface PuzzleSet {
   format: "jsonl" | "dataset_dir";
   /** sha256 of the file, or of the sorted per-file hashes of a dataset folder. */
   sha256: string;
-  /** The puzzles, in file order. */
+  /** Examples in the inputs. */
+  total: number;
+  /** The index in the inputs of each loaded puzzle, rising. */
+  indices: number[];
+  /** The loaded puzzles: `puzzles[i]` is example `indices[i]` of the inputs. */
   puzzles: Puzzle[];
 }
+
+/** The longest example id, in UTF-8 bytes (ids are copied into every record). */
+export const MAX_ID_BYTES = 256;
 
 /** Label value that marks a position to ignore (the official IGNORE_LABEL_ID). */
 export const IGNORE_LABEL = -100;
@@ -65,6 +74,8 @@ export function scorePrediction(
 /**
  * Load puzzles from a JSONL file or an official dataset folder and check them
  * against the bundle: length S, token ids inside the vocabulary, label shape.
+ * `select(total)` picks the examples to load (rising indices; default all):
+ * a dataset folder is read by offset, only those rows.
  *
  * @example
  * ```ts
@@ -74,83 +85,114 @@ export function scorePrediction(
  * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
  * const { manifest } = await readManifest(demo);
  * const set = await loadPuzzles(`${demo}/test.jsonl`, manifest);
- * assert.equal(set.puzzles.length, 464);
+ * assert.equal(set.total, 464);
  * assert.equal(set.puzzles[0].tokens.length, 16);
+ * const two = await loadPuzzles(`${demo}/test.jsonl`, manifest, () => [3, 9]);
+ * assert.deepEqual(two.puzzles.map((p) => p.id), [set.puzzles[3].id, set.puzzles[9].id]);
  * ```
  */
 export async function loadPuzzles(
   path: string,
   m: ModelManifest,
+  select: (total: number) => number[] = (n) =>
+    Array.from({ length: n }, (_, i) => i),
 ): Promise<PuzzleSet> {
-  let stat: Deno.FileInfo;
-  try {
-    stat = await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(
-        `inputs not found: ${path}; pass --inputs with a puzzles .jsonl file or a dataset folder`,
-      );
-    }
-    throw e;
+  const kind = await checkRoot(path, "inputs");
+  if (kind === "missing") {
+    throw new InputError(
+      `inputs not found: ${path}; pass --inputs with a puzzles .jsonl file or a dataset folder`,
+    );
   }
-  const set = stat.isDirectory
-    ? await loadDatasetDir(path)
-    : await loadJsonl(path);
-  if (set.puzzles.length === 0) {
+  if (kind === "directory") {
+    const set = await loadDatasetDir(path, select);
+    for (const p of set.puzzles) checkPuzzle(p, path, m);
+    return set;
+  }
+  // A JSONL file is read whole anyway: every puzzle is checked.
+  const all = await loadJsonl(path);
+  if (all.length === 0) {
     throw new InputError(`${path} holds no puzzles; pass a non-empty --inputs`);
   }
-  const seen = new Set<string>();
-  for (const p of set.puzzles) {
-    const where = `${path}: puzzle "${p.id}"`;
-    if (seen.has(p.id)) {
-      throw new InputError(
-        `${where} appears twice; example ids must be unique`,
-      );
-    }
-    seen.add(p.id);
-    if (p.tokens.length !== m.seq_len) {
-      throw new InputError(
-        `${where} has ${p.tokens.length} tokens, but model ${m.name} takes seq_len ${m.seq_len}; fix the puzzle or pass the matching --model`,
-      );
-    }
-    if (p.label.length !== p.tokens.length) {
-      throw new InputError(
-        `${where} has a label of length ${p.label.length} for ${p.tokens.length} tokens; labels must match the input shape`,
-      );
-    }
-    for (
-      const [name, arr] of [["tokens", p.tokens], ["label", p.label]] as const
-    ) {
-      for (const v of arr) {
-        const ok = Number.isInteger(v) &&
-          ((v >= 0 && v < m.vocab_size) ||
-            (name === "label" && v === IGNORE_LABEL));
-        if (!ok) {
-          throw new InputError(
-            `${where}: ${name} value ${v} is outside the vocabulary 0..${
-              m.vocab_size - 1
-            } of model ${m.name}`,
-          );
-        }
-      }
-    }
-    if (
-      !(p.puzzleIdentifier >= 0 &&
-        p.puzzleIdentifier < m.num_puzzle_identifiers)
-    ) {
-      throw new InputError(
-        `${where}: puzzle_identifier ${p.puzzleIdentifier} is outside 0..${
-          m.num_puzzle_identifiers - 1
-        }`,
-      );
-    }
-  }
-  return set;
+  for (const p of all) checkPuzzle(p, path, m);
+  const indices = choose(select, all.length);
+  return {
+    path,
+    format: "jsonl",
+    sha256: await sha256File(path),
+    total: all.length,
+    indices,
+    puzzles: indices.map((i) => all[i]),
+  };
 }
 
-async function loadJsonl(path: string): Promise<PuzzleSet> {
+function checkPuzzle(p: Puzzle, path: string, m: ModelManifest): void {
+  const where = `${path}: puzzle "${p.id}"`;
+  if (p.tokens.length !== m.seq_len) {
+    throw new InputError(
+      `${where} has ${p.tokens.length} tokens, but model ${m.name} takes seq_len ${m.seq_len}; fix the puzzle or pass the matching --model`,
+    );
+  }
+  if (p.label.length !== p.tokens.length) {
+    throw new InputError(
+      `${where} has a label of length ${p.label.length} for ${p.tokens.length} tokens; labels must match the input shape`,
+    );
+  }
+  for (
+    const [name, arr] of [["tokens", p.tokens], ["label", p.label]] as const
+  ) {
+    for (const v of arr) {
+      const ok = Number.isInteger(v) &&
+        ((v >= 0 && v < m.vocab_size) ||
+          (name === "label" && v === IGNORE_LABEL));
+      if (!ok) {
+        throw new InputError(
+          `${where}: ${name} value ${v} is outside the vocabulary 0..${
+            m.vocab_size - 1
+          } of model ${m.name}`,
+        );
+      }
+    }
+  }
+  if (
+    !(Number.isInteger(p.puzzleIdentifier) && p.puzzleIdentifier >= 0 &&
+      p.puzzleIdentifier < m.num_puzzle_identifiers)
+  ) {
+    throw new InputError(
+      `${where}: puzzle_identifier ${p.puzzleIdentifier} is not an integer in 0..${
+        m.num_puzzle_identifiers - 1
+      }`,
+    );
+  }
+}
+
+/** The selection `select(total)` makes, checked. */
+function choose(
+  select: (total: number) => number[],
+  total: number,
+): number[] {
+  const chosen = select(total);
+  chosen.forEach((i, k) => {
+    if (
+      !Number.isInteger(i) || i < 0 || i >= total || (k && i <= chosen[k - 1])
+    ) {
+      throw new RangeError(
+        `selection ${i} at ${k} is not rising within 0..${total - 1}`,
+      );
+    }
+  });
+  return chosen;
+}
+
+// A puzzle line holds S tokens and S labels: 1 MiB is ample, and a longer
+// line is refused before it is parsed.
+const MAX_PUZZLE_LINE = 2 ** 20;
+
+async function loadJsonl(path: string): Promise<Puzzle[]> {
   const puzzles: Puzzle[] = [];
-  for await (const { line, value } of readJsonl(path)) {
+  const seen = new Set<string>();
+  for await (
+    const { line, value } of readJsonl(path, { maxLineChars: MAX_PUZZLE_LINE })
+  ) {
     const where = `${path}:${line}`;
     if (!value || typeof value !== "object" || Array.isArray(value)) {
       throw new InputError(
@@ -169,50 +211,79 @@ async function loadJsonl(path: string): Promise<PuzzleSet> {
     if (typeof id !== "string" && typeof id !== "number") {
       throw new InputError(`${where}: "id" must be a string`);
     }
+    const ids = String(id);
+    if (new TextEncoder().encode(ids).length > MAX_ID_BYTES) {
+      throw new InputError(
+        `${where}: "id" is longer than ${MAX_ID_BYTES} bytes; ids are copied into every record, so shorten it`,
+      );
+    }
+    if (seen.has(ids)) {
+      throw new InputError(
+        `${path}: puzzle "${ids}" appears twice; example ids must be unique`,
+      );
+    }
+    seen.add(ids);
     const pid = r.puzzle_identifier ?? 0;
-    if (typeof pid !== "number") {
+    if (typeof pid !== "number" || !Number.isInteger(pid)) {
       throw new InputError(`${where}: "puzzle_identifier" must be an integer`);
     }
     puzzles.push({
-      id: String(id),
+      id: ids,
       tokens: arr("tokens"),
       label: arr("label"),
       puzzleIdentifier: pid,
     });
   }
-  return { path, format: "jsonl", sha256: await sha256File(path), puzzles };
+  return puzzles;
 }
 
-async function readNpyInts(
-  path: string,
-): Promise<{ shape: number[]; values: number[] }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(
-        `dataset folder is missing ${path}; expected the layout of TinyRecursiveModels' build_*_dataset.py`,
-      );
+/** An integer .npy array of a dataset folder, opened for reading by rows. */
+async function openNpyInts(
+  root: string,
+  name: string,
+): Promise<NpyReader> {
+  const { path } = await confinedFile(root, name, {
+    missing: (p) =>
+      `dataset folder is missing ${p}; expected the layout of TinyRecursiveModels' build_*_dataset.py`,
+  });
+  const r = await NpyReader.open(path);
+  if (r.dtype === "float32" || r.dtype === "float64") {
+    r.close();
+    throw new InputError(`${path} must hold integers, got dtype ${r.dtype}`);
+  }
+  return r;
+}
+
+/** Rows `indices` (rising) of `r` as numbers, read in runs of consecutive rows. */
+async function readRowsAt(
+  r: NpyReader,
+  indices: readonly number[],
+): Promise<number[][]> {
+  const out: number[][] = [];
+  for (let k = 0; k < indices.length;) {
+    let j = k + 1;
+    while (
+      j < indices.length && j - k < 4096 && indices[j] === indices[j - 1] + 1
+    ) j++;
+    const data = await r.readRows(indices[k], j - k);
+    const values = Array.from(data as ArrayLike<number | bigint>, Number);
+    for (let i = 0; i < j - k; i++) {
+      out.push(values.slice(i * r.rowSize, (i + 1) * r.rowSize));
     }
-    throw e;
+    k = j;
   }
-  const arr = decodeNpy(bytes, path);
-  const values = Array.from(arr.data as ArrayLike<number | bigint>, Number);
-  if (!values.every(Number.isInteger)) {
-    throw new InputError(`${path} must hold integers, got dtype ${arr.dtype}`);
-  }
-  return { shape: [...arr.shape], values };
+  return out;
 }
 
-async function loadDatasetDir(path: string): Promise<PuzzleSet> {
+async function loadDatasetDir(
+  path: string,
+  select: (total: number) => number[],
+): Promise<PuzzleSet> {
   // Accept the split folder itself or its parent (then the "test" split).
-  let dir = path;
-  try {
-    await Deno.stat(join(dir, "all__inputs.npy"));
-  } catch {
-    dir = join(path, "test");
-  }
+  const base = await pathExists(await confined(path, "all__inputs.npy"))
+    ? ""
+    : "test/";
+  const dir = base ? join(path, "test") : path;
   const files = [
     "all__inputs.npy",
     "all__labels.npy",
@@ -220,67 +291,132 @@ async function loadDatasetDir(path: string): Promise<PuzzleSet> {
     "dataset.json",
   ];
   let ignoreLabel: number | null = null;
+  const { path: metaPath } = await confinedFile(path, `${base}dataset.json`, {
+    maxBytes: 2 ** 20,
+    missing: () =>
+      `${path} is neither a .jsonl file nor a dataset folder (no dataset.json in ${dir})`,
+  });
   try {
-    const meta = JSON.parse(await Deno.readTextFile(join(dir, "dataset.json")));
-    if (typeof meta.ignore_label_id === "number") {
+    const meta = JSON.parse(await Deno.readTextFile(metaPath));
+    if (typeof meta?.ignore_label_id === "number") {
       ignoreLabel = meta.ignore_label_id;
     }
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
+  } catch {
+    throw new InputError(`${metaPath} is not valid JSON`);
+  }
+  const inputs = await openNpyInts(path, `${base}all__inputs.npy`);
+  const labels = await openNpyInts(path, `${base}all__labels.npy`);
+  const ids = await openNpyInts(path, `${base}all__puzzle_identifiers.npy`);
+  let indexFile: NpyReader | null = null;
+  try {
+    if (inputs.shape.length !== 2) {
       throw new InputError(
-        `${path} is neither a .jsonl file nor a dataset folder (no dataset.json in ${dir})`,
+        `${dir}/all__inputs.npy must be [N, S], got [${inputs.shape}]`,
       );
     }
-    throw new InputError(`${join(dir, "dataset.json")} is not valid JSON`);
+    const [N] = inputs.shape;
+    if (N === 0) {
+      throw new InputError(
+        `${path} holds no puzzles; pass a non-empty --inputs`,
+      );
+    }
+    if (labels.shape.join() !== inputs.shape.join()) {
+      throw new InputError(
+        `${dir}/all__labels.npy has shape [${labels.shape}] but all__inputs.npy has [${inputs.shape}]; labels must match the input shape`,
+      );
+    }
+    if (ids.shape.length !== 1) {
+      throw new InputError(
+        `${dir}/all__puzzle_identifiers.npy must be 1-D, got [${ids.shape}]`,
+      );
+    }
+    // Official datasets store one identifier per puzzle and map examples to
+    // puzzles through all__puzzle_indices.npy; with one example per puzzle
+    // the identifiers line up directly.
+    let puzzleOf: (i: number) => number = (i) => i;
+    if (ids.rows !== N) {
+      indexFile = await openNpyInts(path, `${base}all__puzzle_indices.npy`);
+      files.push("all__puzzle_indices.npy");
+      const starts = Array.from(
+        (await indexFile.readRows(0, indexFile.rows)) as ArrayLike<
+          number | bigint
+        >,
+        Number,
+      );
+      checkPuzzleIndices(starts, N, ids.rows, `${dir}/all__puzzle_indices.npy`);
+      puzzleOf = (i) => upperBound(starts, i) - 1;
+    }
+    const indices = choose(select, N);
+    const tokenRows = await readRowsAt(inputs, indices);
+    const labelRows = await readRowsAt(labels, indices);
+    const pids = await readRowsAt(ids, indices.map(puzzleOf));
+    const puzzles = indices.map((i, k) => ({
+      id: String(i),
+      tokens: tokenRows[k],
+      label: labelRows[k].map((v) => v === ignoreLabel ? IGNORE_LABEL : v),
+      puzzleIdentifier: pids[k][0],
+    }));
+    const hashes = await Promise.all(
+      files.sort().map(async (f) =>
+        `${f}:${await sha256File((await confinedFile(path, base + f)).path)}`
+      ),
+    );
+    return {
+      path,
+      format: "dataset_dir",
+      sha256: sha256Hex(hashes.join("\n")),
+      total: N,
+      indices,
+      puzzles,
+    };
+  } finally {
+    for (const r of [inputs, labels, ids, indexFile]) r?.close();
   }
-  const inputs = await readNpyInts(join(dir, "all__inputs.npy"));
-  const labels = await readNpyInts(join(dir, "all__labels.npy"));
-  const ids = await readNpyInts(join(dir, "all__puzzle_identifiers.npy"));
-  if (inputs.shape.length !== 2) {
-    throw new InputError(
-      `${dir}/all__inputs.npy must be [N, S], got [${inputs.shape}]`,
+}
+
+/**
+ * Check all__puzzle_indices.npy: puzzle p holds examples
+ * `starts[p]..starts[p+1]`, so the starts rise from 0 to N with one more
+ * entry than there are puzzles; a gap or an overlap would give examples the
+ * wrong puzzle.
+ */
+function checkPuzzleIndices(
+  starts: number[],
+  N: number,
+  puzzles: number,
+  path: string,
+): void {
+  const bad = (what: string) =>
+    new InputError(
+      `${path}: ${what}; it must rise from 0 to N=${N} with one entry per puzzle plus one (${
+        puzzles + 1
+      })`,
+    );
+  if (starts.length !== puzzles + 1) {
+    throw bad(`${starts.length} entries for ${puzzles} puzzle identifiers`);
+  }
+  if (starts[0] !== 0) throw bad(`it starts at ${starts[0]}`);
+  if (starts[starts.length - 1] !== N) {
+    throw bad(
+      `it ends at ${
+        starts[starts.length - 1]
+      }, leaving examples without a puzzle`,
     );
   }
-  const [N, S] = inputs.shape;
-  if (labels.shape.join() !== inputs.shape.join()) {
-    throw new InputError(
-      `${dir}/all__labels.npy has shape [${labels.shape}] but all__inputs.npy has [${inputs.shape}]; labels must match the input shape`,
-    );
-  }
-  // Official datasets store one identifier per puzzle and map examples to
-  // puzzles through all__puzzle_indices.npy; with one example per puzzle the
-  // identifiers line up directly.
-  let exampleToPuzzle: number[] | null = null;
-  if (ids.values.length !== N) {
-    const indices = await readNpyInts(join(dir, "all__puzzle_indices.npy"));
-    files.push("all__puzzle_indices.npy");
-    exampleToPuzzle = new Array(N);
-    for (let p = 0; p + 1 < indices.values.length; p++) {
-      for (let e = indices.values[p]; e < indices.values[p + 1] && e < N; e++) {
-        exampleToPuzzle[e] = p;
-      }
+  for (let p = 1; p < starts.length; p++) {
+    if (!(starts[p] >= starts[p - 1])) {
+      throw bad(`entry ${p} (${starts[p]}) falls below entry ${p - 1}`);
     }
   }
-  const puzzles: Puzzle[] = [];
-  for (let i = 0; i < N; i++) {
-    const label = labels.values.slice(i * S, (i + 1) * S).map((v) =>
-      v === ignoreLabel ? IGNORE_LABEL : v
-    );
-    puzzles.push({
-      id: String(i),
-      tokens: inputs.values.slice(i * S, (i + 1) * S),
-      label,
-      puzzleIdentifier: ids.values[exampleToPuzzle ? exampleToPuzzle[i] : i] ??
-        0,
-    });
+}
+
+/** The first index whose value exceeds `x` in rising `a`. */
+function upperBound(a: readonly number[], x: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] <= x) lo = mid + 1;
+    else hi = mid;
   }
-  const hashes = await Promise.all(
-    files.sort().map(async (f) => `${f}:${await sha256File(join(dir, f))}`),
-  );
-  return {
-    path,
-    format: "dataset_dir",
-    sha256: sha256Hex(hashes.join("\n")),
-    puzzles,
-  };
+  return lo;
 }
