@@ -165,6 +165,7 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
   let metadata: Record<string, string> | undefined;
   const tensors: [string, SafeTensor][] = [];
   const spans: [number, number, string][] = [];
+  const entries: [string, SafetensorsDtype, number[], number, number][] = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
       if (
@@ -208,19 +209,11 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
       );
     }
     spans.push([offs[0], offs[1], name]);
-    const raw = bytes.slice(base + offs[0], base + offs[1]).buffer;
-    const data = dtype === "float32"
-      ? new Float32Array(raw)
-      : dtype === "float64"
-      ? new Float64Array(raw)
-      : dtype === "int32"
-      ? new Int32Array(raw)
-      : dtype === "int64"
-      ? new BigInt64Array(raw)
-      : new Uint8Array(raw);
-    tensors.push([name, { dtype, shape: shape as number[], data }]);
+    entries.push([name, dtype, shape as number[], offs[0], offs[1]]);
   }
-  // Like the Rust crate: tensors must tile the buffer with no gaps or overlaps.
+  // Like the Rust crate: tensors must tile the buffer with no gaps or
+  // overlaps. Checked before any copy, so overlapping spans cannot make a
+  // small file copy its data many times over.
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let end = 0;
   for (const [s, e, name] of spans) {
@@ -231,6 +224,19 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
   }
   if (end !== bufLen) {
     throw bad(`data is ${bufLen} bytes but tensors cover ${end}`);
+  }
+  for (const [name, dtype, shape, start, stop] of entries) {
+    const raw = bytes.slice(base + start, base + stop).buffer;
+    const data = dtype === "float32"
+      ? new Float32Array(raw)
+      : dtype === "float64"
+      ? new Float64Array(raw)
+      : dtype === "int32"
+      ? new Int32Array(raw)
+      : dtype === "int64"
+      ? new BigInt64Array(raw)
+      : new Uint8Array(raw);
+    tensors.push([name, { dtype, shape, data }]);
   }
   // fromEntries defines own properties, so a tensor named "__proto__" is safe.
   const result: SafetensorsFile = { tensors: Object.fromEntries(tensors) };

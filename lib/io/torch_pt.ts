@@ -18,7 +18,7 @@ import {
   PyReduce,
   PyTuple,
 } from "./pickle.ts";
-import { decodeZip, encodeZip, type ZipEntry } from "./zip.ts";
+import { encodeZip, openZip, type ZipEntry } from "./zip.ts";
 import { type ElementType, ITEMSIZE, numel, viewAs } from "./dtype.ts";
 
 export { PyFloat };
@@ -194,7 +194,8 @@ class StorageType {
 interface Storage {
   dtype: TorchDtype;
   numel: number;
-  bytes: Uint8Array;
+  /** The data; null when only shapes are read. */
+  bytes: Uint8Array | null;
 }
 
 function bad(problem: string): InputError {
@@ -234,14 +235,18 @@ function rebuildTensor(
   const shape = [...size];
   const n = numel(shape);
   const es = ITEMSIZE[st.dtype];
-  if (n === 0) {
+  if (n === 0 || !st.bytes) {
+    if (n > 0 && lastElement(off, shape, stride) >= st.numel) {
+      throw bad(`tensor view reaches past its ${st.numel}-element storage`);
+    }
     return {
       dtype: st.dtype,
       shape,
       data: viewAs(st.dtype, new Uint8Array(0)),
     };
   }
-  const last = off + shape.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
+  const bytes = st.bytes;
+  const last = lastElement(off, shape, stride);
   if (last >= st.numel) {
     throw bad(
       `tensor view reaches element ${last} of a ${st.numel}-element storage`,
@@ -252,7 +257,7 @@ function rebuildTensor(
     return {
       dtype: st.dtype,
       shape,
-      data: viewAs(st.dtype, st.bytes.subarray(off * es, (off + n) * es)),
+      data: viewAs(st.dtype, bytes.subarray(off * es, (off + n) * es)),
     };
   }
   // An overlapping view (stride 0, as from expand()) can name far more
@@ -268,13 +273,17 @@ function rebuildTensor(
   for (let k = 0; k < n; k++) {
     let src = off;
     for (let d = 0; d < shape.length; d++) src += idx[d] * stride[d];
-    out.set(st.bytes.subarray(src * es, (src + 1) * es), k * es);
+    out.set(bytes.subarray(src * es, (src + 1) * es), k * es);
     for (let d = shape.length - 1; d >= 0; d--) {
       if (++idx[d] < shape[d]) break;
       idx[d] = 0;
     }
   }
   return { dtype: st.dtype, shape, data: viewAs(st.dtype, out) };
+}
+
+function lastElement(off: number, shape: number[], stride: number[]): number {
+  return off + shape.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
 }
 
 const MAX_DEPTH = 1000;
@@ -326,10 +335,27 @@ function toPlain(
   return out;
 }
 
+/** Options for {@linkcode decodeTorchPt}. */
+export interface DecodeTorchPtOptions {
+  /** Most bytes of compressed storages to inflate (default {@linkcode TORCH_PT_MAX_BYTES}). */
+  maxBytes?: number;
+  /**
+   * Read the pickle only: tensors come back with their dtype and shape and
+   * empty `data`, and no storage is inflated (to check what a file declares
+   * before paying for it).
+   */
+  shapesOnly?: boolean;
+}
+
+/** The default cap on the storage bytes a `.pt` file may inflate to (1 GiB). */
+export const TORCH_PT_MAX_BYTES = 2 ** 30;
+const MAX_PICKLE_BYTES = 64 * 2 ** 20;
+
 /**
  * Decode a `torch.save` zip archive into tensors, plain objects, arrays and
  * scalars. Only dense CPU tensors of the supported dtypes are accepted; any
- * other Python object throws `InputError`.
+ * other Python object throws `InputError`. Only the storages the pickle
+ * references are read, each only when its declared size matches.
  *
  * @example
  * ```ts
@@ -340,26 +366,38 @@ function toPlain(
  * assert(back.cfg.k === 32);
  * ```
  */
-export function decodeTorchPt(bytes: Uint8Array): TorchValue {
+export function decodeTorchPt(
+  bytes: Uint8Array,
+  opts: DecodeTorchPtOptions = {},
+): TorchValue {
   if (bytes[0] === 0x80 || (bytes[0] === 0x1f && bytes[1] === 0x8b)) {
     throw new InputError(
       "legacy (pre-1.6, non-zip) torch files are not supported; re-save with a current torch.save",
     );
   }
-  const files = decodeZip(bytes);
-  const pkls = [...files.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
+  // Only the entries the pickle references are inflated, each only after its
+  // declared size matches the storage the pickle declares.
+  const zip = openZip(bytes, { maxBytes: opts.maxBytes ?? TORCH_PT_MAX_BYTES });
+  const pkls = zip.names().filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1) {
     throw bad("expected exactly one <name>/data.pkl entry");
   }
   const root = pkls[0].slice(0, -"data.pkl".length);
-  const order = files.get(`${root}byteorder`);
+  const small = (name: string, max: number): Uint8Array | undefined => {
+    const e = zip.entry(name);
+    if (!e) return undefined;
+    if (e.size > max) throw bad(`${name} is ${e.size} bytes, more than ${max}`);
+    return zip.read(name);
+  };
+  const order = small(`${root}byteorder`, 16);
   if (order && new TextDecoder().decode(order) !== "little") {
     throw new InputError(
       "big-endian .pt files are not supported; re-save on a little-endian machine",
     );
   }
+  const pickle = small(pkls[0], MAX_PICKLE_BYTES)!;
   const storages = new Map<string, Storage>();
-  const value = decodePickle(files.get(pkls[0])!, {
+  const value = decodePickle(pickle, {
     findGlobal(module, name) {
       if (module === "collections" && name === "OrderedDict") {
         return () => new Map();
@@ -396,16 +434,17 @@ export function decodeTorchPt(bytes: Uint8Array): TorchValue {
         }
         return known;
       }
-      const data = files.get(`${root}data/${key}`);
-      if (!data) throw bad(`storage entry ${root}data/${key} is missing`);
-      if (data.length !== count * ITEMSIZE[type.dtype]) {
-        throw bad(
-          `storage ${key} has ${data.length} bytes, expected ${
-            count * ITEMSIZE[type.dtype]
-          }`,
-        );
+      const entry = zip.entry(`${root}data/${key}`);
+      if (!entry) throw bad(`storage entry ${root}data/${key} is missing`);
+      const want = count * ITEMSIZE[type.dtype];
+      if (entry.size !== want) {
+        throw bad(`storage ${key} has ${entry.size} bytes, expected ${want}`);
       }
-      const st = { dtype: type.dtype, numel: count, bytes: data };
+      const st = {
+        dtype: type.dtype,
+        numel: count,
+        bytes: opts.shapesOnly ? null : zip.read(entry.name, want),
+      };
       storages.set(key, st);
       return st;
     },

@@ -181,19 +181,138 @@ function findEocd(bytes: Uint8Array, dv: DataView): number {
   );
 }
 
+/** One entry of a ZIP archive's central directory, checked against the file. */
+export interface ZipDirEntry {
+  /** Path inside the archive. */
+  name: string;
+  /** 0 (stored) or 8 (deflate). */
+  method: number;
+  /** CRC-32 of the uncompressed data. */
+  crc: number;
+  /** Compressed size in bytes. */
+  compressedSize: number;
+  /** Uncompressed size in bytes, as declared. */
+  size: number;
+  /** Offset of the entry's data in the file. */
+  dataOffset: number;
+}
+
+/** Options for {@linkcode openZip} and {@linkcode decodeZip}. */
+export interface ZipReadOptions {
+  /** Most bytes to inflate over all reads (default {@linkcode ZIP_MAX_BYTES}). */
+  maxBytes?: number;
+}
+
+/** The default cap on the bytes one archive may inflate to. */
+export const ZIP_MAX_BYTES = 2 ** 30;
+
+// Deflate cannot expand more than 1032:1 (a 258-byte match per 2 bits); a
+// larger declared size is a lie that no inflation needs to confirm.
+const MAX_RATIO = 1032;
+
 /**
- * Read every entry of a ZIP archive, checking offsets, sizes and CRC-32.
- * Supports stored and deflate entries. Throws `InputError` on any corruption.
+ * A ZIP archive whose directory has been read and checked (offsets, sizes,
+ * names) without inflating anything: entries are inflated one at a time, on
+ * {@linkcode ZipArchive.read}, up to the size they declare and within the
+ * archive's total cap, then checked against their CRC-32.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeZip, encodeZip } from "./zip.ts";
- * const zip = encodeZip([{ name: "x", data: new Uint8Array([7]) }]);
- * assert(decodeZip(zip).get("x")?.[0] === 7);
+ * import { encodeZip, openZip } from "./zip.ts";
+ * const zip = openZip(encodeZip([{ name: "a", data: new Uint8Array(4) }, { name: "b", data: new Uint8Array(8) }]));
+ * assert.deepEqual(zip.names(), ["a", "b"]);
+ * assert.equal(zip.entry("b")?.size, 8);
+ * assert.equal(zip.read("a").length, 4);
+ * assert.throws(() => zip.read("b", 4), /declares 8 bytes, expected 4/);
  * ```
  */
-export function decodeZip(bytes: Uint8Array): Map<string, Uint8Array> {
+export class ZipArchive {
+  #bytes: Uint8Array;
+  #entries: Map<string, ZipDirEntry>;
+  #cap: number;
+  #budget: number;
+
+  /** Used by {@linkcode openZip}. */
+  constructor(
+    bytes: Uint8Array,
+    entries: Map<string, ZipDirEntry>,
+    maxBytes: number,
+  ) {
+    this.#bytes = bytes;
+    this.#entries = entries;
+    this.#cap = maxBytes;
+    this.#budget = maxBytes;
+  }
+
+  /** Entry names, in directory order. */
+  names(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** The directory entry of `name`, if any. */
+  entry(name: string): ZipDirEntry | undefined {
+    return this.#entries.get(name);
+  }
+
+  /**
+   * The uncompressed bytes of `name`. With `expected`, an entry declaring
+   * another size is refused before anything is inflated. Stored entries are
+   * views into the archive, not copies.
+   */
+  read(name: string, expected?: number): Uint8Array {
+    const e = this.#entries.get(name);
+    if (!e) throw corrupt(`no entry ${name}`);
+    if (expected !== undefined && e.size !== expected) {
+      throw corrupt(`${name} declares ${e.size} bytes, expected ${expected}`);
+    }
+    const raw = this.#bytes.subarray(
+      e.dataOffset,
+      e.dataOffset + e.compressedSize,
+    );
+    let data: Uint8Array;
+    if (e.method === 0) data = raw;
+    else {
+      if (e.size > this.#budget) {
+        throw new InputError(
+          `zip entry ${name} inflates to ${e.size} bytes, past what is left of the archive's ${this.#cap}-byte cap; the file is not what trminterp reads`,
+        );
+      }
+      this.#budget -= e.size;
+      try {
+        data = new Uint8Array(
+          inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) }),
+        );
+      } catch {
+        throw corrupt(`cannot inflate ${name}`);
+      }
+      if (data.length !== e.size) {
+        throw corrupt(`${name} inflates to the wrong size`);
+      }
+    }
+    if (crc32(data) !== e.crc) throw corrupt(`CRC-32 mismatch in ${name}`);
+    return data;
+  }
+}
+
+/**
+ * Read and check the central directory of a ZIP archive (stored and deflate
+ * entries; no zip64, encryption or multi-disk archives). Every declared
+ * offset and size is checked against the file's real size, and deflate
+ * sizes against deflate's largest ratio, before any data is touched.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeZip, openZip } from "./zip.ts";
+ * const zip = openZip(encodeZip([{ name: "x", data: new Uint8Array([7]) }]));
+ * assert.equal(zip.read("x")[0], 7);
+ * ```
+ */
+export function openZip(
+  bytes: Uint8Array,
+  opts: ZipReadOptions = {},
+): ZipArchive {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < 22) throw corrupt(`only ${bytes.length} bytes`);
   const eocd = findEocd(bytes, dv);
@@ -215,7 +334,7 @@ export function decodeZip(bytes: Uint8Array): Map<string, Uint8Array> {
     throw corrupt("central directory lies outside the file");
   }
   const dec = new TextDecoder("utf-8", { fatal: false });
-  const out = new Map<string, Uint8Array>();
+  const out = new Map<string, ZipDirEntry>();
   let p = cdOffset;
   for (let i = 0; i < count; i++) {
     if (p + 46 > cdOffset + cdSize || dv.getUint32(p, true) !== CENTRAL_SIG) {
@@ -265,32 +384,65 @@ export function decodeZip(bytes: Uint8Array): Map<string, Uint8Array> {
     if (start + csize > cdOffset) {
       throw corrupt(`data of ${name} lies outside the file`);
     }
-    const raw = bytes.subarray(start, start + csize);
-    let data: Uint8Array;
     if (method === 0) {
       if (csize !== usize) {
         throw corrupt(`stored entry ${name} has mismatched sizes`);
       }
-      data = raw;
     } else if (method === 8) {
-      try {
-        data = new Uint8Array(
-          inflateRawSync(raw, { maxOutputLength: Math.max(usize, 1) }),
+      if (usize > csize * MAX_RATIO + 1024) {
+        throw corrupt(
+          `${name} declares ${usize} bytes from ${csize} compressed, more than deflate can hold`,
         );
-      } catch {
-        throw corrupt(`cannot inflate ${name}`);
-      }
-      if (data.length !== usize) {
-        throw corrupt(`${name} inflates to the wrong size`);
       }
     } else {
       throw new InputError(
         `zip entry ${name} uses compression method ${method}; only stored and deflate are supported`,
       );
     }
-    if (crc32(data) !== crc) throw corrupt(`CRC-32 mismatch in ${name}`);
     if (out.has(name)) throw corrupt(`duplicate entry ${name}`);
-    out.set(name, data);
+    out.set(name, {
+      name,
+      method,
+      crc,
+      compressedSize: csize,
+      size: usize,
+      dataOffset: start,
+    });
   }
+  return new ZipArchive(bytes, out, opts.maxBytes ?? ZIP_MAX_BYTES);
+}
+
+/**
+ * Read every entry of a ZIP archive, checking offsets, sizes and CRC-32.
+ * Supports stored and deflate entries. Throws `InputError` on any corruption,
+ * and when the entries together would inflate past `maxBytes` (checked from
+ * their declared sizes, before inflating).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeZip, encodeZip } from "./zip.ts";
+ * const zip = encodeZip([{ name: "x", data: new Uint8Array([7]) }]);
+ * assert(decodeZip(zip).get("x")?.[0] === 7);
+ * ```
+ */
+export function decodeZip(
+  bytes: Uint8Array,
+  opts: ZipReadOptions = {},
+): Map<string, Uint8Array> {
+  const zip = openZip(bytes, opts);
+  const cap = opts.maxBytes ?? ZIP_MAX_BYTES;
+  let total = 0;
+  for (const name of zip.names()) {
+    const e = zip.entry(name)!;
+    if (e.method !== 0) total += e.size;
+  }
+  if (total > cap) {
+    throw new InputError(
+      `zip archive inflates to ${total} bytes, past the ${cap}-byte cap; the file is not what trminterp reads`,
+    );
+  }
+  const out = new Map<string, Uint8Array>();
+  for (const name of zip.names()) out.set(name, zip.read(name));
   return out;
 }

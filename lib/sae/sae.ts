@@ -51,6 +51,20 @@ export interface SAETensors {
   b_dec: SAETensor;
 }
 
+/**
+ * The most weights one SAE matrix may hold: `d_in × d_sae ≤ 2^26`. Training
+ * keeps eight such float32 matrices (weights, gradients, Adam moments), 2 GiB
+ * at the cap; reading an `sae.pt` never allocates more than two.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_SAE_WEIGHTS } from "./sae.ts";
+ * assert.equal(MAX_SAE_WEIGHTS / 512, 131072); // F up to 131072 at D=512
+ * ```
+ */
+export const MAX_SAE_WEIGHTS = 2 ** 26;
+
 function checkConfig(cfg: SAEConfig): void {
   for (const key of ["d_in", "d_sae"] as const) {
     const v = cfg[key];
@@ -59,6 +73,13 @@ function checkConfig(cfg: SAEConfig): void {
         `sae cfg.${key} must be a positive integer, got ${v}`,
       );
     }
+  }
+  if (cfg.d_in * cfg.d_sae > MAX_SAE_WEIGHTS) {
+    throw new InputError(
+      `sae cfg d_in=${cfg.d_in} × d_sae=${cfg.d_sae} is more than the ${MAX_SAE_WEIGHTS} weights per matrix trminterp handles; use d_sae ≤ ${
+        Math.floor(MAX_SAE_WEIGHTS / cfg.d_in)
+      }`,
+    );
   }
   architecture(cfg.arch).checkConfig(cfg);
 }

@@ -5,9 +5,10 @@
  * @module
  */
 import type { SaeFileConfig } from "../schema/mod.ts";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { InputError } from "../errors.ts";
-import { sha256Hex, writeFileAtomic } from "../io/atomic.ts";
+import { type OutputSet, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
+import { confinedFile } from "../io/paths.ts";
 import { encodeSafetensors } from "../io/safetensors.ts";
 import {
   decodeTorchPt,
@@ -15,7 +16,7 @@ import {
   isTorchTensor,
   type TorchValue,
 } from "../io/torch_pt.ts";
-import { SAE, type SAETensors } from "./sae.ts";
+import { MAX_SAE_WEIGHTS, SAE, type SAETensors } from "./sae.ts";
 import { architecture } from "./arch/mod.ts";
 
 const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
@@ -73,17 +74,23 @@ export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
 export function decodeSaePt(
   bytes: Uint8Array,
   label: string,
+  opts: { dIn?: number } = {},
 ): { sae: SAE; cfg: SaeFileConfig } {
-  let obj: TorchValue;
-  try {
-    obj = decodeTorchPt(bytes);
-  } catch (e) {
-    throw new InputError(
-      `${label} is not a readable torch archive (${
-        (e as Error).message
-      }); re-run \`sae fit\``,
-    );
-  }
+  const decode = (o: { shapesOnly?: boolean; maxBytes?: number }) => {
+    try {
+      return decodeTorchPt(bytes, o);
+    } catch (e) {
+      throw new InputError(
+        `${label} is not a readable torch archive (${
+          (e as Error).message
+        }); re-run \`sae fit\``,
+      );
+    }
+  };
+  // First what the file declares (the pickle only): storages are inflated
+  // only once the cfg and shapes are known to be an SAE of a size we handle.
+  const declared = checkLayout(decode({ shapesOnly: true }), label, opts.dIn);
+  const obj = decode({ maxBytes: declared });
   const root = obj as Record<string, TorchValue>;
   const state = root?.state_dict as Record<string, TorchValue> | undefined;
   const cfg = root?.cfg as unknown as SaeFileConfig | undefined;
@@ -117,7 +124,60 @@ export function decodeSaePt(
 }
 
 /**
- * Read `sae.pt` from a run dir, or from a path ending in `.pt`.
+ * Check the layout an `sae.pt` declares (cfg and tensor shapes, read with
+ * empty data) and return the bytes its four tensors take.
+ */
+function checkLayout(
+  obj: TorchValue,
+  label: string,
+  dIn: number | undefined,
+): number {
+  const root = obj as Record<string, TorchValue>;
+  const state = root?.state_dict as Record<string, TorchValue> | undefined;
+  const cfg = root?.cfg as Record<string, TorchValue> | undefined;
+  if (!state || typeof state !== "object" || !cfg || typeof cfg !== "object") {
+    throw new InputError(
+      `${label} has no state_dict and cfg; it was not written by \`trminterp sae fit\``,
+    );
+  }
+  const D = cfg.d_in, F = cfg.d_sae;
+  if (
+    !Number.isSafeInteger(D) || !Number.isSafeInteger(F) || (D as number) < 1 ||
+    (F as number) < 1 || (D as number) * (F as number) > MAX_SAE_WEIGHTS
+  ) {
+    throw new InputError(
+      `${label}: cfg d_in=${D}, d_sae=${F} is not an SAE trminterp handles (positive, d_in × d_sae ≤ ${MAX_SAE_WEIGHTS})`,
+    );
+  }
+  if (dIn !== undefined && D !== dIn) {
+    throw new InputError(
+      `${label} has d_in ${D}, but the trace's states have D=${dIn}; fit the SAE on this run again`,
+    );
+  }
+  const [d, f] = [D as number, F as number];
+  const want = { W_enc: [d, f], W_dec: [f, d], b_enc: [f], b_dec: [d] };
+  let bytes = 0;
+  for (const [name, shape] of Object.entries(want)) {
+    const t = state[name];
+    if (
+      !isTorchTensor(t) || t.dtype !== "float32" ||
+      t.shape.join() !== shape.join()
+    ) {
+      throw new InputError(
+        `${label}: state_dict.${name} is missing or not a float32 [${shape}] tensor`,
+      );
+    }
+    bytes += shape.reduce((a, b) => a * b, 1) * 4;
+  }
+  return bytes;
+}
+
+/** The largest `sae.pt` read: two matrices at the cap, their biases, the rest. */
+const MAX_SAE_PT_BYTES = 2 * MAX_SAE_WEIGHTS * 4 + 64 * 2 ** 20;
+
+/**
+ * Read `sae.pt` from a run dir, or from a path ending in `.pt`. With `dIn`,
+ * an SAE of another width is refused before its weights are read.
  *
  * @example
  * ```ts
@@ -140,24 +200,24 @@ export function decodeSaePt(
  */
 export async function readSaePt(
   runDir: string,
+  opts: { dIn?: number } = {},
 ): Promise<{ sae: SAE; cfg: SaeFileConfig; sha256: string }> {
-  const path = runDir.endsWith(".pt") ? runDir : join(runDir, "sae.pt");
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(
-        `no sae.pt in ${runDir}; run \`trminterp sae fit --run-dir ${runDir}\` first`,
-      );
-    }
-    throw e;
-  }
-  return { ...decodeSaePt(bytes, path), sha256: sha256Hex(bytes) };
+  const [root, name] = runDir.endsWith(".pt")
+    ? [dirname(runDir), basename(runDir)]
+    : [runDir, "sae.pt"];
+  const { path } = await confinedFile(root, name, {
+    maxBytes: MAX_SAE_PT_BYTES,
+    missing: () =>
+      `no sae.pt in ${runDir}; run \`trminterp sae fit --run-dir ${runDir}\` first`,
+  });
+  const bytes = await Deno.readFile(path);
+  return { ...decodeSaePt(bytes, path, opts), sha256: sha256Hex(bytes) };
 }
 
 /**
  * Write the SAELens v6 folder: `cfg.json` and `sae_weights.safetensors`.
+ * With `outputs`, `dir` must exist and the files are staged there, landing
+ * when the caller commits it.
  *
  * @example
  * ```ts
@@ -183,8 +243,9 @@ export async function writeSaeLensFolder(
   sae: SAE,
   cfg: SaeFileConfig,
   modelName: string,
+  outputs?: OutputSet,
 ): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
+  if (!outputs) await Deno.mkdir(dir, { recursive: true });
   const t = sae.toTensors();
   const tensors: Record<
     string,
@@ -219,11 +280,10 @@ export async function writeSaeLensFolder(
     },
   };
   Object.assign(saelensCfg, architecture(cfg.arch).saelensFields(cfg));
-  await writeFileAtomic(
-    join(dir, "sae_weights.safetensors"),
-    encodeSafetensors(tensors),
-  );
-  await writeFileAtomic(
+  const write = (path: string, data: Uint8Array | string) =>
+    outputs ? outputs.add(path, data) : writeFileAtomic(path, data);
+  await write(join(dir, "sae_weights.safetensors"), encodeSafetensors(tensors));
+  await write(
     join(dir, "cfg.json"),
     JSON.stringify(saelensCfg, null, 2) + "\n",
   );
