@@ -12,10 +12,10 @@
  *
  * @module
  */
-import type { HostTensor } from "./backend.ts";
+import type { GraphSession, HostTensor } from "./backend.ts";
 import type { Bundle } from "./bundle.ts";
 import { type StepAddress, stepIndex } from "./address.ts";
-import { OptionError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 
 /** Float storage for states and logits, matching the bundle's dtype. */
 export type FloatArray = Float32Array | Float64Array;
@@ -240,6 +240,30 @@ export async function rollout(
   return out;
 }
 
+/**
+ * Refuse an example the graphs cannot take: a token outside the vocabulary
+ * or a puzzle id outside the embedding would fail inside onnxruntime (or, for
+ * a wrong length, shift every later example of the batch).
+ */
+function checkExample(ex: RolloutExample, m: Bundle["manifest"]): void {
+  const bad = (what: string) =>
+    new InputError(`example "${ex.id.slice(0, 64)}": ${what}`);
+  if (ex.tokens.length !== m.seq_len) {
+    throw bad(`${ex.tokens.length} tokens, but the model takes ${m.seq_len}`);
+  }
+  for (const v of ex.tokens) {
+    if (!(Number.isInteger(v) && v >= 0 && v < m.vocab_size)) {
+      throw bad(`token ${v} is outside the vocabulary 0..${m.vocab_size - 1}`);
+    }
+  }
+  const pid = ex.puzzleIdentifier ?? 0;
+  if (!(Number.isInteger(pid) && pid >= 0 && pid < m.num_puzzle_identifiers)) {
+    throw bad(
+      `puzzle identifier ${pid} is outside 0..${m.num_puzzle_identifiers - 1}`,
+    );
+  }
+}
+
 /** One batch through the schedule: the only recurrence loop in trminterp. */
 async function runBatch(
   bundle: Bundle,
@@ -272,9 +296,41 @@ async function runBatch(
   const tokens = new BigInt64Array(B * S);
   const puzzleIds = new BigInt64Array(B);
   info.examples.forEach((ex, b) => {
+    checkExample(ex, m);
     for (let i = 0; i < S; i++) tokens[b * S + i] = BigInt(ex.tokens[i]);
     puzzleIds[b] = BigInt(ex.puzzleIdentifier ?? 0);
   });
+  // A graph whose symbolic dims do not follow model.json returns the wrong
+  // number of values; caught here, before the recurrence misreads them.
+  const run = async (
+    role: string,
+    session: GraphSession,
+    feeds: Record<string, HostTensor>,
+    want: Record<string, number>,
+  ): Promise<Record<string, HostTensor>> => {
+    let out: Record<string, HostTensor>;
+    try {
+      out = await session.run(feeds);
+    } catch (e) {
+      if (e instanceof InputError) throw e;
+      throw new InputError(
+        `graph "${role}" failed at run time (${
+          String((e as Error)?.message ?? e).split("\n")[0].slice(0, 200)
+        }); check the bundle against references/v0-spec.md §1.2`,
+      );
+    }
+    for (const [name, n] of Object.entries(want)) {
+      const got = out[name]?.data.length;
+      if (got !== n) {
+        throw new InputError(
+          `graph "${role}" returned ${got} values for "${name}", expected ${n} (batch ${B}, model.json's shapes); its symbolic dims do not follow the spec (references/v0-spec.md §1.2)`,
+        );
+      }
+    }
+    return out;
+  };
+  const lnRole = m.family === "trm" ? "net" : "L_net";
+  const hnRole = m.family === "trm" ? "net" : "H_net";
   const embedFeeds: Record<string, HostTensor> = {
     tokens: { type: "int64", data: tokens, dims: [B, S] },
   };
@@ -285,7 +341,8 @@ async function runBatch(
       dims: [B],
     };
   }
-  const x = (await s.embed.run(embedFeeds)).x.data as FloatArray;
+  const x = (await run("embed", s.embed, embedFeeds, { x: B * T * D })).x
+    .data as FloatArray;
 
   let zH = alloc(B * T * D), zL = alloc(B * T * D);
   for (let i = 0; i < B * T; i++) {
@@ -323,19 +380,24 @@ async function runBatch(
     for (let h = 0; h < H_cycles; h++) {
       for (let l = 0; l < L_cycles; l++) {
         for (let i = 0; i < injection.length; i++) injection[i] = zH[i] + x[i];
-        zL = (await Lnet.run({
+        zL = (await run(lnRole, Lnet, {
           hidden: tensor(zL),
           injection: tensor(injection),
-        })).hidden_out.data as FloatArray;
+        }, { hidden_out: B * T * D })).hidden_out.data as FloatArray;
         await step({ sup, h, l }, "z_L", zL);
       }
-      zH = (await Hnet.run({ hidden: tensor(zH), injection: tensor(zL) }))
-        .hidden_out.data as FloatArray;
+      zH = (await run(hnRole, Hnet, {
+        hidden: tensor(zH),
+        injection: tensor(zL),
+      }, { hidden_out: B * T * D })).hidden_out.data as FloatArray;
       const address: StepAddress = { sup, h, l: "H" };
       await step(address, "z_H", zH);
       const last = h === H_cycles - 1;
       if (!last && !readoutEveryH) continue;
-      const head = await s.head.run({ z_H: tensor(zH) });
+      const head = await run("head", s.head, { z_H: tensor(zH) }, {
+        logits: B * S * V,
+        q_halt: B,
+      });
       const logits = head.logits.data as FloatArray,
         qHalt = head.q_halt.data as FloatArray;
       const e: ReadoutEvent = {

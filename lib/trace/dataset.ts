@@ -5,15 +5,18 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { join } from "node:path";
-import { parseAddress, StepSelector } from "../model/address.ts";
+import { basename, dirname } from "node:path";
+import { parseAddress, stepIndex, StepSelector } from "../model/address.ts";
 import { InputError } from "../errors.ts";
 import { sha256File } from "../io/atomic.ts";
+import { confined, confinedFile } from "../io/paths.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { NpyReader } from "../io/npy.ts";
 import type { Latent, OutcomeTrace, RolloutExample } from "../model/rollout.ts";
+import { IGNORE_LABEL, MAX_ID_BYTES } from "./inputs.ts";
 import {
   formatZodError,
+  type ModelManifest,
   schemas,
   type TraceExample,
   type TraceHeader,
@@ -460,8 +463,7 @@ function firstRows(meta: TraceMeta, n: number): Map<string, number> {
 }
 
 async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
-  const tracePath = path.endsWith(".jsonl") ? path : join(path, "trace.jsonl");
-  const dir = path.endsWith(".jsonl") ? join(tracePath, "..") : path;
+  const { tracePath, dir } = await traceFile(path);
   const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
   const keepLatents = filter.latents ?? LATENTS;
 
@@ -477,17 +479,9 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
   const addressOf = new Map<number, string>();
   const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
   try {
-    for await (const { line, value } of readJsonlOrMissing(tracePath)) {
+    for await (const { line, value } of readJsonl(tracePath)) {
       if (!header) {
-        const h = schemas.TraceHeader.safeParse(value);
-        if (!h.success) {
-          throw new InputError(
-            `${tracePath}:${line}: not a trace header (${
-              formatZodError(h.error)
-            }); re-run trace`,
-          );
-        }
-        header = h.data;
+        header = parseHeader(value, tracePath, line);
         npy = await openCache(dir, header);
         continue;
       }
@@ -498,6 +492,7 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
         );
       }
       const rec = r.data;
+      checkRecord(rec, header, `${tracePath}:${line}`);
       if (rec.kind === "example") outcomes.push(rec);
       else if (rec.kind === "readout") {
         if (filter.readouts !== false) readouts.push(rec);
@@ -528,7 +523,7 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
           exampleOf.push(ex);
           tOf.push(rec.t);
           latentOf.push(rec.latent === "z_H" ? 0 : 1);
-          position.push(pos[k] ?? k);
+          position.push(pos[k]);
         }
         rows += rec.rows;
       }
@@ -623,19 +618,195 @@ function checkFiniteStreaming(scan: Scan): void {
   }
 }
 
-async function* readJsonlOrMissing(path: string) {
-  try {
-    await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      const dir = join(path, "..");
-      throw new InputError(
-        `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`,
+/**
+ * trace.jsonl of a run dir, or a path to a `.jsonl`: a regular file, reached
+ * through no symbolic link.
+ */
+async function traceFile(
+  path: string,
+): Promise<{ tracePath: string; dir: string }> {
+  const [dir, name] = path.endsWith(".jsonl")
+    ? [dirname(path), basename(path)]
+    : [path, "trace.jsonl"];
+  const { path: tracePath } = await confinedFile(dir, name, {
+    missing: () =>
+      `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`,
+  });
+  return { tracePath, dir };
+}
+
+function parseHeader(
+  value: unknown,
+  tracePath: string,
+  line: number,
+): TraceHeader {
+  const h = schemas.TraceHeader.safeParse(value);
+  if (!h.success) {
+    throw new InputError(
+      `${tracePath}:${line}: not a trace header (${
+        formatZodError(h.error)
+      }); re-run trace`,
+    );
+  }
+  const header = h.data;
+  const bad = (what: string) =>
+    new InputError(
+      `${tracePath}:${line}: the header's ${what}; the trace was edited or is corrupt: re-run trace`,
+    );
+  const T = header.model.puzzle_emb_len + header.model.seq_len;
+  const pos = header.record.positions;
+  for (let i = 0; i < pos.length; i++) {
+    if (pos[i] >= T || (i > 0 && pos[i] <= pos[i - 1])) {
+      throw bad(
+        `record.positions must rise strictly within 0..${T - 1} (P+S), got ${
+          pos[i]
+        } at index ${i}`,
       );
     }
-    throw e;
   }
-  yield* readJsonl(path);
+  if (new Set(header.record.latents).size !== header.record.latents.length) {
+    throw bad("record.latents repeats a latent");
+  }
+  const npy = header.states_npy;
+  if (
+    npy && (npy.shape[0] !== header.rows || npy.shape[1] !== header.state_dim)
+  ) {
+    throw bad(
+      `states_npy.shape [${npy.shape}] is not [rows, state_dim] = [${header.rows}, ${header.state_dim}]`,
+    );
+  }
+  return header;
+}
+
+/**
+ * Check a record against the header: shapes, token ids and step addresses
+ * that a reader would otherwise use out of range (a short label changing
+ * a score, a position editing the neighbouring example).
+ */
+function checkRecord(
+  rec: TraceStep | TraceReadout | TraceExample,
+  h: TraceHeader,
+  where: string,
+): void {
+  const m = h.model, S = m.seq_len, V = m.vocab_size;
+  const bad = (what: string) =>
+    new InputError(
+      `${where}: ${rec.kind} record of "${
+        rec.example.slice(0, 64)
+      }": ${what}; the trace was edited or is corrupt: re-run trace`,
+    );
+  // A UTF-16 unit takes at most 3 UTF-8 bytes: most ids need no encoding.
+  if (
+    rec.example.length * 3 > MAX_ID_BYTES &&
+    new TextEncoder().encode(rec.example).length > MAX_ID_BYTES
+  ) {
+    throw bad(`the example id is longer than ${MAX_ID_BYTES} bytes`);
+  }
+  const ids = (name: string, a: readonly number[], label = false) => {
+    if (a.length !== S) throw bad(`${name} has ${a.length} entries, S is ${S}`);
+    for (const v of a) {
+      if (!((v >= 0 && v < V) || (label && v === IGNORE_LABEL))) {
+        throw bad(`${name} holds ${v}, outside the vocabulary 0..${V - 1}`);
+      }
+    }
+  };
+  if (rec.kind === "example") {
+    ids("tokens", rec.tokens);
+    ids("label", rec.label, true);
+    ids("pred", rec.pred);
+    if (rec.halt_step >= m.schedule.halt_max_steps) {
+      throw bad(`halt_step ${rec.halt_step} is past halt_max_steps`);
+    }
+    const n = Buffer.byteLength(rec.logits, "base64");
+    if (n !== S * V * 4) {
+      throw bad(`logits hold ${n} bytes, expected S×V float32 = ${S * V * 4}`);
+    }
+    return;
+  }
+  const a = parseAddress(rec.address), sc = m.schedule;
+  if (
+    a.sup >= sc.halt_max_steps || a.h >= sc.H_cycles ||
+    (a.l !== "H" && a.l >= sc.L_cycles) || stepIndex(a, sc) !== rec.t
+  ) {
+    throw bad(
+      `address ${rec.address} (t=${rec.t}) is not a step of the schedule`,
+    );
+  }
+  if (rec.kind === "readout") {
+    ids("pred", rec.pred);
+    if (a.l !== "H" || rec.sup !== a.sup) {
+      throw bad(`a readout follows a z_H update of its own sup`);
+    }
+    return;
+  }
+  if ((a.l === "H") !== (rec.latent === "z_H")) {
+    throw bad(`${rec.latent} is not the latent of ${rec.address}`);
+  }
+  if (rec.rows !== h.record.positions.length) {
+    throw bad(
+      `${rec.rows} rows, but the header records ${h.record.positions.length} positions`,
+    );
+  }
+}
+
+/**
+ * Check that a trace header's model fields equal a bundle's manifest: a
+ * header edited after the trace (a longer schedule, another vocabulary)
+ * would make readers walk steps and positions the model does not have.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkHeaderModel, readTraceHeader } from "./dataset.ts";
+ * import { readManifest } from "../model/bundle.ts";
+ * import { runTrace } from "./trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 1, latents: ["z_H"] });
+ *   const h = await readTraceHeader(dir);
+ *   const { manifest } = await readManifest(demo);
+ *   checkHeaderModel(h, manifest, "trace.jsonl");
+ *   h.model.schedule.halt_max_steps = 1000;
+ *   assert.throws(() => checkHeaderModel(h, manifest, "trace.jsonl"), /schedule/);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export function checkHeaderModel(
+  header: TraceHeader,
+  m: ModelManifest,
+  where: string,
+): void {
+  const h = header.model;
+  const pairs: [string, unknown, unknown][] = [
+    ["name", h.name, m.name],
+    ["family", h.family, m.family],
+    ["dtype", h.dtype, m.dtype],
+    ["seq_len", h.seq_len, m.seq_len],
+    ["puzzle_emb_len", h.puzzle_emb_len, m.puzzle_emb_len],
+    ["vocab_size", h.vocab_size, m.vocab_size],
+    ["state_dim", header.state_dim, m.hidden_size],
+    ...(["H_cycles", "L_cycles", "halt_max_steps", "halt_mode"] as const).map((
+      k,
+    ): [string, unknown, unknown] => [
+      `schedule.${k}`,
+      h.schedule[k],
+      m.schedule[k],
+    ]),
+  ];
+  for (const [key, a, b] of pairs) {
+    if (a !== b) {
+      throw new InputError(
+        `${where}: the header's model ${key} is ${
+          JSON.stringify(a)
+        }, but the bundle's model.json says ${
+          JSON.stringify(b)
+        }; the trace was edited or comes from another model: re-run trace`,
+      );
+    }
+  }
 }
 
 async function openCache(
@@ -643,8 +814,10 @@ async function openCache(
   header: TraceHeader,
 ): Promise<NpyReader | null> {
   if (!header.states_npy) return null;
-  const path = join(dir, header.states_npy.file);
+  const path = await confined(dir, header.states_npy.file);
   try {
+    const st = await Deno.lstat(path);
+    if (!st.isFile) return null;
     if ((await sha256File(path)) !== header.states_npy.sha256) return null;
     const r = await NpyReader.open(path);
     if (r.dtype !== "float32" || r.shape[1] !== header.state_dim) {
@@ -714,17 +887,9 @@ function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
  * ```
  */
 export async function readTraceHeader(path: string): Promise<TraceHeader> {
-  const tracePath = path.endsWith(".jsonl") ? path : join(path, "trace.jsonl");
-  for await (const { line, value } of readJsonlOrMissing(tracePath)) {
-    const h = schemas.TraceHeader.safeParse(value);
-    if (!h.success) {
-      throw new InputError(
-        `${tracePath}:${line}: not a trace header (${
-          formatZodError(h.error)
-        }); re-run trace`,
-      );
-    }
-    return h.data;
+  const { tracePath } = await traceFile(path);
+  for await (const { line, value } of readJsonl(tracePath)) {
+    return parseHeader(value, tracePath, line);
   }
   throw new InputError(`${tracePath} is empty; re-run trace`);
 }

@@ -18,7 +18,8 @@ import {
   type ReadoutEvent,
   type StepEvent,
 } from "../model/rollout.ts";
-import { AtomicWriter } from "../io/atomic.ts";
+import { AtomicWriter, OutputSet } from "../io/atomic.ts";
+import { InputError } from "../errors.ts";
 import { NpyWriter } from "../io/npy.ts";
 import {
   checkPayload,
@@ -188,6 +189,16 @@ export class TraceRecorder implements Hook {
     const n = spec.positions.length;
     for (let b = 0; b < e.batch; b++) {
       if (e.halted[b]) continue;
+      // A NaN would be written as "norm": null, which no reader accepts.
+      nonFinite(
+        e.state,
+        b * T * D,
+        (b + 1) * T * D,
+        () =>
+          `the ${e.latent} state of example "${
+            e.examples[b].id
+          }" at ${address}`,
+      );
       let normSum = 0, deltaSum = 0;
       spec.positions.forEach((pos, k) => {
         const off = (b * T + pos) * D;
@@ -226,6 +237,10 @@ export class TraceRecorder implements Hook {
     for (let b = 0; b < e.examples.length; b++) {
       if (e.halted[b]) continue;
       const puzzle = this.#puzzles[e.offset + b];
+      const what = () =>
+        `the readout of example "${puzzle.id}" at ${formatAddress(e.address)}`;
+      nonFinite(e.qHalt, b, b + 1, what);
+      nonFinite(e.logits, b * S * V, (b + 1) * S * V, what);
       const pred = Array.from(
         argmaxRows(e.logits.subarray(b * S * V, (b + 1) * S * V), V),
       );
@@ -284,29 +299,39 @@ export class TraceRecorder implements Hook {
   /**
    * Write trace.jsonl: `header` (given everything but `rows` and
    * `states_npy`) then the records, and rename both files into place,
-   * states.npy first.
+   * states.npy first, once both are written: a full disk leaves neither.
+   * With `outputs`, both are staged there and land when the caller commits.
    */
   async finish(
     header: Omit<TraceHeader, "rows" | "states_npy">,
+    outputs?: OutputSet,
   ): Promise<RecordSummary> {
-    const npySha = this.#npy ? await this.#npy.close() : null;
-    const full: TraceHeader = {
-      ...header,
-      rows: this.#rows,
-      states_npy: npySha
-        ? {
-          file: "states.npy",
-          sha256: npySha,
-          shape: [this.#rows, this.#shape.D],
-        }
-        : null,
-    };
-    checkPayload(schemas.TraceHeader, full, "the trace header");
-    await writeWithHeader(
-      join(this.#dir, "trace.jsonl"),
-      JSON.stringify(full) + "\n",
-      this.#body,
-    );
+    const staged = outputs ?? new OutputSet();
+    try {
+      const npySha = this.#npy ? await this.#npy.stage(staged) : null;
+      const full: TraceHeader = {
+        ...header,
+        rows: this.#rows,
+        states_npy: npySha
+          ? {
+            file: "states.npy",
+            sha256: npySha,
+            shape: [this.#rows, this.#shape.D],
+          }
+          : null,
+      };
+      checkPayload(schemas.TraceHeader, full, "the trace header");
+      await writeWithHeader(
+        join(this.#dir, "trace.jsonl"),
+        JSON.stringify(full) + "\n",
+        this.#body,
+        staged,
+      );
+      if (!outputs) await staged.commit();
+    } catch (e) {
+      if (!outputs) await staged.abort();
+      throw e;
+    }
     const n = this.#puzzles.length;
     return {
       rows: this.#rows,
@@ -334,6 +359,7 @@ async function writeWithHeader(
   path: string,
   header: string,
   body: AtomicWriter,
+  outputs: OutputSet,
 ): Promise<void> {
   const bodyPath = body.tempPath;
   await body.writeAt(0, new Uint8Array(0)); // flush buffered lines to disk
@@ -347,7 +373,7 @@ async function writeWithHeader(
       if (n === null) break;
       await out.write(buf.subarray(0, n));
     }
-    await out.commit();
+    await outputs.adopt(out);
   } catch (e) {
     await out.abort();
     throw e;
@@ -370,6 +396,27 @@ function broadcast(
   const out = new Float32Array(rows * D);
   for (let i = 0; i < rows; i++) out.set(init, i * D);
   return out;
+}
+
+/**
+ * Throw {@linkcode InputError} when `data[start..end)` holds a NaN or an
+ * infinity; `what()` names where, for the message.
+ */
+function nonFinite(
+  data: ArrayLike<number>,
+  start: number,
+  end: number,
+  what: () => string,
+): void {
+  for (let i = start; i < end; i++) {
+    const v = data[i];
+    // v - v is 0 for every finite v, NaN for NaN and ±Infinity.
+    if (v - v !== 0) {
+      throw new InputError(
+        `${what()} contains ${v}; the model's graphs or weights diverge on this input, so no trace was written`,
+      );
+    }
+  }
 }
 
 function round6(x: number): number {
