@@ -97,6 +97,24 @@ export function describeError(e: unknown): { line: string; code: number } {
       code: 2,
     };
   }
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === "string" && code in ENVIRONMENT) {
+    return {
+      line: `trminterp: error: ${firstLine(e)}; ${ENVIRONMENT[code]}`,
+      code: 2,
+    };
+  }
+  if (
+    e instanceof RangeError &&
+    /allocation failed|Invalid typed array length|Array buffer/i.test(e.message)
+  ) {
+    return {
+      line: `trminterp: error: out of memory (${
+        firstLine(e)
+      }); use smaller inputs or sizes, or a machine with more memory`,
+      code: 2,
+    };
+  }
   return {
     line: `trminterp: internal error: ${
       e instanceof Error ? e.stack ?? e.message : String(e)
@@ -104,6 +122,28 @@ export function describeError(e: unknown): { line: string; code: number } {
     code: 1,
   };
 }
+
+/**
+ * OS errors that a failing environment causes, not trminterp: the message
+ * (which names the operation and the path) gets the fix, and exit code 2.
+ */
+const ENVIRONMENT: Record<string, string> = {
+  ENOSPC: "the disk is full: free space or choose a --run-dir on another disk",
+  EDQUOT: "the disk quota is used up: free space or choose another --run-dir",
+  EROFS: "the file system is read-only: choose a writable --run-dir",
+  EACCES: "permission denied: check the file's owner and mode",
+  EPERM: "operation not permitted: check the file's owner and mode",
+  EIO: "the disk reported an I/O error: check the device",
+  ENOTDIR: "a component of the path is a file, not a folder: fix the path",
+  EISDIR: "the path is a folder where a file belongs: fix the path",
+  ELOOP: "the path has too many symbolic links: use the real path",
+  ENAMETOOLONG: "the path is too long: choose a shorter one",
+  EMFILE: "too many open files: raise the limit (ulimit -n)",
+  ENFILE: "too many open files on the system: retry later",
+  EFBIG: "the file is too large for this file system: choose another --run-dir",
+  ENOENT:
+    "a file went missing while trminterp used it: check what else writes there, then rerun",
+};
 
 function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split("\n")[0];

@@ -7,14 +7,18 @@
  * @module
  */
 import { join } from "node:path";
-import { type Bundle, loadBundle } from "../model/bundle.ts";
+import { type Bundle, loadBundle, readManifest } from "../model/bundle.ts";
 import type { BackendName } from "../model/backend.ts";
-import { InputError } from "../errors.ts";
-import { sha256File, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
-import { pathExists, prepareRunDir } from "../io/run_dir.ts";
+import { InputError, OptionError } from "../errors.ts";
+import { OutputSet, sha256File, sha256Hex } from "../io/atomic.ts";
+import { openRunDir, pathExists, type RunDir } from "../io/run_dir.ts";
 import { Rng } from "../rng.ts";
 import { readSaePt } from "../sae/sae_pt.ts";
-import { TraceDataset } from "../trace/dataset.ts";
+import {
+  checkHeaderModel,
+  readTraceHeader,
+  TraceDataset,
+} from "../trace/dataset.ts";
 import type { PuzzleSet } from "../trace/inputs.ts";
 import { writeTrace } from "../trace/trace.ts";
 import { StepSelector } from "../model/address.ts";
@@ -53,20 +57,44 @@ export type { InterveneOptions };
  * ```
  */
 export async function runIntervene(opts: InterveneOptions): Promise<Report> {
-  if (!(await pathExists(join(opts.runDir, "trace.jsonl")))) {
+  // Held for the whole command: no other command replaces the trace or the
+  // SAE meanwhile.
+  await using run = await openRunDir(opts.runDir);
+  const tracePath = await run.file("trace.jsonl");
+  if (!(await pathExists(tracePath))) {
     throw new InputError(
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
     );
   }
-  const { sae, cfg, sha256: saeSha } = await readSaePt(opts.runDir);
-  const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
-  const header = ds.header;
-  const plan = planIntervention(opts, ds, sae, cfg);
-  await prepareRunDir(opts.runDir, {
-    outputs: ["report.json"],
-    force: opts.force,
+  // Everything the trace header claims is checked against the bundle before
+  // the schedule it names is used.
+  const header = await readTraceHeader(opts.runDir);
+  const modelDir = opts.model ?? header.model.path;
+  const { manifest, sha256: modelSha } = await readManifest(modelDir);
+  if (modelSha !== header.model.sha256) {
+    throw new InputError(
+      `the bundle at ${modelDir} is not the traced model (model.json sha256 differs)`,
+    );
+  }
+  checkHeaderModel(header, manifest, tracePath);
+  const traceSha = await sha256File(tracePath);
+  const { sae, cfg, sha256: saeSha } = await readSaePt(opts.runDir, {
+    dIn: header.state_dim,
   });
-  const bundle = await loadBundle(opts.model ?? header.model.path, {
+  if (cfg.trace_sha256 !== traceSha) {
+    throw new OptionError(
+      "force",
+      `sae.pt in ${opts.runDir} was fitted on another trace (its trace_sha256 is ${
+        String(cfg.trace_sha256).slice(0, 12)
+      }…, trace.jsonl is ${
+        traceSha.slice(0, 12)
+      }…): the trace was replaced after the fit; fit the SAE again (sae fit with {force})`,
+    );
+  }
+  const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
+  const plan = planIntervention(opts, ds, sae, cfg);
+  await run.checkOutputs(["report.json"], opts.force);
+  const bundle = await loadBundle(modelDir, {
     backend: opts.backend ?? header.backend as BackendName,
   });
   try {
@@ -77,6 +105,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     }
     return await intervene(
       opts,
+      run,
       new InterventionSession(
         bundle,
         sae,
@@ -85,6 +114,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
         opts.batch ?? header.record.batch,
       ),
       saeSha,
+      traceSha,
     );
   } finally {
     await bundle.release();
@@ -93,8 +123,10 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
 
 async function intervene(
   opts: InterveneOptions,
+  run: RunDir,
   session: InterventionSession,
   saeSha: string,
+  traceSha: string,
 ): Promise<Report> {
   const { ds, plan, bundle } = session;
   const header = ds.header;
@@ -168,8 +200,10 @@ async function intervene(
     tick,
   );
 
+  // The saved trace and report.json land together, after both are written.
+  await using outputs = new OutputSet();
   const savedTrace = opts.saveTrace
-    ? await saveIntervenedTrace(session, policy, opts)
+    ? await saveIntervenedTrace(session, policy, opts, run, outputs)
     : null;
   const report: Report = {
     format: "trminterp-report/1",
@@ -177,7 +211,7 @@ async function intervene(
       tool: { name: "trminterp", version: VERSION },
       command: opts.command ?? [],
       seed: opts.seed,
-      trace_sha256: await sha256File(ds.path),
+      trace_sha256: traceSha,
       sae_pt_sha256: saeSha,
       model_sha256: bundle.sha256,
       backend: bundle.backend,
@@ -204,10 +238,11 @@ async function intervene(
     saved_trace: savedTrace,
   };
   checkPayload(schemas.Report, report, "report.json");
-  await writeFileAtomic(
+  await outputs.add(
     join(opts.runDir, "report.json"),
     JSON.stringify(report, null, 2) + "\n",
   );
+  await outputs.commit();
   return report;
 }
 
@@ -216,23 +251,24 @@ async function saveIntervenedTrace(
   session: InterventionSession,
   policy: InterventionPolicy,
   opts: InterveneOptions,
+  run: RunDir,
+  outputs: OutputSet,
 ): Promise<string> {
   const id = `${policy.name}-${
     sha256Hex(JSON.stringify({ p: policy.params(), s: opts.steps ?? "all" }))
       .slice(0, 12)
   }`;
-  const dir = join(opts.runDir, "interventions", id);
-  await prepareRunDir(dir, {
-    outputs: ["trace.jsonl", "states.npy"],
-    force: true,
-    create: true,
-    gitignore: false,
-  });
+  const rel = `interventions/${id}`;
+  const dir = await run.subdir(rel);
+  await run.checkOutputs([`${rel}/trace.jsonl`, `${rel}/states.npy`], true);
   const h = session.ds.header;
+  const n = session.ds.meta.outcomes.length;
   const set: PuzzleSet = {
     path: h.inputs.path,
     format: h.inputs.format,
     sha256: h.inputs.sha256,
+    total: n,
+    indices: Array.from({ length: n }, (_, i) => i),
     puzzles: session.ds.meta.outcomes.map((o) => ({
       id: o.example,
       tokens: o.tokens,
@@ -243,7 +279,7 @@ async function saveIntervenedTrace(
   await writeTrace(
     session.bundle as Bundle,
     set,
-    set.puzzles.map((_, i) => i),
+    set.indices,
     dir,
     {
       latents: h.record.latents,
@@ -259,6 +295,7 @@ async function saveIntervenedTrace(
       batch: h.record.batch,
       hooks: [session.hook(policy)],
     },
+    outputs,
   );
   return join("interventions", id, "trace.jsonl");
 }

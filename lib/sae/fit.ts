@@ -19,7 +19,7 @@ import { SAE_DEFAULTS } from "./defaults.ts";
 import { splitByGroup } from "./holdout.ts";
 import { round7 } from "../intervene/evaluate.ts";
 import { scorePrediction } from "../trace/inputs.ts";
-import { sha256File, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
+import { OutputSet, sha256File, sha256Hex } from "../io/atomic.ts";
 import { type Latent, rollout, type RolloutExample } from "../model/rollout.ts";
 import type { BackendName } from "../model/backend.ts";
 import {
@@ -28,8 +28,8 @@ import {
   ReconstructPolicy,
   ZeroPolicy,
 } from "../intervene/policy.ts";
-import { pathExists, prepareRunDir } from "../io/run_dir.ts";
-import type { SAE, SAEArch } from "./sae.ts";
+import { openRunDir, pathExists, type RunDir } from "../io/run_dir.ts";
+import { MAX_SAE_WEIGHTS, type SAE, type SAEArch } from "./sae.ts";
 import {
   encodeSaePt,
   type SaeFileConfig,
@@ -117,7 +117,9 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const latent = opts.latent ?? SAE_DEFAULTS.latent;
   const select = opts.steps ?? SAE_DEFAULTS.steps;
   const selector = StepSelector.parse(select);
-  if (!(await pathExists(join(opts.runDir, "trace.jsonl")))) {
+  // Held for the whole fit: no other command replaces the trace meanwhile.
+  await using run = await openRunDir(opts.runDir);
+  if (!(await pathExists(await run.file("trace.jsonl")))) {
     throw new InputError(
       `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
     );
@@ -130,7 +132,12 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
     readouts: false,
   });
   try {
-    return await fitAndWrite(opts, ds, { holdout, latent, select, selector });
+    return await fitAndWrite(opts, run, ds, {
+      holdout,
+      latent,
+      select,
+      selector,
+    });
   } finally {
     ds.close();
   }
@@ -138,6 +145,7 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
 
 async function fitAndWrite(
   opts: SaeFitOptions,
+  run: RunDir,
   ds: TraceRows,
   c: {
     holdout: number;
@@ -156,14 +164,22 @@ async function fitAndWrite(
   }
   const F = opts.features ??
     Math.round((opts.expansion ?? SAE_DEFAULTS.expansion) * D);
+  if (!(F >= 1 && F * D <= MAX_SAE_WEIGHTS)) {
+    throw new OptionError(
+      opts.features === undefined ? "expansion" : "features",
+      `{${
+        opts.features === undefined ? "expansion" : "features"
+      }} gives F=${F} features; with D=${D} the SAE may have at most ${
+        Math.floor(MAX_SAE_WEIGHTS / D)
+      } (D × F ≤ ${MAX_SAE_WEIGHTS} weights per matrix)`,
+    );
+  }
   const arch = architecture(opts.arch ?? SAE_DEFAULTS.arch);
   const { k } = arch.config(D, F, { k: opts.k });
   arch.checkConfig({ arch: arch.name, d_in: D, d_sae: F, k });
-  await prepareRunDir(opts.runDir, {
-    // sae.pt lands last and marks a finished fit (see the writes below).
-    outputs: ["sae.pt"],
-    force: opts.force,
-  });
+  // sae.pt lands last and marks a finished fit (see the writes below).
+  await run.checkOutputs(["sae.pt"], opts.force);
+  await run.checkOutputs(["sae_metrics.json"], true);
   if (ds.meta.examples.length < 2) {
     throw new InputError(
       `the trace holds ${ds.meta.examples.length} example; a held-out split needs at least 2`,
@@ -268,20 +284,24 @@ async function fitAndWrite(
     })),
     train_dead_fraction: fit.dead_fraction,
   };
-  if (opts.exportSaeLens) {
-    await writeSaeLensFolder(
-      join(opts.runDir, "saelens"),
-      fit.sae,
-      cfg,
-      header.model.name,
-    );
-  }
   checkPayload(schemas.SaeMetricsJson, out, "sae_metrics.json");
-  await writeFileAtomic(
+  // Every file is written before any lands, so a full disk leaves no
+  // sae_metrics.json without its sae.pt.
+  await using outputs = new OutputSet();
+  if (opts.exportSaeLens) {
+    const dir = await run.subdir("saelens");
+    await run.checkOutputs(
+      ["saelens/cfg.json", "saelens/sae_weights.safetensors"],
+      true,
+    );
+    await writeSaeLensFolder(dir, fit.sae, cfg, header.model.name, outputs);
+  }
+  await outputs.add(
     join(opts.runDir, "sae_metrics.json"),
     JSON.stringify(out, null, 2) + "\n",
   );
-  await writeFileAtomic(join(opts.runDir, "sae.pt"), ptBytes);
+  await outputs.add(join(opts.runDir, "sae.pt"), ptBytes);
+  await outputs.commit();
   return out;
 }
 

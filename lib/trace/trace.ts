@@ -9,6 +9,7 @@ import type { BackendName } from "../model/backend.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
 import { type Hook, type Latent, rollout } from "../model/rollout.ts";
 import { InputError } from "../errors.ts";
+import type { OutputSet } from "../io/atomic.ts";
 import { prepareRunDir } from "../io/run_dir.ts";
 import { VERSION } from "../version.ts";
 import { loadPuzzles, type PuzzleSet } from "./inputs.ts";
@@ -110,9 +111,12 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         `step selector "${selector.text}" matches no step of this model's schedule`,
       );
     }
-    const set = await loadPuzzles(opts.inputs, m);
-    const chosen = selectExamples(set.puzzles.length, opts.limit, opts.seed);
-    await prepareRunDir(opts.runDir, {
+    const set = await loadPuzzles(
+      opts.inputs,
+      m,
+      (total) => selectExamples(total, opts.limit, opts.seed),
+    );
+    await using run = await prepareRunDir(opts.runDir, {
       // trace.jsonl lands last and marks a finished run; a states.npy without
       // it is an orphaned cache (a killed run) and may be replaced.
       outputs: ["trace.jsonl"],
@@ -120,7 +124,8 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
       gitignore: opts.gitignore,
       create: true,
     });
-    return await writeTrace(bundle, set, chosen, opts.runDir, {
+    await run.checkOutputs(["states.npy"], true);
+    return await writeTrace(bundle, set, set.indices, opts.runDir, {
       latents,
       selector,
       positions,
@@ -132,9 +137,11 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
 }
 
 /**
- * Roll out the `chosen` puzzles of `set` and record them into `dir`, which
- * must exist: the part of {@linkcode runTrace} that intervene's
- * `--save-trace` shares, with its policy among `opts.hooks`.
+ * Roll out the puzzles of `set` (`chosen[i]` is the index in the inputs of
+ * `set.puzzles[i]`) and record them into `dir`, which must exist and be
+ * locked: the part of {@linkcode runTrace} that intervene's `--save-trace`
+ * shares, with its policy among `opts.hooks`. With `outputs`, the two files
+ * are staged there and land when the caller commits it.
  */
 export async function writeTrace(
   bundle: Bundle,
@@ -143,10 +150,11 @@ export async function writeTrace(
   dir: string,
   spec: RecordSpec,
   opts: Omit<TraceOptions, "runDir" | "force" | "gitignore" | "statesNpy">,
+  outputs?: OutputSet,
 ): Promise<TraceSummary> {
   const m = bundle.manifest;
   const start = performance.now();
-  const puzzles = chosen.map((i) => set.puzzles[i]);
+  const puzzles = set.puzzles;
   const batch = opts.batch ?? 64;
   const recorder = await TraceRecorder.open(
     dir,
@@ -201,7 +209,7 @@ export async function writeTrace(
         path: opts.inputs,
         format: set.format,
         sha256: set.sha256,
-        total: set.puzzles.length,
+        total: set.total,
         selected: chosen.length,
         limit: opts.limit ?? null,
       },
@@ -215,7 +223,7 @@ export async function writeTrace(
       state_dim: m.hidden_size,
       dtype: "float32",
       encoding: "base64-f32le",
-    });
+    }, outputs);
     return {
       ...s,
       trace: `${dir}/trace.jsonl`,
