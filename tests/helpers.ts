@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { decodeNpy, type NpyArray } from "../lib/io/npy.ts";
+import { crc32 } from "../lib/io/zip.ts";
 import { Rng } from "../lib/rng.ts";
 import type { ExampleOutcome, RolloutExample } from "../lib/model/rollout.ts";
 
@@ -181,4 +182,74 @@ if (!Deno.env.get("XDG_RUNTIME_DIR")) {
   const dir = Deno.makeTempDirSync({ prefix: "xdg-" });
   Deno.chmodSync(dir, 0o700);
   Deno.env.set("XDG_RUNTIME_DIR", dir);
+}
+
+/** An entry for {@linkcode rawZip}: data as stored, with the header's claims. */
+export interface RawZipEntry {
+  name: string;
+  /** The bytes stored in the archive (already deflated when `method` is 8). */
+  data: Uint8Array;
+  /** 0 stored (default) or 8 deflate. */
+  method?: number;
+  /** The uncompressed size the headers declare (default `data.length`). */
+  size?: number;
+  /** The CRC-32 the headers declare (default: the stored data's, or 0 when deflated). */
+  crc?: number;
+}
+
+/**
+ * A ZIP archive whose headers say whatever the entries claim (sizes, method,
+ * CRC), for building hostile archives such as zip bombs.
+ */
+export function rawZip(entries: RawZipEntry[]): Uint8Array {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [], central: Uint8Array[] = [];
+  let off = 0;
+  for (const e of entries) {
+    const name = enc.encode(e.name);
+    const method = e.method ?? 0, size = e.size ?? e.data.length;
+    const crc = e.crc ?? (method === 0 ? crc32(e.data) : 0);
+    const head = (sig: number, n: number) => {
+      const b = new Uint8Array(n + name.length);
+      const v = new DataView(b.buffer);
+      v.setUint32(0, sig, true);
+      return { b, v };
+    };
+    const l = head(0x04034b50, 30);
+    l.v.setUint16(4, 20, true);
+    l.v.setUint16(8, method, true);
+    l.v.setUint32(14, crc, true);
+    l.v.setUint32(18, e.data.length, true);
+    l.v.setUint32(22, size, true);
+    l.v.setUint16(26, name.length, true);
+    l.b.set(name, 30);
+    const c = head(0x02014b50, 46);
+    c.v.setUint16(4, 20, true);
+    c.v.setUint16(6, 20, true);
+    c.v.setUint16(10, method, true);
+    c.v.setUint32(16, crc, true);
+    c.v.setUint32(20, e.data.length, true);
+    c.v.setUint32(24, size, true);
+    c.v.setUint16(28, name.length, true);
+    c.v.setUint32(42, off, true);
+    c.b.set(name, 46);
+    parts.push(l.b, e.data);
+    central.push(c.b);
+    off += l.b.length + e.data.length;
+  }
+  const cdSize = central.reduce((n, c) => n + c.length, 0);
+  const end = new Uint8Array(22);
+  const ev = new DataView(end.buffer);
+  ev.setUint32(0, 0x06054b50, true);
+  ev.setUint16(8, entries.length, true);
+  ev.setUint16(10, entries.length, true);
+  ev.setUint32(12, cdSize, true);
+  ev.setUint32(16, off, true);
+  const out = new Uint8Array(off + cdSize + 22);
+  let q = 0;
+  for (const x of [...parts, ...central, end]) {
+    out.set(x, q);
+    q += x.length;
+  }
+  return out;
 }
