@@ -29,13 +29,21 @@ import {
 } from "../lib/io/pickle.ts";
 import { decodeSafetensors, encodeSafetensors } from "../lib/io/safetensors.ts";
 import { decodeTorchPt, encodeTorchPt } from "../lib/io/torch_pt.ts";
-import { decodeZip, encodeZip } from "../lib/io/zip.ts";
+import { decodeZip, encodeZip, openZip } from "../lib/io/zip.ts";
+import { deflateRawSync } from "node:zlib";
+import { isPlainName } from "../lib/io/paths.ts";
+import { loadPuzzles } from "../lib/trace/inputs.ts";
+import { selectExamples } from "../lib/trace/positions.ts";
 import { Rng } from "../lib/rng.ts";
 import { SAE } from "../lib/sae/sae.ts";
 import { decodeSaePt, encodeSaePt } from "../lib/sae/sae_pt.ts";
-import { formatZodError, schemas } from "../lib/schema/mod.ts";
+import {
+  formatZodError,
+  MAX_SCHEDULE_STEPS,
+  schemas,
+} from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
-import { FIXTURES, ROOT } from "./helpers.ts";
+import { FIXTURES, rawZip, type RawZipEntry, ROOT } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20251125);
 const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 3000);
@@ -1044,6 +1052,18 @@ Deno.test("fuzz jsonl: TraceDataset.load of a mutated trace.jsonl returns or thr
           rng.int(4) ? {} : { latents: ["z_H"], steps: "s0.h0.H" },
         );
         if (ds.shape[0] > 0) ds.row(ds.shape[0] - 1);
+        // What loads stays inside the header's shapes (issue #10's bounds).
+        const h = ds.header, T = h.model.puzzle_emb_len + h.model.seq_len;
+        for (const o of ds.meta.outcomes) {
+          if (
+            o.tokens.length !== h.model.seq_len ||
+            o.label.length !== h.model.seq_len ||
+            new TextEncoder().encode(o.example).length > 256
+          ) throw new Error(`example ${o.example.slice(0, 20)} out of shape`);
+        }
+        for (const p of ds.meta.position) {
+          if (p >= T) throw new Error(`position ${p} of T=${T} loaded`);
+        }
         // The bare reader must agree: InputError or records.
         for await (const _ of readJsonl(path));
       },
@@ -1080,6 +1100,248 @@ Deno.test("fuzz model.json: readManifest returns or throws InputError", async ()
         schemas.ModelManifest.safeParse(v); // never throws
         return await readManifest(dir);
       },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// The bounds of issue #10: what a file declares is checked before it is paid for.
+
+/** A zip of deflate entries whose headers declare random, often lying, sizes. */
+function zipBombCase(rng: Rng): Uint8Array {
+  const entries: RawZipEntry[] = [];
+  for (let k = 1 + rng.int(4); k > 0; k--) {
+    const real = [0, 1, 100, 4096, 1 << 20, 8 << 20][rng.int(6)];
+    const data = deflateRawSync(
+      rng.int(2)
+        ? new Uint8Array(real)
+        : randomBytes(rng, Math.min(real, 4096)),
+    );
+    const size = rng.int(3)
+      ? [0, real, real + 1, real - 1, 2 ** 30, 0xfffffffe][rng.int(6)]
+      : rng.int(16 << 20);
+    entries.push({
+      name: rng.int(4) ? `e${k}` : "e1",
+      data: rng.int(8) ? data : mutateBytes(rng, data, [data]),
+      method: rng.int(10) ? 8 : 0,
+      size: Math.max(0, size),
+      crc: rng.int(2) ? undefined : rng.int(2 ** 31),
+    });
+  }
+  return rawZip(entries);
+}
+
+Deno.test("fuzz zip bounds: openZip reads never inflate past the declared size, the expected size or the cap", async () => {
+  await fuzz(
+    "zip bounds",
+    9,
+    (rng) => rng.int(4) ? zipBombCase(rng) : bytesCase(rng, [zipBombCase(rng)]),
+    (b, rng) => {
+      const cap = rng.int(2) ? 1 << 20 : rng.int(32 << 20);
+      const zip = openZip(b, { maxBytes: cap });
+      let inflated = 0;
+      for (const name of zip.names()) {
+        const e = zip.entry(name)!;
+        const expected = rng.int(2)
+          ? undefined
+          : rng.int(2)
+          ? e.size
+          : rng.int(1 << 20);
+        try {
+          const data = zip.read(name, expected);
+          if (
+            data.length !== e.size ||
+            (expected !== undefined && data.length !== expected)
+          ) {
+            throw new Error(
+              `read ${data.length} bytes of ${name}, declared ${e.size}, expected ${expected}`,
+            );
+          }
+          if (e.method === 8) inflated += data.length;
+        } catch (err) {
+          if (!(err instanceof InputError)) throw err;
+        }
+      }
+      if (inflated > cap) {
+        throw new Error(`inflated ${inflated} bytes past the cap ${cap}`);
+      }
+    },
+    Math.ceil(CASES / 6),
+  );
+});
+
+const NAMES = [
+  "net.onnx",
+  "../net.onnx",
+  "../../../../etc/passwd",
+  "/dev/zero",
+  "a/net.onnx",
+  "..",
+  ".",
+  "",
+  "net\0.onnx",
+  "n\\et.onnx",
+  "my net.onnx",
+  "...",
+];
+const SIZES = [
+  0,
+  1,
+  2,
+  3,
+  7,
+  16,
+  255,
+  256,
+  4096,
+  65536,
+  65537,
+  1e6,
+  1e9,
+  2 ** 31,
+  2 ** 53,
+];
+
+Deno.test("fuzz model.json bounds: a manifest that loads names plain graph files and a schedule under the cap", async () => {
+  const text = await Deno.readTextFile(
+    join(FIXTURES, "tiny_trm", "model.json"),
+  );
+  const seed = JSON.parse(text);
+  const dir = await Deno.makeTempDir({ prefix: "fuzz_bounds_" });
+  try {
+    await fuzz(
+      "model.json bounds",
+      10,
+      (rng) => {
+        const m = structuredClone(seed);
+        for (const role of Object.keys(m.graphs)) {
+          if (rng.int(3) === 0) {
+            m.graphs[role].file = NAMES[rng.int(NAMES.length)];
+          }
+        }
+        for (const k of ["H_cycles", "L_cycles", "halt_max_steps"]) {
+          if (rng.int(2)) m.schedule[k] = SIZES[rng.int(SIZES.length)];
+        }
+        return enc.encode(JSON.stringify(m));
+      },
+      async (b) => {
+        await Deno.writeFile(join(dir, "model.json"), b);
+        const { manifest: m } = await readManifest(dir);
+        const s = m.schedule;
+        if (
+          s.halt_max_steps * s.H_cycles * (s.L_cycles + 1) > MAX_SCHEDULE_STEPS
+        ) {
+          throw new Error(
+            `schedule over the cap accepted: ${JSON.stringify(s)}`,
+          );
+        }
+        for (const g of Object.values(m.graphs)) {
+          if (!isPlainName(g.file, true)) {
+            throw new Error(`graph file ${g.file} accepted`);
+          }
+        }
+      },
+      Math.ceil(CASES / 6),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fuzz jsonl lines: readJsonl yields only lines within maxLineChars, in linear time", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fuzz_lines_" });
+  const path = join(dir, "a.jsonl");
+  try {
+    await fuzz(
+      "jsonl lines",
+      11,
+      (rng) => {
+        const lines: string[] = [];
+        for (let k = rng.int(6); k > 0; k--) {
+          const n = rng.int(3) ? rng.int(64) : rng.int(MAX_LEN);
+          lines.push(JSON.stringify({ id: "x".repeat(n) }));
+        }
+        return enc.encode(
+          lines.join(rng.int(4) ? "\n" : "\r\n") + (rng.int(2) ? "\n" : ""),
+        );
+      },
+      async (b, rng) => {
+        await Deno.writeFile(path, b);
+        const max = rng.int(2) ? 64 : rng.int(MAX_LEN);
+        for await (const { value } of readJsonl(path, { maxLineChars: max })) {
+          const n = JSON.stringify(value).length;
+          if (n > max) {
+            throw new Error(`a ${n}-character line passed the ${max} cap`);
+          }
+        }
+      },
+      Math.ceil(CASES / 6),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fuzz dataset folders: every loaded example gets the puzzle its all__puzzle_indices range names, or InputError", async () => {
+  const { manifest } = await readManifest(join(FIXTURES, "tiny_trm"));
+  const dir = await Deno.makeTempDir({ prefix: "fuzz_dataset_" });
+  const N = 12, S = manifest.seq_len;
+  const tokens = new Int32Array(N * S).fill(2);
+  await Deno.writeFile(join(dir, "all__inputs.npy"), encodeNpy(tokens, [N, S]));
+  await Deno.writeFile(join(dir, "all__labels.npy"), encodeNpy(tokens, [N, S]));
+  await Deno.writeTextFile(join(dir, "dataset.json"), "{}");
+  try {
+    await fuzz(
+      "dataset folders",
+      12,
+      (rng) => {
+        const puzzles = 1 + rng.int(6);
+        const cuts = Array.from({ length: puzzles - 1 }, () => rng.int(N + 1))
+          .sort((a, b) => a - b);
+        let starts = [0, ...cuts, N];
+        if (rng.int(3) === 0) {
+          starts = starts.map((v) => rng.int(4) ? v : v + rng.int(5) - 2);
+        }
+        if (rng.int(8) === 0) starts.pop();
+        const ids = Array.from(
+          { length: puzzles },
+          () => rng.int(4) ? rng.int(3) : rng.int(9) - 3,
+        );
+        return enc.encode(JSON.stringify({ starts, ids }));
+      },
+      async (b, rng) => {
+        const { starts, ids } = JSON.parse(new TextDecoder().decode(b));
+        await Deno.writeFile(
+          join(dir, "all__puzzle_indices.npy"),
+          encodeNpy(Int32Array.from(starts), [starts.length]),
+        );
+        await Deno.writeFile(
+          join(dir, "all__puzzle_identifiers.npy"),
+          encodeNpy(Int32Array.from(ids), [ids.length]),
+        );
+        const limit = rng.int(N) + 1;
+        const set = await loadPuzzles(
+          dir,
+          manifest,
+          (n) => selectExamples(n, limit, rng.int(100)),
+        );
+        set.puzzles.forEach((p, k) => {
+          const i = set.indices[k];
+          const puzzle = starts.findIndex((s: number, q: number) =>
+            q + 1 < starts.length && s <= i && i < starts[q + 1]
+          );
+          if (puzzle < 0 || p.puzzleIdentifier !== ids[puzzle]) {
+            throw new Error(
+              `example ${i} got puzzle id ${p.puzzleIdentifier}, its range names ${
+                ids[puzzle]
+              }`,
+            );
+          }
+        });
+      },
+      Math.ceil(CASES / 10),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
