@@ -79,6 +79,7 @@ Deno.test("compile: what the binary relies on works here: assets found next to t
     assert.equal(p.code, 0, p.stderr);
     assert.deepEqual(await listDir(join(tmp, "out")), [
       ".gitignore",
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);

@@ -39,7 +39,7 @@ async function killMidway(
 }
 
 const hasTemp = (dir: string) => async () =>
-  (await listDir(dir).catch(() => [])).some((n) => n.includes(".tmp-"));
+  (await listDir(dir).catch(() => [])).some((n) => n.endsWith(".tmp"));
 
 Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keeps earlier outputs, and a rerun matches a clean run", async () => {
   const tmp = await Deno.makeTempDir();
@@ -104,6 +104,7 @@ Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keep
     assert.equal((await cli(traceArgs(run))).code, 0);
     assert.deepEqual(await listDir(run), [
       ".gitignore",
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);
@@ -138,7 +139,7 @@ Deno.test("faults: SIGKILL mid-command leaves no output under a final name, keep
       await fileSha(join(clean, "report.json")),
     );
     assert.ok(
-      !(await listDir(run)).some((n) => n.includes(".tmp-")),
+      !(await listDir(run)).some((n) => n.endsWith(".tmp")),
       "stale temp files were removed",
     );
   } finally {
@@ -214,7 +215,10 @@ Deno.test("faults: a run dir whose creation was cut short still gets its .gitign
     const run = join(tmp, "run");
     // As a kill between mkdir and the .gitignore rename leaves it.
     await Deno.mkdir(run);
-    await Deno.writeTextFile(join(run, ".gitignore.tmp-0123456789ab"), "*");
+    await Deno.writeTextFile(
+      join(run, ".gitignore.trminterp-999999999-0123456789ab.tmp"),
+      "*",
+    );
     const p = await cli([
       "trace",
       "--run-dir",
@@ -227,6 +231,7 @@ Deno.test("faults: a run dir whose creation was cut short still gets its .gitign
     assert.equal(p.code, 0, p.stderr);
     assert.deepEqual(await listDir(run), [
       ".gitignore",
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);

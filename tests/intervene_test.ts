@@ -288,6 +288,7 @@ async function badInput(run: string): Promise<void> {
     assert.equal(p.code, 2);
     assert.match(p.stderr, /matches no z_L step \(the SAE was fitted on z_L\)/);
     assert.deepEqual(await listDir(zl), [
+      ".trminterp-run",
       "sae.pt",
       "sae_metrics.json",
       "trace.jsonl",

@@ -59,6 +59,7 @@ Deno.test("permissions: the full loop runs with only the scoped read/write flags
     assert.equal(p.code, 0, p.stderr);
     assert.deepEqual(await listDir(run), [
       ".gitignore",
+      ".trminterp-run",
       "report.json",
       "sae.pt",
       "sae_metrics.json",

@@ -212,6 +212,7 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
     assert.match(p.stderr, /--k must be an integer in \[1, d_sae=8\] for topk, got 9/);
     assert.deepEqual(await listDir(run), [
       ".gitignore",
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);
@@ -243,7 +244,7 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
     assert.equal(p.code, 2, p.stderr);
     assert.equal(p.stderr.trim().split("\n").length, 1);
     assert.match(p.stderr, /contain NaN/);
-    assert.deepEqual(await listDir(nan), ["trace.jsonl"]);
+    assert.deepEqual(await listDir(nan), [".trminterp-run", "trace.jsonl"]);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

@@ -88,6 +88,7 @@ Deno.test("trace: the file layout, record counts and the run dir's .gitignore", 
     assert.equal(p.code, 0, p.stderr);
     assert.deepEqual(await listDir(run), [
       ".gitignore",
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);
@@ -126,6 +127,7 @@ Deno.test("trace: the file layout, record counts and the run dir's .gitignore", 
     );
     assert.equal(noIgnore.code, 0);
     assert.deepEqual(await listDir(join(tmp, "plain")), [
+      ".trminterp-run",
       "states.npy",
       "trace.jsonl",
     ]);
