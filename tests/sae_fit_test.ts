@@ -209,7 +209,10 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
       "9",
     ]);
     assert.equal(p.code, 2);
-    assert.match(p.stderr, /--k must be an integer in \[1, d_sae=8\] for topk, got 9/);
+    assert.match(
+      p.stderr,
+      /--k must be an integer in \[1, d_sae=8\] for topk, got 9/,
+    );
     assert.deepEqual(await listDir(run), [
       ".gitignore",
       ".trminterp-run",
