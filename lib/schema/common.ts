@@ -95,8 +95,8 @@ export type ParseResult<T> =
  * ```ts
  * import assert from "node:assert/strict";
  * import type { Validator } from "./common.ts";
- * import { Schedule } from "./mod.ts";
- * const v: Validator<unknown> = Schedule;
+ * import { schemas } from "./mod.ts";
+ * const v: Validator<unknown> = schemas.Schedule;
  * assert.equal(v.safeParse({}).success, false);
  * ```
  */
@@ -114,8 +114,8 @@ export interface Validator<T> {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatZodError } from "./common.ts";
- * import { Schedule } from "./mod.ts";
- * const r = Schedule.safeParse({ H_cycles: 0, L_cycles: 1, halt_max_steps: 1, halt_mode: "max_steps" });
+ * import { schemas } from "./mod.ts";
+ * const r = schemas.Schedule.safeParse({ H_cycles: 0, L_cycles: 1, halt_max_steps: 1, halt_mode: "max_steps" });
  * assert.ok(!r.success && /^H_cycles: /.test(formatZodError(r.error)));
  * ```
  */
