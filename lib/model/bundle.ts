@@ -61,7 +61,7 @@ export async function readManifest(
   const { path } = await confinedFile(dir, "model.json", {
     maxBytes: MAX_MANIFEST_BYTES,
     missing: () =>
-      `no model.json in ${dir}; pass --model with a bundle folder (see references/v0-spec.md §1)`,
+      `no model.json in ${dir}: it is not a model bundle; pass a bundle folder (see references/v0-spec.md §1)`,
   });
   const bytes = await Deno.readFile(path);
   let json: unknown;

@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 import { sha256File, sha256Hex } from "../io/atomic.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { NpyReader } from "../io/npy.ts";
@@ -99,8 +99,9 @@ export async function loadPuzzles(
 ): Promise<PuzzleSet> {
   const kind = await checkRoot(path, "inputs");
   if (kind === "missing") {
-    throw new InputError(
-      `inputs not found: ${path}; pass --inputs with a puzzles .jsonl file or a dataset folder`,
+    throw new OptionError(
+      "inputs",
+      `{inputs} not found: ${path}; pass a puzzles .jsonl file or a dataset folder`,
     );
   }
   if (kind === "directory") {
@@ -111,7 +112,10 @@ export async function loadPuzzles(
   // A JSONL file is read whole anyway: every puzzle is checked.
   const all = await loadJsonl(path);
   if (all.length === 0) {
-    throw new InputError(`${path} holds no puzzles; pass a non-empty --inputs`);
+    throw new OptionError(
+      "inputs",
+      `${path} holds no puzzles; pass non-empty {inputs}`,
+    );
   }
   for (const p of all) checkPuzzle(p, path, m);
   const indices = choose(select, all.length);
@@ -128,8 +132,9 @@ export async function loadPuzzles(
 function checkPuzzle(p: Puzzle, path: string, m: ModelManifest): void {
   const where = `${path}: puzzle "${p.id}"`;
   if (p.tokens.length !== m.seq_len) {
-    throw new InputError(
-      `${where} has ${p.tokens.length} tokens, but model ${m.name} takes seq_len ${m.seq_len}; fix the puzzle or pass the matching --model`,
+    throw new OptionError(
+      "model",
+      `${where} has ${p.tokens.length} tokens, but model ${m.name} takes seq_len ${m.seq_len}; fix the puzzle or pass the matching {model}`,
     );
   }
   if (p.label.length !== p.tokens.length) {
@@ -316,8 +321,9 @@ async function loadDatasetDir(
     }
     const [N] = inputs.shape;
     if (N === 0) {
-      throw new InputError(
-        `${path} holds no puzzles; pass a non-empty --inputs`,
+      throw new OptionError(
+        "inputs",
+        `${path} holds no puzzles; pass non-empty {inputs}`,
       );
     }
     if (labels.shape.join() !== inputs.shape.join()) {
