@@ -446,6 +446,22 @@ def config_from_state_dict(sd: Dict[str, torch.Tensor], base: ModelConfig) -> Mo
     inter = int(sd["L_level.layers.0.mlp.down_proj.weight"].shape[1])
     if _round_up(round(c.expansion * c.hidden_size * 2 / 3), c.ffn_multiple) != inter:
         c.ffn_multiple = inter  # e.g. our small fixtures saved under official keys
+    # P + S is visible in learned positions ([P+S, D]) and in mlp_t (its width is P+S);
+    # seq_len 0 in `base` means "unknown, take it from the weights"
+    seen = {}
+    if "embed_pos.embedding_weight" in sd:
+        seen["embed_pos.embedding_weight rows"] = int(sd["embed_pos.embedding_weight"].shape[0])
+    if c.mlp_t:
+        seen["L_level.layers.0.mlp_t.gate_up_proj.weight columns"] = int(sd["L_level.layers.0.mlp_t.gate_up_proj.weight"].shape[1])
+    for what, n in seen.items():
+        if c.seq_len <= 0:
+            c.seq_len = n - c.P
+        elif n != c.seq_len + c.P:
+            raise ValueError(f"the checkpoint's {what} = {n}, but seq_len {c.seq_len} + puzzle_emb_len {c.P} = "
+                             f"{c.seq_len + c.P}; is the dataset.json the one the model was trained on?")
+    if c.seq_len <= 0:
+        raise ValueError("seq_len is unknown: the weights do not show it (RoPE or no positions, no mlp_t); "
+                         "pass the dataset's dataset.json (--dataset-json) or --seq-len")
     return c
 
 
