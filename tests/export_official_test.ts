@@ -180,3 +180,25 @@ Deno.test("export.py: official checkpoints of the Sudoku, Maze and ARC builders 
     );
   });
 });
+
+Deno.test("export.py: the demo bundle re-exports byte for byte (model.json and graphs)", async () => {
+  await withTempDir(async (dir) => {
+    const demo = join(PY, "..", "models", "sudoku4-trm");
+    await python([
+      join(PY, "export.py"),
+      "--checkpoint",
+      join(demo, "checkpoint.pt"),
+      "--out",
+      dir,
+      "--source-json",
+      join(demo, "source.json"),
+    ]);
+    for (const f of ["model.json", "embed.onnx", "net.onnx", "head.onnx"]) {
+      assert.deepEqual(
+        await Deno.readFile(join(dir, f)),
+        await Deno.readFile(join(demo, f)),
+        `${f} differs from the committed demo bundle`,
+      );
+    }
+  });
+});

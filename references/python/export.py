@@ -73,7 +73,7 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _export(module, args, path, input_names, output_names):
+def _export(module, args, path, input_names, output_names, output_shapes):
     dyn = {n: {0: "B"} for n in input_names + output_names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,11 +84,8 @@ def _export(module, args, path, input_names, output_names):
     # pin every non-batch axis of the I/O to its static size (the tracer may leave symbolic names)
     import onnx
     model = onnx.load_from_string(buf.getvalue())
-    with torch.no_grad():
-        outs = module(*args)
-    outs = outs if isinstance(outs, tuple) else (outs,)
     shapes = {n: tuple(t.shape) for n, t in zip(input_names, args)}
-    shapes.update({n: tuple(t.shape) for n, t in zip(output_names, outs)})
+    shapes.update(zip(output_names, output_shapes))
     for vi in list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
@@ -120,20 +117,26 @@ def export_bundle(model: RecursiveModel, out: str, dtype: str = "float32", name:
     hid = torch.randn(B, P + S, D, generator=g, dtype=torch.float64).to(tdt)
     inj = torch.randn(B, P + S, D, generator=g, dtype=torch.float64).to(tdt)
     files = {}
+    state = [(B, P + S, D)]  # the graphs' output shapes (v0-spec §1.2)
     with torch.no_grad():
         if P > 0 and cfg.puzzle_emb_ndim > 0:
-            _export(EmbedGraph(m), (tok, pid), os.path.join(out, "embed.onnx"), ["tokens", "puzzle_identifiers"], ["x"])
+            _export(EmbedGraph(m), (tok, pid), os.path.join(out, "embed.onnx"), ["tokens", "puzzle_identifiers"], ["x"],
+                    state)
         else:
-            _export(EmbedGraph(m), (tok,), os.path.join(out, "embed.onnx"), ["tokens"], ["x"])
+            _export(EmbedGraph(m), (tok,), os.path.join(out, "embed.onnx"), ["tokens"], ["x"], state)
         files["embed"] = "embed.onnx"
         if cfg.family == "trm":
-            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "net.onnx"), ["hidden", "injection"], ["hidden_out"])
+            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "net.onnx"), ["hidden", "injection"], ["hidden_out"],
+                    state)
             files["net"] = "net.onnx"
         else:
-            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "L_net.onnx"), ["hidden", "injection"], ["hidden_out"])
-            _export(NetGraph(m, "H"), (hid, inj), os.path.join(out, "H_net.onnx"), ["hidden", "injection"], ["hidden_out"])
+            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "L_net.onnx"), ["hidden", "injection"],
+                    ["hidden_out"], state)
+            _export(NetGraph(m, "H"), (hid, inj), os.path.join(out, "H_net.onnx"), ["hidden", "injection"],
+                    ["hidden_out"], state)
             files["L_net"], files["H_net"] = "L_net.onnx", "H_net.onnx"
-        _export(HeadGraph(m), (hid,), os.path.join(out, "head.onnx"), ["z_H"], ["logits", "q_halt"])
+        _export(HeadGraph(m), (hid,), os.path.join(out, "head.onnx"), ["z_H"], ["logits", "q_halt"],
+                [(B, S, cfg.vocab_size), (B,)])
         files["head"] = "head.onnx"
 
     if tokens is None:
@@ -368,6 +371,9 @@ def main(argv=None):
     source = dict(meta.get("source", {})) if meta else {"checkpoint": os.path.basename(a.checkpoint), "official": True}
     source.setdefault("exporter", "references/python/export.py")
     source.update(facts)
+    if a.source_json:
+        with open(a.source_json) as f:
+            source.update(json.load(f))
     tokens = meta.get("tokens") if meta else None
     if meta_ds is not None:
         cfg = model.cfg
