@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Export a TRM/HRM checkpoint to a trminterp bundle (model.json + ONNX graphs, v0-spec §1).
+r"""Export a TRM/HRM checkpoint to a trminterp bundle (model.json + ONNX graphs, v0-spec §1).
 
 Our checkpoints:
     python3 references/python/export.py --checkpoint ckpt.pt --out bundle/ [--dtype float64]
-An official TinyRecursiveModels checkpoint (keys `_orig_mod.model.inner.*`):
+An official TinyRecursiveModels checkpoint (keys `_orig_mod.model.inner.*`) with its
+all_config.yaml and the official dataset it was trained on (the tokens come from the
+Sudoku, Maze and ARC builders' conventions; --tokens-json for other data):
     python3 references/python/export.py --checkpoint step_N --official-config all_config.yaml \
-        --dataset-json data/sudoku/test/dataset.json --out bundle/
+        --dataset-json data/sudoku-extreme-1k-aug-1000/test --out bundle/
+At the end it prints the `trminterp trace` command for the bundle.
 
-SiLU is written as x*sigmoid(x), so the graphs hold Sigmoid+Mul and RMSNorm uses Mul
-instead of Pow: onnxruntime has float64 kernels for every op in the graphs, with graph
+The graphs follow the official numerics (v0-spec §1.4; RoPE tables built in float32, then
+cast to the bundle dtype). SiLU is Sigmoid+Mul in float32 graphs and Neg/Exp/Add/Div in
+float64 graphs, RMSNorm uses Mul instead of Pow, and attention is MatMul/Softmax/MatMul
+with a vector scale: onnxruntime has float64 kernels for every op in the graphs, with graph
 optimizations on or off.
 """
 from __future__ import annotations
@@ -68,7 +73,7 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _export(module, args, path, input_names, output_names):
+def _export(module, args, path, input_names, output_names, output_shapes):
     dyn = {n: {0: "B"} for n in input_names + output_names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -79,11 +84,8 @@ def _export(module, args, path, input_names, output_names):
     # pin every non-batch axis of the I/O to its static size (the tracer may leave symbolic names)
     import onnx
     model = onnx.load_from_string(buf.getvalue())
-    with torch.no_grad():
-        outs = module(*args)
-    outs = outs if isinstance(outs, tuple) else (outs,)
     shapes = {n: tuple(t.shape) for n, t in zip(input_names, args)}
-    shapes.update({n: tuple(t.shape) for n, t in zip(output_names, outs)})
+    shapes.update(zip(output_names, output_shapes))
     for vi in list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
@@ -115,20 +117,26 @@ def export_bundle(model: RecursiveModel, out: str, dtype: str = "float32", name:
     hid = torch.randn(B, P + S, D, generator=g, dtype=torch.float64).to(tdt)
     inj = torch.randn(B, P + S, D, generator=g, dtype=torch.float64).to(tdt)
     files = {}
+    state = [(B, P + S, D)]  # the graphs' output shapes (v0-spec §1.2)
     with torch.no_grad():
         if P > 0 and cfg.puzzle_emb_ndim > 0:
-            _export(EmbedGraph(m), (tok, pid), os.path.join(out, "embed.onnx"), ["tokens", "puzzle_identifiers"], ["x"])
+            _export(EmbedGraph(m), (tok, pid), os.path.join(out, "embed.onnx"), ["tokens", "puzzle_identifiers"], ["x"],
+                    state)
         else:
-            _export(EmbedGraph(m), (tok,), os.path.join(out, "embed.onnx"), ["tokens"], ["x"])
+            _export(EmbedGraph(m), (tok,), os.path.join(out, "embed.onnx"), ["tokens"], ["x"], state)
         files["embed"] = "embed.onnx"
         if cfg.family == "trm":
-            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "net.onnx"), ["hidden", "injection"], ["hidden_out"])
+            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "net.onnx"), ["hidden", "injection"], ["hidden_out"],
+                    state)
             files["net"] = "net.onnx"
         else:
-            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "L_net.onnx"), ["hidden", "injection"], ["hidden_out"])
-            _export(NetGraph(m, "H"), (hid, inj), os.path.join(out, "H_net.onnx"), ["hidden", "injection"], ["hidden_out"])
+            _export(NetGraph(m, "L"), (hid, inj), os.path.join(out, "L_net.onnx"), ["hidden", "injection"],
+                    ["hidden_out"], state)
+            _export(NetGraph(m, "H"), (hid, inj), os.path.join(out, "H_net.onnx"), ["hidden", "injection"],
+                    ["hidden_out"], state)
             files["L_net"], files["H_net"] = "L_net.onnx", "H_net.onnx"
-        _export(HeadGraph(m), (hid,), os.path.join(out, "head.onnx"), ["z_H"], ["logits", "q_halt"])
+        _export(HeadGraph(m), (hid,), os.path.join(out, "head.onnx"), ["z_H"], ["logits", "q_halt"],
+                [(B, S, cfg.vocab_size), (B,)])
         files["head"] = "head.onnx"
 
     if tokens is None:
@@ -206,33 +214,125 @@ def verify_bundle(m: RecursiveModel, out: str, manifest: dict) -> dict:
     return rep
 
 
-def official_base_config(path: str, dataset_json: str | None, seq_len: int | None) -> ModelConfig:
+OFFICIAL_ARCHS = {
+    # arch.name in the official all_config.yaml -> our family; the other official
+    # architectures (trm_singlez, trm_hier6, transformers_baseline) have the same weight
+    # names but another recurrence, so loading them as TRM would be silently wrong
+    "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1": "trm",
+    "recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1": "hrm",
+}
+
+
+def official_base_config(path: str, meta: dict | None, seq_len: int | None) -> tuple[ModelConfig, dict]:
+    """ModelConfig from an official all_config.yaml (or an arch yaml) plus the dataset's
+    dataset.json metadata; also returns facts for model.json "source"."""
     import yaml
     with open(path) as f:
         y = yaml.safe_load(f)
     arch = y.get("arch", y)
-    base = ModelConfig()
     name = str(arch.get("name", ""))
-    base.family = "hrm" if "hrm" in name.lower() else "trm"
+    if name not in OFFICIAL_ARCHS:
+        raise SystemExit(f"{path}: arch.name {name!r} is not supported; trminterp runs "
+                         + " and ".join(repr(k) for k in OFFICIAL_ARCHS))
+    base = ModelConfig()
+    base.family = OFFICIAL_ARCHS[name]
     for k in ("H_cycles", "L_cycles", "L_layers", "H_layers", "hidden_size", "num_heads", "expansion",
               "halt_max_steps", "pos_encodings", "mlp_t", "rms_norm_eps", "rope_theta"):
         if k in arch:
             setattr(base, k, type(getattr(base, k))(arch[k]))
+    if base.family == "trm":
+        base.H_layers = 0  # ignored by the official TRM
     ndim = arch.get("puzzle_emb_ndim", 0)
-    if isinstance(ndim, str):  # OmegaConf interpolation "${.hidden_size}"
+    if isinstance(ndim, str):  # an unresolved OmegaConf interpolation "${.hidden_size}"
         ndim = base.hidden_size
     base.puzzle_emb_ndim = int(ndim)
     if base.family == "trm":
-        base.puzzle_emb_len = int(arch.get("puzzle_emb_len", 16))  # official TRM default
+        # official TRM: puzzle_emb_len (default 16) when non-zero, else ceil(ndim / hidden)
+        base.puzzle_emb_len = int(arch.get("puzzle_emb_len", 16))
+        if base.puzzle_emb_ndim == 0 and base.puzzle_emb_len != 0:
+            raise SystemExit(f"{path}: puzzle_emb_ndim 0 with puzzle_emb_len {base.puzzle_emb_len}: the official "
+                             "TRM cannot run this (its carry has P+S positions, the embedding S)")
     else:
-        base.puzzle_emb_len = 0  # HRM: ceil(puzzle_emb_ndim / hidden_size)
-    if dataset_json:
-        with open(dataset_json) as f:
-            meta = json.load(f)
+        base.puzzle_emb_len = 0  # HRM: always ceil(puzzle_emb_ndim / hidden_size)
+    base.seq_len = 0  # unknown until the dataset or the weights say
+    if meta is not None:
         base.seq_len = int(meta["seq_len"])
     if seq_len:
         base.seq_len = seq_len
-    return base
+    facts = {"official_arch": name, "forward_dtype": str(arch.get("forward_dtype", "bfloat16"))}
+    return base, facts
+
+
+# Token maps of the official dataset builders (TinyRecursiveModels dataset/build_*_dataset.py),
+# in model.json "tokens" form; the builders write pad_id 0 and ignore_label_id 0.
+def _official_tokens(kind: str) -> dict:
+    if kind == "sudoku":  # PAD 0; cell value v (0 = blank) -> v + 1
+        return {"pad": 0, "blank": 1, "symbols": [str(d) for d in range(1, 10)], "symbol_offset": 2}
+    if kind == "maze":  # PAD 0; "#", " ", "S", "G", "o" -> 1..5; an open cell " " is what the path fills
+        return {"pad": 0, "blank": 2, "symbols": ["#", " ", "S", "G", "o"], "symbol_offset": 1}
+    if kind == "arc":  # PAD 0, <eos> 1, colour c -> c + 2; no blank cell (blank = pad)
+        return {"pad": 0, "blank": 0, "symbols": ["<eos>"] + [str(c) for c in range(10)], "symbol_offset": 1}
+    raise ValueError(kind)
+
+
+def resolve_dataset_json(path: str) -> str:
+    """--dataset-json: a dataset.json, a split folder holding one, or the dataset root (then test/)."""
+    if os.path.isdir(path):
+        for cand in (os.path.join(path, "dataset.json"), os.path.join(path, "test", "dataset.json")):
+            if os.path.isfile(cand):
+                return cand
+        raise SystemExit(f"--dataset-json {path}: no dataset.json in it or in its test/ folder")
+    if not os.path.isfile(path):
+        raise SystemExit(f"--dataset-json {path}: no such file")
+    return path
+
+
+def official_dataset_kind(meta: dict, dataset_json: str) -> str:
+    """Which official builder wrote this dataset: from dataset.json (seq_len, vocab_size,
+    pad_id, ignore_label_id), checked against the dataset folder's name when it names one."""
+    S, V = int(meta.get("seq_len", -1)), int(meta.get("vocab_size", -1))
+    by_meta = None
+    if meta.get("pad_id") == 0 and meta.get("ignore_label_id") in (0, None):
+        if (S, V) == (81, 11):
+            by_meta = "sudoku"
+        elif V == 6 and S > 0 and round(S ** 0.5) ** 2 == S:
+            by_meta = "maze"
+        elif (S, V) == (900, 12):
+            by_meta = "arc"
+    split_dir = os.path.dirname(os.path.abspath(dataset_json))
+    import re
+    words = re.split(r"[^a-z0-9]+", " ".join([os.path.basename(os.path.dirname(split_dir)),
+                                              os.path.basename(split_dir)]).lower())
+    # "sudoku-extreme-1k-aug-1000", "maze-30x30-hard-1k", "arc1concept-aug-1000", ...
+    by_name = {k for k in ("sudoku", "maze", "arc") if any(w.startswith(k) for w in words)}
+    hint = ("pass --tokens-json with the model.json \"tokens\" object "
+            '(e.g. {"pad": 0, "blank": 1, "symbols": ["1", "2"], "symbol_offset": 2})')
+    if by_meta is None:
+        raise SystemExit(f"{dataset_json}: cannot tell which official builder wrote it (seq_len {S}, vocab_size {V}, "
+                         f"pad_id {meta.get('pad_id')}, ignore_label_id {meta.get('ignore_label_id')}; the builders write "
+                         f"Sudoku 81/11, Maze n*n/6, ARC 900/12, pad 0, ignore 0), so the tokens are unknown; {hint}")
+    if by_name and by_meta not in by_name:
+        raise SystemExit(f"{dataset_json}: the folder name says {'/'.join(sorted(by_name))}, but seq_len {S} and "
+                         f"vocab_size {V} are {by_meta}'s; {hint}")
+    return by_meta
+
+
+def repo_path(p: str) -> str:
+    """A path as `deno task` (which runs in the repository root) should see it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap_ = os.path.abspath(p)
+    rel = os.path.relpath(ap_, root)
+    return ap_ if rel.startswith("..") else rel
+
+
+def trace_command(out: str, name: str, inputs: str | None, limit: int | None) -> str:
+    import shlex
+    run = "runs/" + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
+    cmd = ["npx", "-y", "deno@2.9.6", "task", "trminterp", "trace", "--run-dir", run, "--model", repo_path(out),
+           "--inputs", repo_path(inputs) if inputs else "PUZZLES.jsonl"]
+    if limit:
+        cmd += ["--limit", str(limit), "--seed", "0"]
+    return " ".join(shlex.quote(c) if c != "PUZZLES.jsonl" else c for c in cmd)
 
 
 def main(argv=None):
@@ -243,32 +343,68 @@ def main(argv=None):
     ap.add_argument("--name", default=None, help="model name (default: from the checkpoint or folder name)")
     ap.add_argument("--halt-mode", choices=["max_steps", "q_halt"], default="max_steps")
     ap.add_argument("--official-config", default=None, help="official all_config.yaml (or arch yaml)")
-    ap.add_argument("--dataset-json", default=None, help="official dataset.json (gives seq_len)")
+    ap.add_argument("--dataset-json", default=None,
+                    help="official dataset.json, or its split folder, or the dataset root (then test/): gives "
+                         "seq_len and, for the Sudoku, Maze and ARC builders, the tokens")
     ap.add_argument("--seq-len", type=int, default=None)
     ap.add_argument("--tokens-json", default=None,
-                    help='JSON for model.json "tokens" (default: pad 0, blank 1, symbols 1..V-2, offset 2)')
+                    help='JSON for model.json "tokens" (default: from --dataset-json for an official builder\'s '
+                         'dataset; else pad 0, blank 1, symbols 1..V-2, offset 2)')
     ap.add_argument("--source-json", default=None, help="JSON merged into model.json source")
     ap.add_argument("--no-verify", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help="unused (export is deterministic); kept for uniformity")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(2)
-    base = official_base_config(a.official_config, a.dataset_json, a.seq_len) if a.official_config else None
-    model = load_checkpoint(a.checkpoint, base)
+    meta_ds, ds_json = None, None
+    if a.dataset_json:
+        ds_json = resolve_dataset_json(a.dataset_json)
+        with open(ds_json) as f:
+            meta_ds = json.load(f)
+    base, facts = official_base_config(a.official_config, meta_ds, a.seq_len) if a.official_config else (None, {})
+    try:
+        model = load_checkpoint(a.checkpoint, base)
+    except ValueError as e:
+        raise SystemExit(f"{a.checkpoint}: {e}")
     obj = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
     meta = obj.get("meta", {}) if isinstance(obj, dict) and "config" in obj else {}
     source = dict(meta.get("source", {})) if meta else {"checkpoint": os.path.basename(a.checkpoint), "official": True}
     source.setdefault("exporter", "references/python/export.py")
+    source.update(facts)
     if a.source_json:
         with open(a.source_json) as f:
             source.update(json.load(f))
     tokens = meta.get("tokens") if meta else None
+    if meta_ds is not None:
+        cfg = model.cfg
+        if int(meta_ds["vocab_size"]) != cfg.vocab_size:
+            raise SystemExit(f"{ds_json}: vocab_size {meta_ds['vocab_size']}, but the checkpoint has {cfg.vocab_size}")
+        if cfg.puzzle_emb_ndim > 0 and int(meta_ds.get("num_puzzle_identifiers", 1)) > cfg.num_puzzle_identifiers:
+            raise SystemExit(f"{ds_json}: num_puzzle_identifiers {meta_ds['num_puzzle_identifiers']}, but the checkpoint's "
+                             f"puzzle embedding has {cfg.num_puzzle_identifiers} rows")
     if a.tokens_json:
         with open(a.tokens_json) as f:
             tokens = json.load(f)
+    elif meta_ds is not None and tokens is None:
+        kind = official_dataset_kind(meta_ds, ds_json)
+        tokens = _official_tokens(kind)
+        source.setdefault("dataset", {"builder": kind, "dataset_json": repo_path(ds_json)})
+    elif tokens is None and a.official_config:
+        raise SystemExit("an official checkpoint needs --dataset-json (seq_len and tokens) or --tokens-json")
     name = a.name or meta.get("name") or os.path.basename(os.path.normpath(a.out))
     man = export_bundle(model, a.out, a.dtype, name, tokens, source, a.halt_mode, verify=not a.no_verify)
     print(json.dumps({k: man[k] for k in ("name", "family", "dtype", "graphs")}, indent=1))
+    inputs = os.path.dirname(ds_json) if ds_json else None
+    total = int(meta_ds.get("total_puzzles", 0)) if meta_ds else 0
+    limit = 8 if total > 8 else None
+    print("\ntrace it (from the repository root):\n  " + trace_command(a.out, name, inputs, limit))
+    if limit:
+        print(f"  (--limit 8 samples 8 of the {total} test puzzles; drop it to trace them all)")
+    if not inputs:
+        print("  (PUZZLES.jsonl: your puzzles in model token ids, or an official dataset folder; v0-spec §3.6)")
+    if facts.get("forward_dtype") not in (None, "float32", "float64"):
+        print(f"  (the model was trained and evaluated with forward_dtype {facts['forward_dtype']}; this bundle runs "
+              f"{a.dtype}: see references/python/README.md, bfloat16 drift)")
 
 
 if __name__ == "__main__":

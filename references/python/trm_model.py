@@ -14,8 +14,14 @@ prefix is stripped:
     H_level.layers.{i}....                 (HRM only)
     H_init, L_init                         [D] (buffers)
 
-The code here is written independently; it computes everything in the dtype of the
-weights (float32 or float64) so that it can also serve as a float64 reference.
+The code here is written independently. It follows the official numerics (v0-spec §1.4):
+float32 RoPE tables, F.silu and scaled_dot_product_attention in torch, RMSNorm and the
+RoPE rotation upcast to float32 for bfloat16 activations, q_halt returned in float32 for
+bfloat16. Cast with `model.to(dtype)`: float32 runs as the official float32 model (bit for
+bit on the CPU), bfloat16 as the official bfloat16 forward (weights cast to bfloat16, the
+RoPE tables stay float32), and float64 as a float64 reference (RMSNorm stays float64). The
+ONNX export (torch.onnx.is_in_onnx_export()) swaps in graph-friendly forms of the same
+math: attention as MatMul/Softmax/MatMul, and in float64 SiLU as x/(1+exp(-x)).
 """
 from __future__ import annotations
 
@@ -85,19 +91,32 @@ def trunc_normal_(t: torch.Tensor, std: float, lo: float = -2.0, hi: float = 2.0
 
 # ----------------------------------------------------------------------------- layers
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the official code uses for RMSNorm and the RoPE rotation: float32 for
+    bfloat16/float16 activations (it upcasts there), else the activations' own dtype (the
+    float64 reference stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    # no weight; x*x rather than pow so the float64 ONNX export uses Mul
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps)
+    # no weight; computed in compute_dtype and cast back, as the official rms_norm does for
+    # bfloat16 (a no-op in float32 and float64); x*x rather than pow so the float64 ONNX
+    # export uses Mul (x*x and square() round identically)
+    dt, ct = x.dtype, compute_dtype(x.dtype)
+    h = x if ct == dt else x.to(ct)  # no Cast node in float32/float64 graphs
+    h = h * torch.rsqrt((h * h).mean(-1, keepdim=True) + eps)
+    return h if ct == dt else h.to(dt)
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:
-    # Written out (not F.silu): onnxruntime's fused SiLU/QuickGelu kernels are float32-only.
-    # float32: x*sigmoid(x) -> Sigmoid+Mul (onnxruntime may fuse it to QuickGelu, fine in f32).
-    # float64: x/(1+exp(-x)) -> Neg/Exp/Add/Div, a pattern no onnxruntime fusion rewrites, so
-    # float64 graphs run with graph optimizations on or off.
-    if x.dtype == torch.float64:
+    # torch: F.silu, as the official SwiGLU. ONNX export: float32 -> Sigmoid+Mul (what the
+    # exporter writes for F.silu; onnxruntime may fuse it to QuickGelu, float32 only);
+    # float64 -> x/(1+exp(-x)) written out (Neg/Exp/Add/Div, the formula of torch's float64
+    # silu), a pattern no onnxruntime fusion rewrites, so float64 graphs run with graph
+    # optimizations on or off.
+    if x.dtype == torch.float64 and torch.onnx.is_in_onnx_export():
         return x / (1.0 + torch.exp(-x))
-    return x * torch.sigmoid(x)
+    return F.silu(x)
 
 
 def _round_up(a: int, b: int) -> int:
@@ -139,18 +158,30 @@ class PuzzleEmbedding(nn.Module):
         return self.weights[ids]
 
 
+def rope_tables(dim: int, max_pos: int, base: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [max_pos, dim] exactly as the official RotaryEmbedding builds them: inverse
+    frequencies, positions, their outer product, cos and sin all in float32 (on the CPU)."""
+    inv = 1.0 / (float(base) ** (torch.arange(0, dim, 2, dtype=torch.float32, device="cpu") / dim))
+    t = torch.arange(max_pos, dtype=torch.float32, device="cpu")
+    ang = torch.outer(t, inv)
+    ang = torch.cat((ang, ang), dim=-1)
+    return ang.cos(), ang.sin()
+
+
 class RotaryEmbedding(nn.Module):
+    """Holds the float32 tables as plain attributes, so `model.to(dtype)` leaves them float32;
+    forward(dtype) returns them in compute_dtype(dtype): float32 for float32/bfloat16
+    activations, float64 (the float32 values, exactly) for a float64 model."""
+
     def __init__(self, dim: int, max_pos: int, base: float):
         super().__init__()
-        inv = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-        ang = torch.outer(torch.arange(max_pos, dtype=torch.float64), inv)
-        ang = torch.cat((ang, ang), dim=-1)
-        # computed in float64, stored float32 (cast with the module)
-        self.register_buffer("cos_cached", ang.cos().float(), persistent=False)
-        self.register_buffer("sin_cached", ang.sin().float(), persistent=False)
+        self.cos32, self.sin32 = rope_tables(dim, max_pos, base)
 
-    def forward(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.cos_cached, self.sin_cached
+    def forward(self, dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+        ct = compute_dtype(dtype)
+        if ct == torch.float32:
+            return self.cos32, self.sin32
+        return self.cos32.to(ct), self.sin32.to(ct)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -172,17 +203,28 @@ class Attention(nn.Module):
         qkv = self.qkv_proj(x).view(B, L, 3 * nh, hd)
         q, k, v = qkv[:, :, :nh], qkv[:, :, nh:2 * nh], qkv[:, :, 2 * nh:]
         if cos_sin is not None:
+            # as the official apply_rotary_pos_emb: rotate in the tables' dtype, cast back
             cos, sin = cos_sin
+            dt, ct = q.dtype, cos.dtype
+            if ct != dt:
+                q, k = q.to(ct), k.to(ct)
             cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # [L,1,hd]
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = (q * cos) + (_rotate_half(q) * sin)
+            k = (k * cos) + (_rotate_half(k) * sin)
+            if ct != dt:
+                q, k = q.to(dt), k.to(dt)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # B,nh,L,hd
-        scores = q @ k.transpose(-1, -2)
-        # scale by a [L] vector instead of a scalar: same numbers, but onnxruntime's
-        # MatMulScaleFusion (whose alpha is a float32 attribute) cannot fold it into the MatMul,
-        # which would cost float64 graphs ~1e-8 of accuracy
-        att = torch.softmax(scores * scores.new_full((scores.shape[-1],), 1.0 / math.sqrt(hd)), dim=-1)
-        out = (att @ v).transpose(1, 2).reshape(B, L, nh * hd)
+        if torch.onnx.is_in_onnx_export():
+            scores = q @ k.transpose(-1, -2)
+            # scale by a [L] vector instead of a scalar: same numbers, but onnxruntime's
+            # MatMulScaleFusion (whose alpha is a float32 attribute) cannot fold it into the
+            # MatMul, which would cost float64 graphs ~1e-8 of accuracy
+            att = torch.softmax(scores * scores.new_full((scores.shape[-1],), 1.0 / math.sqrt(hd)), dim=-1)
+            out = att @ v
+        else:
+            # torch: the official call (bit-identical to the official model on the same device)
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(B, L, nh * hd)
         return self.o_proj(out)
 
 
@@ -271,8 +313,8 @@ class RecursiveModel(nn.Module):
             self.q_head.bias.fill_(-5.0)
 
     # --- pieces that become ONNX graphs -------------------------------------------------
-    def cos_sin(self):
-        return self.rotary_emb() if hasattr(self, "rotary_emb") else None
+    def cos_sin(self, dtype: torch.dtype):
+        return self.rotary_emb(dtype) if hasattr(self, "rotary_emb") else None
 
     def embed(self, tokens: torch.Tensor, puzzle_identifiers: Optional[torch.Tensor] = None) -> torch.Tensor:
         cfg, D = self.cfg, self.cfg.hidden_size
@@ -288,15 +330,17 @@ class RecursiveModel(nn.Module):
         return self.embed_scale * e
 
     def L_net(self, hidden: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
-        return self.L_level(hidden, injection, self.cos_sin())
+        return self.L_level(hidden, injection, self.cos_sin(hidden.dtype))
 
     def H_net(self, hidden: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
         lvl = self.H_level if self.cfg.family == "hrm" else self.L_level
-        return lvl(hidden, injection, self.cos_sin())
+        return lvl(hidden, injection, self.cos_sin(hidden.dtype))
 
     def head(self, z_H: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
         q = self.q_head(z_H[:, 0])
+        if compute_dtype(q.dtype) != q.dtype:
+            q = q.to(torch.float32)  # official: q logits in float32 (bfloat16 forward)
         return logits, q[..., 0]
 
     # --- recurrence -----------------------------------------------------------------------
@@ -402,6 +446,22 @@ def config_from_state_dict(sd: Dict[str, torch.Tensor], base: ModelConfig) -> Mo
     inter = int(sd["L_level.layers.0.mlp.down_proj.weight"].shape[1])
     if _round_up(round(c.expansion * c.hidden_size * 2 / 3), c.ffn_multiple) != inter:
         c.ffn_multiple = inter  # e.g. our small fixtures saved under official keys
+    # P + S is visible in learned positions ([P+S, D]) and in mlp_t (its width is P+S);
+    # seq_len 0 in `base` means "unknown, take it from the weights"
+    seen = {}
+    if "embed_pos.embedding_weight" in sd:
+        seen["embed_pos.embedding_weight rows"] = int(sd["embed_pos.embedding_weight"].shape[0])
+    if c.mlp_t:
+        seen["L_level.layers.0.mlp_t.gate_up_proj.weight columns"] = int(sd["L_level.layers.0.mlp_t.gate_up_proj.weight"].shape[1])
+    for what, n in seen.items():
+        if c.seq_len <= 0:
+            c.seq_len = n - c.P
+        elif n != c.seq_len + c.P:
+            raise ValueError(f"the checkpoint's {what} = {n}, but seq_len {c.seq_len} + puzzle_emb_len {c.P} = "
+                             f"{c.seq_len + c.P}; is the dataset.json the one the model was trained on?")
+    if c.seq_len <= 0:
+        raise ValueError("seq_len is unknown: the weights do not show it (RoPE or no positions, no mlp_t); "
+                         "pass the dataset's dataset.json (--dataset-json) or --seq-len")
     return c
 
 
