@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PY, PYTHON, python, run, withTempDir } from "./helpers.ts";
-import { readManifest } from "../lib/bundle.ts";
+import { readManifest } from "../lib/model/bundle.ts";
 
 const BUILDERS = [
   {

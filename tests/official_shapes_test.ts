@@ -9,9 +9,9 @@
 // TRMINTERP_OFFICIAL_SHAPES_EXAMPLES=N runs N examples instead of 1.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Bundle, loadBundle } from "../lib/bundle.ts";
-import { runRollout } from "../lib/runner.ts";
-import { maxAbsDiff, npy, PY, python } from "./helpers.ts";
+import { type Bundle, loadBundle } from "../lib/model/bundle.ts";
+import { rollout } from "../lib/model/rollout.ts";
+import { examplesOf, maxAbsDiff, npy, PY, python } from "./helpers.ts";
 
 const FULL = Deno.env.get("TRMINTERP_OFFICIAL_SHAPES") === "full";
 const EXAMPLES = Number(
@@ -78,36 +78,34 @@ async function compare(bundle: Bundle, ref: string, sup: boolean) {
     : null;
   let zHd = 0, zLd = 0;
   try {
-    await runRollout(bundle, {
-      tokens: tok,
-      puzzleIdentifiers: pid,
-      size: pid.length,
-    }, {
-      onStep: (e) => {
-        if (e.t === 0) {
-          r.first = maxAbsDiff(e.state, first);
-          if (!want) throw new Stop();
-        }
-        if (!want || e.address.sup !== 0 || e.address.h !== H_cycles - 1) {
-          return;
-        }
-        if (e.address.l === "H") zHd = maxAbsDiff(e.state, want.zH);
-        if (e.address.l === L_cycles - 1) zLd = maxAbsDiff(e.state, want.zL);
-      },
-      onReadout: (e) => {
-        if (!want || !e.final) return;
-        r.sup = Math.max(zHd, zLd);
-        r.logits = maxAbsDiff(e.logits, want.logits);
-        const V = m.vocab_size;
-        for (let i = 0; i < want.preds.length; i++) {
-          let best = 0;
-          for (let v = 1; v < V; v++) {
-            if (e.logits[i * V + v] > e.logits[i * V + best]) best = v;
+    await rollout(bundle, examplesOf(tok, m.seq_len, pid), {
+      hooks: [{
+        onStep: (e) => {
+          if (e.t === 0) {
+            r.first = maxAbsDiff(e.state, first);
+            if (!want) throw new Stop();
           }
-          if (best !== Number(want.preds[i])) r.preds = false;
-        }
-        throw new Stop();
-      },
+          if (!want || e.address.sup !== 0 || e.address.h !== H_cycles - 1) {
+            return;
+          }
+          if (e.address.l === "H") zHd = maxAbsDiff(e.state, want.zH);
+          if (e.address.l === L_cycles - 1) zLd = maxAbsDiff(e.state, want.zL);
+        },
+        onReadout: (e) => {
+          if (!want || !e.final) return;
+          r.sup = Math.max(zHd, zLd);
+          r.logits = maxAbsDiff(e.logits, want.logits);
+          const V = m.vocab_size;
+          for (let i = 0; i < want.preds.length; i++) {
+            let best = 0;
+            for (let v = 1; v < V; v++) {
+              if (e.logits[i * V + v] > e.logits[i * V + best]) best = v;
+            }
+            if (best !== Number(want.preds[i])) r.preds = false;
+          }
+          throw new Stop();
+        },
+      }],
     });
   } catch (e) {
     if (!(e instanceof Stop)) throw e;
