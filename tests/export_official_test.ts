@@ -127,7 +127,7 @@ Deno.test("export.py: official checkpoints of the Sudoku, Maze and ARC builders 
           ...args,
         ]);
         assert.equal(p.code, 0, p.stderr);
-        assert.match(p.stderr, /trace: 3 examples/);
+        assert.match(p.stdout, /trace: 3 examples/);
       }
     }
     // errors that name the way out
