@@ -12,7 +12,14 @@ import { type FlagSpec, formatFlags, intFlag } from "./flags.ts";
 /** Parsed flag values of one command. */
 export type FlagValues = Record<string, string | boolean | undefined>;
 
-/** The exit-code table, in every `--help`. */
+/** The exit-code table, in every `--help`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXIT_CODES } from "./common.ts";
+ * assert.match(EXIT_CODES, /2  bad input/);
+ * ```
+ */
 export const EXIT_CODES = `exit codes:
   0  success
   1  internal error (a bug: please report it with the command line)

@@ -30,7 +30,14 @@ import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
 import { interveneSummary } from "./summary.ts";
 
-/** The flags of `intervene`. */
+/** The flags of `intervene`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { INTERVENE_FLAGS } from "./intervene.ts";
+ * assert.match(INTERVENE_FLAGS.policy.help, /ablate_features/);
+ * ```
+ */
 export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   "run-dir": COMMON["run-dir"],
   policy: {
@@ -125,7 +132,14 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   help: COMMON.help,
 };
 
-/** `trminterp intervene --help`. */
+/** `trminterp intervene --help`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { INTERVENE_HELP } from "./intervene.ts";
+ * assert.match(INTERVENE_HELP, /^usage: trminterp intervene/);
+ * ```
+ */
 export const INTERVENE_HELP: string = usage(
   "intervene",
   "--run-dir DIR --policy NAME [--features LIST] [flags]",

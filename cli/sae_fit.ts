@@ -30,7 +30,15 @@ import { saeSummary } from "./summary.ts";
 
 const D = SAE_DEFAULTS;
 
-/** The flags of `sae fit`; their defaults come from `SAE_DEFAULTS`. */
+/** The flags of `sae fit`; their defaults come from `SAE_DEFAULTS`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE_FLAGS } from "./sae_fit.ts";
+ * import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
+ * assert.match(SAE_FLAGS.k.help, new RegExp(`default ${SAE_DEFAULTS.k}`));
+ * ```
+ */
 export const SAE_FLAGS: Record<string, FlagSpec> = {
   "run-dir": COMMON["run-dir"],
   seed: COMMON.seed,
@@ -115,7 +123,14 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   help: COMMON.help,
 };
 
-/** `trminterp sae fit --help`. */
+/** `trminterp sae fit --help`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAE_HELP } from "./sae_fit.ts";
+ * assert.match(SAE_HELP, /--train-steps N/);
+ * ```
+ */
 export const SAE_HELP: string = usage(
   "sae fit",
   "--run-dir DIR [flags]",

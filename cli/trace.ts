@@ -24,7 +24,14 @@ import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
 import { traceSummary } from "./summary.ts";
 
-/** The bundled demo model, the default `--model`. */
+/** The bundled demo model, the default `--model`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEMO_MODEL } from "./trace.ts";
+ * assert.ok((await Deno.stat(`${DEMO_MODEL}/model.json`)).isFile);
+ * ```
+ */
 export const DEMO_MODEL: string = join(
   import.meta.dirname ?? ".",
   "..",
@@ -33,7 +40,14 @@ export const DEMO_MODEL: string = join(
   "sudoku4-trm",
 );
 
-/** The flags of `trace`. */
+/** The flags of `trace`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TRACE_FLAGS } from "./trace.ts";
+ * assert.equal(TRACE_FLAGS.steps.arg, "SELECTOR");
+ * ```
+ */
 export const TRACE_FLAGS: Record<string, FlagSpec> = {
   "run-dir": COMMON["run-dir"],
   model: {
@@ -89,7 +103,15 @@ export const TRACE_FLAGS: Record<string, FlagSpec> = {
   help: COMMON.help,
 };
 
-/** `trminterp trace --help`. */
+/** `trminterp trace --help`.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TRACE_HELP } from "./trace.ts";
+ * assert.match(TRACE_HELP, /^usage: trminterp trace/);
+ * assert.match(TRACE_HELP, /step selectors:/);
+ * ```
+ */
 export const TRACE_HELP: string = usage(
   "trace",
   "--run-dir DIR [flags]",

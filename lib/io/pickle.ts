@@ -12,7 +12,19 @@
 
 import { InputError } from "../errors.ts";
 
-/** A Python float that must stay a float even when its value is integral. */
+/**
+ * A Python float that must stay a float even when its value is integral.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePickle, encodePickle, PyFloat } from "./pickle.ts";
+ * // 2.0 stays a float: BINFLOAT (G), not an int.
+ * const bytes = encodePickle(new PyFloat(2));
+ * assert.ok(bytes.includes(0x47));
+ * assert.equal(decodePickle(bytes), 2);
+ * ```
+ */
 export class PyFloat {
   /**
    * Wrap `value`.
@@ -26,7 +38,18 @@ export class PyFloat {
   constructor(readonly value: number) {}
 }
 
-/** A Python tuple (the writer's counterpart of the reader's frozen arrays). */
+/**
+ * A Python tuple (the writer's counterpart of the reader's frozen arrays).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePickle, encodePickle, PyTuple } from "./pickle.ts";
+ * const back = decodePickle(encodePickle(new PyTuple([1, "a"])));
+ * assert.deepEqual(back, [1, "a"]);
+ * assert.ok(Object.isFrozen(back));
+ * ```
+ */
 export class PyTuple {
   /**
    * Wrap `items`.
@@ -40,7 +63,20 @@ export class PyTuple {
   constructor(readonly items: PickleValue[]) {}
 }
 
-/** A reference to a Python global, `module.name`. */
+/**
+ * A reference to a Python global, `module.name`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePickle, encodePickle, PyGlobal } from "./pickle.ts";
+ * const seen: string[] = [];
+ * decodePickle(encodePickle(new PyGlobal("collections", "OrderedDict")), {
+ *   findGlobal: (m, n) => (seen.push(`${m}.${n}`), "ok"),
+ * });
+ * assert.deepEqual(seen, ["collections.OrderedDict"]);
+ * ```
+ */
 export class PyGlobal {
   /**
    * Name a global.
@@ -54,7 +90,20 @@ export class PyGlobal {
   constructor(readonly module: string, readonly name: string) {}
 }
 
-/** `callable(*args)` as the unpickler will evaluate it (REDUCE). */
+/**
+ * `callable(*args)` as the unpickler will evaluate it (REDUCE).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePickle, encodePickle, PyGlobal, PyReduce, PyTuple } from "./pickle.ts";
+ * const bytes = encodePickle(new PyReduce(new PyGlobal("m", "f"), new PyTuple([3])));
+ * const out = decodePickle(bytes, {
+ *   findGlobal: () => (x: number) => x * 2,
+ * });
+ * assert.equal(out, 6);
+ * ```
+ */
 export class PyReduce {
   /**
    * Describe a call.
@@ -69,7 +118,17 @@ export class PyReduce {
   constructor(readonly callable: PyGlobal, readonly args: PyTuple) {}
 }
 
-/** A persistent id (BINPERSID): the unpickler's `persistent_load` resolves it. */
+/**
+ * A persistent id (BINPERSID): the unpickler's `persistent_load` resolves it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePickle, encodePickle, PyPersistentId, PyTuple } from "./pickle.ts";
+ * const bytes = encodePickle(new PyPersistentId(new PyTuple(["storage", "0"])));
+ * assert.equal(decodePickle(bytes, { persistentLoad: (pid) => `loaded ${(pid as string[])[1]}` }), "loaded 0");
+ * ```
+ */
 export class PyPersistentId {
   /**
    * Wrap the id value.

@@ -111,7 +111,16 @@ interface Term {
   l: { kind: "H" } | { kind: "L"; range: Range } | { kind: "any" };
 }
 
-/** The grammar, shown in `--help` and errors. */
+/** The grammar, shown in `--help` and errors.  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SELECTOR_GRAMMAR, StepSelector } from "./address.ts";
+ * // Every example the grammar shows parses.
+ * for (const ex of SELECTOR_GRAMMAR.split("examples:")[1].trim().split(/\s+/)) StepSelector.parse(ex);
+ * assert.ok(true);
+ * ```
+ */
 export const SELECTOR_GRAMMAR: string = `selector := "all" | term ("," term)*
 term     := S "." H "." L
 S        := "s" RANGE | "*"        supervision steps

@@ -44,7 +44,14 @@ export interface PuzzleSet {
 /** The longest example id, in UTF-8 bytes (ids are copied into every record). */
 export const MAX_ID_BYTES = 256;
 
-/** Label value that marks a position to ignore (the official IGNORE_LABEL_ID). */
+/** Label value that marks a position to ignore (the official IGNORE_LABEL_ID).  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IGNORE_LABEL, scorePrediction } from "./inputs.ts";
+ * assert.equal(scorePrediction([1, 9], [1, IGNORE_LABEL]).acc, 1);
+ * ```
+ */
 export const IGNORE_LABEL = -100;
 
 /**
