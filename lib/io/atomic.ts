@@ -262,6 +262,57 @@ export class AtomicWriter implements AsyncDisposable {
     await this.#file.seek(0, Deno.SeekMode.End);
   }
 
+  /**
+   * Set the file's length: growing leaves a hole (zeros, sparse on most file
+   * systems) that `writeAt` may fill; shrinking drops the bytes past `size`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { AtomicWriter, sha256Hex } from "./atomic.ts";
+   * const dir = await Deno.makeTempDir();
+   * const w = await AtomicWriter.open(`${dir}/out.bin`);
+   * await w.resize(4);
+   * await w.writeAt(2, new Uint8Array([7, 8]));
+   * assert.deepEqual(await w.readAt(1, 3), new Uint8Array([0, 7, 8]));
+   * await w.resize(3);
+   * assert.equal(await w.commit(), sha256Hex(new Uint8Array([0, 0, 7])));
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async resize(size: number): Promise<void> {
+    this.#checkOpen();
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RangeError(`resize(${size}): not a file length`);
+    }
+    await this.#flush();
+    this.#hash = null;
+    await this.#file.truncate(size);
+    this.#flushed = size;
+    await this.#file.seek(0, Deno.SeekMode.End);
+  }
+
+  /** Read `length` bytes already written, from `offset`. */
+  async readAt(offset: number, length: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new RangeError(
+        `readAt(${offset}, ${length} bytes) is outside the ${this.size} bytes written`,
+      );
+    }
+    await this.#flush();
+    await this.#file.seek(offset, Deno.SeekMode.Start);
+    const out = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const n = await this.#file.read(out.subarray(got));
+      if (n === null) throw new Error(`${this.tempPath} shrank while reading`);
+      got += n;
+    }
+    await this.#file.seek(0, Deno.SeekMode.End);
+    return out;
+  }
+
   /** Flush, fsync, close and rename over `path`; returns the final file's sha256 hex. */
   async commit(): Promise<string> {
     const sha = await this.prepare();

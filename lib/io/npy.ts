@@ -17,11 +17,31 @@ import {
   viewAs,
 } from "./dtype.ts";
 
-/** Element types supported in `.npy` files. */
-export type NpyDtype = ElementType;
+/** Element types supported in `.npy` files (`float16` only here, for states). */
+export type NpyDtype = ElementType | "float16";
 
 /** Typed arrays that hold `.npy` data (`bool` and `uint8` use `Uint8Array`). */
-export type NpyData = ElementData;
+export type NpyData = ElementData | Float16Array;
+
+/**
+ * Bytes per element of an `.npy` dtype.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { npyItemsize } from "./npy.ts";
+ * assert.equal(npyItemsize("float16"), 2);
+ * ```
+ */
+export function npyItemsize(dtype: NpyDtype): number {
+  return dtype === "float16" ? 2 : ITEMSIZE[dtype];
+}
+
+function npyView(dtype: NpyDtype, bytes: Uint8Array): NpyData {
+  return dtype === "float16"
+    ? new Float16Array(bytes.slice().buffer)
+    : viewAs(dtype, bytes);
+}
 
 /** A decoded `.npy` array: C-order data with its shape. */
 export interface NpyArray {
@@ -34,6 +54,7 @@ export interface NpyArray {
 }
 
 const DESCR: Record<NpyDtype, string> = {
+  float16: "<f2",
   float32: "<f4",
   float64: "<f8",
   int32: "<i4",
@@ -106,6 +127,8 @@ export function encodeNpy(
 ): Uint8Array {
   const dtype = data instanceof Uint8Array
     ? options.dtype ?? "uint8"
+    : data instanceof Float16Array
+    ? "float16"
     : dtypeOf(data);
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new InputError(
@@ -260,7 +283,7 @@ function parseHeader(bytes: Uint8Array, what: string): NpyHeader {
  */
 export function decodeNpy(bytes: Uint8Array, name = "npy data"): NpyArray {
   const { dtype, shape, dataOffset } = parseHeader(bytes, name);
-  const size = numel(shape) * ITEMSIZE[dtype];
+  const size = numel(shape) * npyItemsize(dtype);
   const have = bytes.length - dataOffset;
   if (have !== size) {
     throw bad(
@@ -270,7 +293,7 @@ export function decodeNpy(bytes: Uint8Array, name = "npy data"): NpyArray {
       })`,
     );
   }
-  return { dtype, shape, data: viewAs(dtype, bytes.subarray(dataOffset)) };
+  return { dtype, shape, data: npyView(dtype, bytes.subarray(dataOffset)) };
 }
 
 /**
@@ -363,6 +386,117 @@ export class NpyWriter implements AsyncDisposable {
 }
 
 /**
+ * Writes rows of a 2-D `.npy` file at any row index, for writers whose rows
+ * do not arrive in file order: the file is sized for `capacity` rows up front
+ * (a sparse hole until written), rows may be moved towards the front, and
+ * `close(rows)` cuts it to `rows`, patches the header and commits it
+ * atomically. Rows are passed as little-endian bytes of `dtype`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NpyRowFile, decodeNpy } from "./npy.ts";
+ * const dir = await Deno.makeTempDir();
+ * const f = await NpyRowFile.open(`${dir}/a.npy`, 2, "float32", 3);
+ * const row = (a: number, b: number) => new Uint8Array(new Float32Array([a, b]).buffer);
+ * await f.writeRows(2, row(5, 6));
+ * await f.writeRows(0, row(1, 2));
+ * await f.moveRows(2, 1, 1);
+ * await f.close(2);
+ * assert.deepEqual([...decodeNpy(await Deno.readFile(`${dir}/a.npy`)).data], [1, 2, 5, 6]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class NpyRowFile {
+  /** Row width. */
+  readonly cols: number;
+  /** Element type. */
+  readonly dtype: "float32" | "float16";
+  #writer: AtomicWriter;
+  #offset: number;
+  #rowBytes: number;
+  #capacity: number;
+
+  private constructor(
+    writer: AtomicWriter,
+    cols: number,
+    dtype: "float32" | "float16",
+    offset: number,
+    capacity: number,
+  ) {
+    this.#writer = writer;
+    this.cols = cols;
+    this.dtype = dtype;
+    this.#offset = offset;
+    this.#rowBytes = cols * npyItemsize(dtype);
+    this.#capacity = capacity;
+  }
+
+  /** Start writing `path` with room for `capacity` rows of `cols` values. */
+  static async open(
+    path: string,
+    cols: number,
+    dtype: "float32" | "float16",
+    capacity: number,
+  ): Promise<NpyRowFile> {
+    const writer = await AtomicWriter.open(path);
+    try {
+      const header = headerBytes(dtype, [0, cols]);
+      await writer.write(header);
+      await writer.resize(header.length + capacity * cols * npyItemsize(dtype));
+      return new NpyRowFile(writer, cols, dtype, header.length, capacity);
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  /** Write whole rows (`bytes`, a multiple of the row size) from row `row` on. */
+  async writeRows(row: number, bytes: Uint8Array): Promise<void> {
+    const count = bytes.length / this.#rowBytes;
+    if (!Number.isInteger(count) || row < 0 || row + count > this.#capacity) {
+      throw new RangeError(
+        `writeRows(${row}, ${bytes.length} bytes): not whole rows inside the ${this.#capacity} rows`,
+      );
+    }
+    await this.#writer.writeAt(this.#offset + row * this.#rowBytes, bytes);
+  }
+
+  /** Copy `count` rows from row `from` to row `to` (`to <= from`; the ranges may overlap). */
+  async moveRows(from: number, to: number, count: number): Promise<void> {
+    if (to > from) throw new RangeError(`moveRows moves rows forward only`);
+    if (to === from || count === 0) return;
+    const chunk = Math.max(1, Math.floor((8 << 20) / this.#rowBytes));
+    for (let done = 0; done < count; done += chunk) {
+      const n = Math.min(chunk, count - done);
+      const bytes = await this.#writer.readAt(
+        this.#offset + (from + done) * this.#rowBytes,
+        n * this.#rowBytes,
+      );
+      await this.#writer.writeAt(
+        this.#offset + (to + done) * this.#rowBytes,
+        bytes,
+      );
+    }
+  }
+
+  /** Keep the first `rows` rows, patch the header, commit; returns the sha256 hex. */
+  async close(rows: number): Promise<string> {
+    if (rows > this.#capacity) {
+      throw new RangeError(`close(${rows}) is past the ${this.#capacity} rows`);
+    }
+    await this.#writer.resize(this.#offset + rows * this.#rowBytes);
+    await this.#writer.writeAt(0, headerBytes(this.dtype, [rows, this.cols]));
+    return await this.#writer.commit();
+  }
+
+  /** Discard the partial file. */
+  async abort(): Promise<void> {
+    await this.#writer.abort();
+  }
+}
+
+/**
  * Reads a 2-D (or higher) `.npy` file row by row from disk, so large files need
  * not be loaded whole. A "row" is one slice along the first axis.
  *
@@ -417,7 +551,7 @@ export class NpyReader implements Disposable {
       const header = parseHeader(head, path);
       if (header.shape.length === 0) throw bad(path, "a scalar has no rows");
       const need = header.dataOffset +
-        numel(header.shape) * ITEMSIZE[header.dtype];
+        numel(header.shape) * npyItemsize(header.dtype);
       if (need !== size) {
         throw bad(
           path,
@@ -445,7 +579,7 @@ export class NpyReader implements Disposable {
         } are outside the ${this.rows} rows; check the row range`,
       );
     }
-    const rowBytes = this.rowSize * ITEMSIZE[this.dtype];
+    const rowBytes = this.rowSize * npyItemsize(this.dtype);
     const bytes = await readAt(
       this.#file,
       this.#dataOffset + start * rowBytes,
@@ -454,7 +588,7 @@ export class NpyReader implements Disposable {
     if (bytes.length !== count * rowBytes) {
       throw bad(this.#path, "file shrank while reading");
     }
-    return viewAs(this.dtype, bytes);
+    return npyView(this.dtype, bytes);
   }
 
   /**
@@ -462,7 +596,7 @@ export class NpyReader implements Disposable {
    * the row count), synchronously: for hot loops that cannot await.
    */
   readRowsInto(start: number, dest: Uint8Array): void {
-    const rowBytes = this.rowSize * ITEMSIZE[this.dtype];
+    const rowBytes = this.rowSize * npyItemsize(this.dtype);
     const count = dest.length / rowBytes;
     if (!Number.isInteger(count) || start < 0 || start + count > this.rows) {
       throw new InputError(

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { py, withTempDir } from "../../tests/helpers.ts";
 import { InputError } from "../errors.ts";
 import { sha256Hex } from "./atomic.ts";
-import { decodeNpy, encodeNpy, NpyReader, NpyWriter } from "./npy.ts";
+import {
+  decodeNpy,
+  encodeNpy,
+  NpyReader,
+  NpyRowFile,
+  NpyWriter,
+} from "./npy.ts";
 
 Deno.test("encodeNpy writes the same bytes as numpy.save and numpy.load reads them back", async () => {
   await withTempDir(async (dir) => {
@@ -119,9 +125,9 @@ Deno.test("decodeNpy throws InputError on malformed input", () => {
     truncatedHeader: good.subarray(0, 40),
     truncatedData: good.subarray(0, good.length - 1),
     trailing: new Uint8Array([...good, 0]),
-    float16: withHeader(
-      "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
-      new Uint8Array(2),
+    complex64: withHeader(
+      "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
+      new Uint8Array(8),
     ),
     bigEndian: withHeader(
       "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
@@ -226,5 +232,68 @@ Deno.test("NpyReader reads rows in chunks and by range without loading the file"
     }
     await Deno.writeFile(path, encodeNpy(data, [10, 4]).subarray(0, 100));
     await assert.rejects(NpyReader.open(path), InputError);
+  });
+});
+
+Deno.test("float16 .npy files: encodeNpy matches numpy.save, NpyReader reads rows numpy wrote", async () => {
+  await withTempDir(async (dir) => {
+    const values = new Float16Array([0.1, -2.5, 65504, 1e-5, 3, 7]);
+    await Deno.writeFile(`${dir}/ours.npy`, encodeNpy(values, [3, 2]));
+    await py(
+      `
+import sys, io, numpy as np
+d = sys.argv[1]
+a = np.array([0.1, -2.5, 65504, 1e-5, 3, 7], dtype=np.float16).reshape(3, 2)
+b = io.BytesIO(); np.save(b, a)
+assert b.getvalue() == open(f"{d}/ours.npy", "rb").read()
+np.save(f"{d}/theirs.npy", a[::-1].copy())
+`,
+      dir,
+    );
+    using r = await NpyReader.open(`${dir}/theirs.npy`);
+    assert.equal(r.dtype, "float16");
+    // numpy's rows reversed: rows 1..2 are the original rows 1 and 0.
+    assert.deepEqual([...await r.readRows(1, 2)], [
+      ...values.subarray(2, 4),
+      ...values.subarray(0, 2),
+    ]);
+  });
+});
+
+Deno.test("NpyRowFile writes rows anywhere, moves them up, cuts the file and matches numpy", async () => {
+  await withTempDir(async (dir) => {
+    const D = 3;
+    const rows = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);
+    const f = await NpyRowFile.open(`${dir}/a.npy`, D, "float32", 6);
+    await f.writeRows(4, rows(40, 41, 42, 50, 51, 52));
+    await f.writeRows(0, rows(0, 1, 2));
+    await f.writeRows(2, rows(20, 21, 22));
+    // Rows 1 and 3 are gaps: move 2 up to 1, then 4..5 up to 2..3.
+    await f.moveRows(2, 1, 1);
+    await f.moveRows(4, 2, 2);
+    const sha = await f.close(4);
+    const bytes = await Deno.readFile(`${dir}/a.npy`);
+    assert.equal(sha, sha256Hex(bytes));
+    assert.deepEqual(
+      bytes,
+      encodeNpy(
+        new Float32Array([0, 1, 2, 20, 21, 22, 40, 41, 42, 50, 51, 52]),
+        [4, D],
+      ),
+    );
+    const half = await NpyRowFile.open(`${dir}/h.npy`, 2, "float16", 2);
+    await half.writeRows(1, new Uint8Array(new Float16Array([1.5, -2]).buffer));
+    await half.close(2);
+    const out = await py(
+      `import sys, numpy as np; a = np.load(sys.argv[1]); print(a.dtype, a.tolist())`,
+      `${dir}/h.npy`,
+    );
+    assert.equal(out.trim(), "float16 [[0.0, 0.0], [1.5, -2.0]]");
+    const aborted = await NpyRowFile.open(`${dir}/b.npy`, D, "float32", 1000);
+    await aborted.abort();
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "a.npy",
+      "h.npy",
+    ]);
   });
 });
