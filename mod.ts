@@ -97,7 +97,12 @@ export type {
   SideSummary,
 } from "./lib/intervene/evaluate.ts";
 export { runTrace } from "./lib/trace/trace.ts";
-export type { TraceOptions, TraceSummary } from "./lib/trace/trace.ts";
+export type {
+  ShardSpec,
+  TraceOptions,
+  TraceSummary,
+} from "./lib/trace/trace.ts";
+export type { StatesDtype, StatesStorage } from "./lib/trace/layout.ts";
 export type { PerSupAccuracy } from "./lib/trace/recorder.ts";
 export { runSaeFit } from "./lib/sae/fit.ts";
 export type {

@@ -155,6 +155,65 @@ export function parseBackend(
 }
 
 /**
+ * A flag that takes one of a few words.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseChoice } from "./common.ts";
+ * assert.equal(parseChoice("npy", "--states", ["npy", "inline"]), "npy");
+ * assert.throws(() => parseChoice("csv", "--states", ["npy", "inline"]), /--states must be npy or inline, got "csv"/);
+ * ```
+ */
+export function parseChoice<T extends string>(
+  v: string | boolean | undefined,
+  name: string,
+  choices: readonly T[],
+): T | undefined {
+  if (typeof v !== "string") return undefined;
+  if (!(choices as readonly string[]).includes(v)) {
+    throw new InputError(
+      `${name} must be ${choices.join(" or ")}, got "${v}"`,
+    );
+  }
+  return v as T;
+}
+
+/**
+ * A `--shard I/N` value: shard I (from 0) of N.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseShard } from "./common.ts";
+ * assert.deepEqual(parseShard("2/4"), { index: 2, count: 4 });
+ * assert.throws(() => parseShard("4/4"), /--shard 4\/4: I must lie in 0\.\.3/);
+ * assert.throws(() => parseShard("1-4"), /--shard takes I\/N/);
+ * ```
+ */
+export function parseShard(
+  v: string | boolean | undefined,
+): { index: number; count: number } | undefined {
+  if (typeof v !== "string") return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  if (!m) {
+    throw new InputError(
+      `--shard takes I/N (shard I of N, from 0), e.g. --shard 0/4 or --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; got "${v}"`,
+    );
+  }
+  const index = Number(m[1]), count = Number(m[2]);
+  if (count < 1 || count > 65535) {
+    throw new InputError(`--shard ${v}: N must lie in 1..65535`);
+  }
+  if (index >= count) {
+    throw new InputError(
+      `--shard ${v}: I must lie in 0..${count - 1} (shards count from 0)`,
+    );
+  }
+  return { index, count };
+}
+
+/**
  * A comma-separated list of non-negative integers.
  *
  * @example
@@ -181,23 +240,25 @@ export function intList(
 
 /**
  * The command line recorded in provenance: it leaves out what does not change
- * the outputs (where they go, overwriting, progress), so two runs in
- * different dirs hash equal.
+ * the outputs (where they go, overwriting, progress, and the shard, which the
+ * trace header records on its own), so two runs in different dirs, and the
+ * shards of one run, hash equal.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { provenanceArgs } from "./common.ts";
- * assert.deepEqual(provenanceArgs(["trace"], ["--run-dir", "a", "--seed", "1", "--force"]), ["trace", "--seed", "1"]);
+ * assert.deepEqual(provenanceArgs(["trace"], ["--run-dir", "a", "--seed", "1", "--force", "--shard", "0/2"]), ["trace", "--seed", "1"]);
  * ```
  */
 export function provenanceArgs(cmd: string[], args: string[]): string[] {
   const out = [...cmd];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    if (a === "--run-dir") i++;
+    if (a === "--run-dir" || a === "--shard") i++;
     else if (
-      !a.startsWith("--run-dir=") && a !== "--force" && a !== "--progress"
+      !a.startsWith("--run-dir=") && !a.startsWith("--shard=") &&
+      a !== "--force" && a !== "--progress"
     ) out.push(a);
   }
   return out;

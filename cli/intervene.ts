@@ -7,7 +7,8 @@ import { InputError } from "../lib/errors.ts";
 import { runIntervene } from "../lib/intervene/intervene.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
 import type { Report } from "../lib/intervene/report.ts";
-import { readTraceHeader } from "../lib/trace/dataset.ts";
+import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
+import { headerPath } from "../lib/trace/trace.ts";
 import {
   COMMON,
   type FlagValues,
@@ -199,7 +200,8 @@ export async function intervene(args: string[]): Promise<Report | void> {
     write: [runDir],
   });
   const header = await readTraceHeader(runDir);
-  const model = str(v, "model") ?? header.model.path;
+  const model = str(v, "model") ??
+    headerPath(await traceRunDir(runDir), header.model.path);
   const backend = parseBackend(v.backend) ?? header.backend;
   await checkPermissions({
     command: "intervene",

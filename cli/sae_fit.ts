@@ -7,7 +7,8 @@ import { InputError } from "../lib/errors.ts";
 import { ARCHITECTURES, type SAEArch } from "../lib/sae/arch/mod.ts";
 import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
 import { runSaeFit, type SaeMetricsJson } from "../lib/sae/fit.ts";
-import { readTraceHeader } from "../lib/trace/dataset.ts";
+import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
+import { headerPath } from "../lib/trace/trace.ts";
 import {
   COMMON,
   type FlagValues,
@@ -112,7 +113,8 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   model: {
     type: "string",
     arg: "BUNDLE",
-    help: "bundle for task accuracy recovered (default: the trace's model)",
+    help:
+      "bundle for task accuracy recovered (default: the trace's model, its path taken relative to DIR)",
   },
   "export-saelens": {
     type: "boolean",
@@ -137,7 +139,9 @@ export const SAE_HELP: string = usage(
   SAE_FLAGS,
   `Fits a sparse autoencoder (SAELens v6 conventions) on the trace's states and writes
 DIR/sae.pt (torch.load(path, weights_only=True) opens it) and DIR/sae_metrics.json
-(held-out metrics with their formulas, the loss curve and task accuracy recovered).`,
+(held-out metrics with their formulas, the loss curve and task accuracy recovered).
+A sharded run (DIR/shards/) is read shard by shard; the result does not depend on
+the shard count.`,
 );
 
 /**
@@ -174,7 +178,8 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
   // The model is optional: without its grant, task accuracy recovered is
   // recorded as null with the reason, and nothing prompts.
   const header = await readTraceHeader(runDir);
-  const model = str(v, "model") ?? header.model.path;
+  const model = str(v, "model") ??
+    headerPath(await traceRunDir(runDir), header.model.path);
   const needs = {
     command: "sae fit",
     read: [runDir, model, ...ortWasmFiles(header.backend)],

@@ -12,7 +12,9 @@ import {
   COMMON,
   type FlagValues,
   parseBackend,
+  parseChoice,
   parseLatents,
+  parseShard,
   provenanceArgs,
   requireRunDir,
   str,
@@ -90,9 +92,23 @@ export const TRACE_FLAGS: Record<string, FlagSpec> = {
       BACKENDS.join(" | ")
     } (default wasm, sandboxed; native = onnxruntime-node, needs --allow-ffi: trusted workstations only)`,
   },
-  "no-states-npy": {
-    type: "boolean",
-    help: "do not write the states.npy cache",
+  states: {
+    type: "string",
+    arg: "WHERE",
+    help:
+      "npy: states in DIR/states.npy, trace.jsonl points at their rows (default); inline: base64 in trace.jsonl, one self-contained file",
+  },
+  "states-dtype": {
+    type: "string",
+    arg: "TYPE",
+    help:
+      "float32 (default) or float16 (half the bytes; see the spec for the cost)",
+  },
+  shard: {
+    type: "string",
+    arg: "I/N",
+    help:
+      "trace only shard I of N of the selected examples, into DIR/shards/I-of-N/ (for job arrays; sae fit and intervene read every shard)",
   },
   "no-gitignore": {
     type: "boolean",
@@ -117,8 +133,9 @@ export const TRACE_HELP: string = usage(
   "--run-dir DIR [flags]",
   TRACE_FLAGS,
   `Runs the model's recurrence step by step and writes DIR/trace.jsonl (header, step,
-readout and example records; states inline as base64 float32) and DIR/states.npy
-([rows, D] float32, a cache checked by sha256).
+readout and example records) and DIR/states.npy ([rows, D], rows grouped by latent,
+then step, then example and position; the header gives each step's row range and
+pins the file by sha256). With --shard I/N it writes DIR/shards/I-of-N/ instead.
 
 step selectors:
 ${SELECTOR_GRAMMAR.replace(/^/gm, "  ")}`,
@@ -176,7 +193,12 @@ export async function trace(args: string[]): Promise<TraceSummary | void> {
     backend,
     force: v.force === true,
     gitignore: v["no-gitignore"] !== true,
-    statesNpy: v["no-states-npy"] !== true,
+    states: parseChoice(v.states, "--states", ["npy", "inline"]),
+    statesDtype: parseChoice(v["states-dtype"], "--states-dtype", [
+      "float32",
+      "float16",
+    ]),
+    shard: parseShard(v.shard),
     onProgress: (done, total) => {
       progress.total = total;
       progress.update(done);

@@ -187,7 +187,9 @@ Deno.test("faults: corrupt sae.pt and a states.npy whose hash does not match", a
     assert.equal(p.stderr.trim().split("\n").length, 1);
     assert.match(p.stderr, /sae\.pt is not a readable torch archive/);
     assert.ok(!(await listDir(run)).includes("report.json"));
-    // A states.npy that does not match the header is ignored: the inline states are used.
+    // A states.npy that does not match the header is refused: one line, exit
+    // code 2, and the earlier outputs stay.
+    const fitted = await fileSha(join(run, "sae_metrics.json"));
     const npyBytes = await Deno.readFile(join(run, "states.npy"));
     npyBytes[200] ^= 0xff;
     await Deno.writeFile(join(run, "states.npy"), npyBytes);
@@ -204,7 +206,13 @@ Deno.test("faults: corrupt sae.pt and a states.npy whose hash does not match", a
       "4",
       "--force",
     ]);
-    assert.equal(p.code, 0, p.stderr);
+    assert.equal(p.code, 2, p.stderr);
+    assert.equal(p.stderr.trim().split("\n").length, 1);
+    assert.match(
+      p.stderr,
+      /states\.npy is not the states\.npy its trace\.jsonl pins \(sha256 [0-9a-f]{12}…, header [0-9a-f]{12}…\): it was changed or replaced; re-run trace/,
+    );
+    assert.equal(await fileSha(join(run, "sae_metrics.json")), fitted);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

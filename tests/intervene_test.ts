@@ -220,7 +220,9 @@ async function badInput(run: string): Promise<void> {
     // No sae.pt.
     const bare = join(tmp, "bare");
     await Deno.mkdir(bare);
-    await Deno.copyFile(join(run, "trace.jsonl"), join(bare, "trace.jsonl"));
+    for (const f of ["trace.jsonl", "states.npy"]) {
+      await Deno.copyFile(join(run, f), join(bare, f));
+    }
     let p = await cli([
       "intervene",
       "--run-dir",
@@ -237,7 +239,7 @@ async function badInput(run: string): Promise<void> {
       format: "trminterp-sae/1" as const,
       latent: "z_H" as const,
       steps: "all",
-      trace_sha256: "0".repeat(64),
+      trace_digest: "0".repeat(64),
       model_sha256: "0".repeat(64),
       seed: 0,
       training: {},
@@ -258,7 +260,9 @@ async function badInput(run: string): Promise<void> {
     // An SAE fitted on z_L, asked to act on z_H updates only.
     const zl = join(tmp, "zl");
     await Deno.mkdir(zl);
-    await Deno.copyFile(join(run, "trace.jsonl"), join(zl, "trace.jsonl"));
+    for (const f of ["trace.jsonl", "states.npy"]) {
+      await Deno.copyFile(join(run, f), join(zl, f));
+    }
     p = await cli([
       "sae",
       "fit",
@@ -291,6 +295,7 @@ async function badInput(run: string): Promise<void> {
       ".trminterp-run",
       "sae.pt",
       "sae_metrics.json",
+      "states.npy",
       "trace.jsonl",
     ]);
   } finally {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { readSaePt } from "../lib/sae/sae_pt.ts";
 import { schemas } from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
-import { cli, fileSha, FIXTURES, listDir, python } from "./helpers.ts";
+import { cli, fileSha, FIXTURES, listDir, PY, python } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 const FAST = ["--train-steps", "200", "--features", "64", "--k", "4"];
@@ -66,8 +66,8 @@ Deno.test("sae fit: same seed gives byte-identical sae.pt and sae_metrics.json; 
     assert.ok(v.success, JSON.stringify(!v.success && v.error.issues[0]));
     assert.equal(metrics.provenance.sae_pt_sha256, sums.a[0]);
     assert.equal(
-      metrics.provenance.trace_sha256,
-      await fileSha(join(tmp, "a", "trace.jsonl")),
+      metrics.provenance.trace_digest,
+      (await TraceDataset.load(join(tmp, "a"))).meta.digest,
     );
     assert.equal(typeof metrics.task_accuracy_recovered.value, "number");
   } finally {
@@ -145,20 +145,16 @@ print(float(np.abs(xhat - xhat_ts).max()))`,
       await python([
         "-c",
         `import sys, json, numpy as np, torch
+sys.path.insert(0, sys.argv[2])
+from trace_reader import load_trace
 run = sys.argv[1]
 m = json.load(open(run + "/sae_metrics.json"))
 obj = torch.load(run + "/sae.pt", weights_only=True)
 sd = {k: v.numpy() for k, v in obj["state_dict"].items()}
 k = obj["cfg"]["k"]
-states = np.load(run + "/states.npy")
+states, table = load_trace(run, latent="z_H")
 held = set(m["split"]["heldout_example_ids"])
-rows = []
-with open(run + "/trace.jsonl") as f:
-    next(f)
-    for line in f:
-        r = json.loads(line)
-        if r["kind"] == "step" and r["latent"] == "z_H" and r["example"] in held:
-            rows.extend(range(r["row"], r["row"] + r["rows"]))
+rows = [i for i, e in enumerate(table["example"]) if e in held]
 x = states[rows].astype(np.float64)
 pre = (x - sd["b_dec"]) @ sd["W_enc"] + sd["b_enc"]
 idx = np.argsort(-pre, axis=1, kind="stable")[:, :k]
@@ -168,6 +164,7 @@ xhat = f @ sd["W_dec"] + sd["b_dec"]
 fvu = ((x - xhat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
 print(json.dumps({"rows": len(rows), "fvu": fvu, "l0": float((f > 0).sum(1).mean()), "dead": float(((f > 0).sum(0) == 0).mean())}))`,
         run,
+        PY,
       ]),
     );
     const mm = metrics.metrics;
@@ -228,14 +225,26 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
     assert.match(p.stderr, /already holds sae\.pt; pass --force/);
     assert.equal(await fileSha(join(run, "sae.pt")), before);
 
-    // NaN in the states: corrupt one inline value and drop the cache.
+    // NaN in the states: corrupt one value of an inline trace.
     const nan = join(tmp, "nan");
-    await Deno.mkdir(nan);
-    const lines = (await Deno.readTextFile(join(run, "trace.jsonl"))).split(
+    p = await cli([
+      "trace",
+      "--run-dir",
+      nan,
+      "--model",
+      TINY,
+      "--inputs",
+      join(TINY, "puzzles.jsonl"),
+      "--states",
+      "inline",
+      "--no-gitignore",
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    const lines = (await Deno.readTextFile(join(nan, "trace.jsonl"))).split(
       "\n",
     );
     const i = lines.findIndex((l) =>
-      l.includes('"kind":"step"') && l.includes('"latent":"z_H"')
+      l.includes('"kind":"step"') && /"address":"s\d+\.h\d+\.H"/.test(l)
     );
     const rec = JSON.parse(lines[i]);
     const bytes = Uint8Array.from(atob(rec.data), (c) => c.charCodeAt(0));

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { TraceDataset } from "../lib/trace/dataset.ts";
-import { allAddresses } from "../lib/model/address.ts";
+import { allAddresses, formatAddress } from "../lib/model/address.ts";
 import { sha256Hex } from "../lib/io/atomic.ts";
+import { InputError } from "../lib/errors.ts";
+import { loadBundle } from "../lib/model/bundle.ts";
+import { rollout } from "../lib/model/rollout.ts";
 import {
   cli,
   fileSha,
@@ -110,6 +113,31 @@ Deno.test("trace: the file layout, record counts and the run dir's .gitignore", 
       header.states_npy.sha256,
       await fileSha(join(run, "states.npy")),
     );
+    // The row layout: z_H blocks, then z_L blocks, each in execution order,
+    // tiling the rows; the step records point into their block.
+    assert.deepEqual(
+      header.blocks.map((b: { address: string }) => b.address),
+      [
+        ...allAddresses(sched).filter((a) => a.l === "H"),
+        ...allAddresses(sched).filter((a) => a.l !== "H"),
+      ].map(formatAddress),
+    );
+    let row = 0;
+    for (const b of header.blocks) {
+      assert.equal(b.row, row);
+      assert.equal(b.rows, n * 18);
+      row += b.rows;
+    }
+    const blockOf = new Map(
+      header.blocks.map((b: { address: string }) => [b.address, b]),
+    );
+    const steps = lines.filter((l) => l.kind === "step");
+    for (const st of steps) {
+      const b = blockOf.get(st.address) as { row: number; rows: number };
+      assert.ok(st.row >= b.row && st.row + st.rows <= b.row + b.rows);
+      assert.equal(st.data, undefined);
+    }
+    assert.equal(new Set(steps.map((st) => st.row)).size, steps.length);
     // Readouts inside a supervision step are marked; the final one agrees with the example record.
     for (const ex of lines.filter((l) => l.kind === "example")) {
       const rs = lines.filter((l) =>
@@ -134,15 +162,21 @@ Deno.test("trace: the file layout, record counts and the run dir's .gitignore", 
   });
 });
 
-Deno.test("trace: TraceDataset.load equals numpy.load(states.npy), from the cache and inline", async () => {
+Deno.test("trace: --states npy and inline hold the same states, equal to numpy.load(states.npy); a changed states.npy is refused", async () => {
   await withTempDir(async (tmp) => {
-    const run = join(tmp, "run");
-    assert.equal(
-      (await cli(traceArgs(run, join(TINY, "puzzles.jsonl")))).code,
-      0,
-    );
-    const cached = await TraceDataset.load(run);
-    assert.equal(cached.meta.source, "states.npy");
+    const run = join(tmp, "run"), inl = join(tmp, "inline");
+    const inputs = join(TINY, "puzzles.jsonl");
+    assert.equal((await cli(traceArgs(run, inputs))).code, 0);
+    const p = await cli(traceArgs(inl, inputs, ["--states", "inline"]));
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(await listDir(inl), [".gitignore", "trace.jsonl"]);
+    const npyDs = await TraceDataset.load(run);
+    const inlineDs = await TraceDataset.load(join(inl, "trace.jsonl"));
+    assert.equal(npyDs.meta.source, "states.npy");
+    assert.equal(inlineDs.meta.source, "inline");
+    assert.deepEqual(inlineDs.states, npyDs.states);
+    assert.deepEqual(inlineDs.meta.t, npyDs.meta.t);
+    assert.equal(inlineDs.meta.digest, npyDs.meta.digest);
     const out = await python([
       "-c",
       `import numpy as np, sys, hashlib
@@ -152,30 +186,69 @@ print(a.dtype, a.shape[0], a.shape[1], hashlib.sha256(np.ascontiguousarray(a).to
     ]);
     const [dtype, n, d, sha] = out.trim().split(" ");
     assert.equal(dtype, "float32");
-    assert.deepEqual(cached.shape, [Number(n), Number(d)]);
+    assert.deepEqual(npyDs.shape, [Number(n), Number(d)]);
     const bytes = new Uint8Array(
-      cached.states.buffer,
-      cached.states.byteOffset,
-      cached.states.byteLength,
+      npyDs.states.buffer,
+      npyDs.states.byteOffset,
+      npyDs.states.byteLength,
     );
     assert.equal(sha256Hex(bytes), sha);
-    // A states.npy whose hash does not match is ignored in favour of the inline states.
-    const npyBytes = await Deno.readFile(join(run, "states.npy"));
-    npyBytes[npyBytes.length - 1] ^= 0x55;
-    await Deno.writeFile(join(run, "states.npy"), npyBytes);
-    const inline = await TraceDataset.load(join(run, "trace.jsonl"));
-    assert.equal(inline.meta.source, "inline");
-    assert.deepEqual(inline.states, cached.states);
     // Filters by latent and by step selector.
     const zh = await TraceDataset.load(run, {
       latents: ["z_H"],
       steps: "s*.h1.H",
     });
-    assert.equal(zh.shape[0], cached.meta.outcomes.length * 3 * 18);
+    assert.equal(zh.shape[0], npyDs.meta.outcomes.length * 3 * 18);
     for (let i = 0; i < zh.shape[0]; i += 17) {
       assert.equal(zh.row(i).latent, "z_H");
       assert.match(zh.row(i).address, /^s\d\.h1\.H$/);
     }
+    // A states.npy whose sha256 is not the header's is refused, not used.
+    const npyBytes = await Deno.readFile(join(run, "states.npy"));
+    npyBytes[npyBytes.length - 1] ^= 0x55;
+    await Deno.writeFile(join(run, "states.npy"), npyBytes);
+    await assert.rejects(
+      TraceDataset.load(run),
+      InputError,
+      "is not the states.npy its trace.jsonl pins",
+    );
+    const fit = await cli(["sae", "fit", "--run-dir", run]);
+    assert.equal(fit.code, 2, fit.stderr);
+    assert.equal(fit.stderr.trim().split("\n").length, 1, fit.stderr);
+    assert.match(fit.stderr, /is not the states\.npy its trace\.jsonl pins/);
+  });
+});
+
+Deno.test("trace: --states-dtype float16 stores half the bytes; the states are the float32 ones rounded", async () => {
+  await withTempDir(async (tmp) => {
+    const inputs = join(TINY, "puzzles.jsonl");
+    const f32 = join(tmp, "f32"), f16 = join(tmp, "f16");
+    assert.equal((await cli(traceArgs(f32, inputs))).code, 0);
+    const p = await cli(traceArgs(f16, inputs, ["--states-dtype", "float16"]));
+    assert.equal(p.code, 0, p.stderr);
+    const [a, b] = [await TraceDataset.load(f32), await TraceDataset.load(f16)];
+    assert.equal(b.header.dtype, "float16");
+    for (let i = 0; i < a.states.length; i++) {
+      assert.equal(b.states[i], Math.f16round(a.states[i]));
+    }
+    assert.notEqual(a.meta.digest, b.meta.digest);
+    const size = async (d: string) =>
+      (await Deno.stat(join(d, "states.npy"))).size;
+    assert.equal((await size(f16)) - 128, ((await size(f32)) - 128) / 2);
+    const out = await python([
+      "-c",
+      `import numpy as np, sys; a = np.load(sys.argv[1]); print(a.dtype, a.shape)`,
+      join(f16, "states.npy"),
+    ]);
+    assert.equal(out.trim(), `float16 (${a.shape[0]}, 32)`);
+    const bad = await cli(
+      traceArgs(join(tmp, "x"), inputs, ["--states-dtype", "bfloat16"]),
+    );
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.stderr,
+      /--states-dtype must be float32 or float16, got "bfloat16"/,
+    );
   });
 });
 
@@ -390,6 +463,98 @@ Deno.test("trace: TraceDataset.open streams rows from states.npy and agrees with
     } finally {
       streamed.close();
       resident.close();
+    }
+  });
+});
+
+Deno.test("trace: with q_halt, each step's block holds only the examples still running; rows match the rollout, in any storage and shard count", async () => {
+  await withTempDir(async (tmp) => {
+    // The tiny fixture with halting on: its random q_head halts some examples early.
+    const model = join(tmp, "qhalt");
+    await Deno.mkdir(model);
+    for (const f of ["embed.onnx", "net.onnx", "head.onnx"]) {
+      await Deno.copyFile(join(TINY, f), join(model, f));
+    }
+    const manifest = JSON.parse(
+      await Deno.readTextFile(join(TINY, "model.json")),
+    );
+    manifest.schedule.halt_mode = "q_halt";
+    await Deno.writeTextFile(
+      join(model, "model.json"),
+      JSON.stringify(manifest, null, 1),
+    );
+    const inputs = join(tmp, "p.jsonl");
+    await writePuzzles(inputs, 24, 5);
+    const args = (run: string, extra: string[] = []) => [
+      "trace",
+      "--run-dir",
+      run,
+      "--model",
+      model,
+      "--inputs",
+      inputs,
+      "--batch",
+      "5",
+      ...extra,
+    ];
+    const run = join(tmp, "run");
+    let p = await cli(args(run));
+    assert.equal(p.code, 0, p.stderr);
+    const ds = await TraceDataset.load(run);
+    const halts = ds.meta.outcomes.map((o) => o.halt_step);
+    console.log(`  halt steps: ${halts.join(" ")}`);
+    assert.ok(halts.some((h) => h < 2) && halts.some((h) => h === 2));
+    const npos = ds.header.record.positions.length;
+    for (const b of ds.header.blocks) {
+      const sup = Number(b.address.split(".")[0].slice(1));
+      assert.equal(b.rows, halts.filter((h) => h >= sup).length * npos);
+    }
+    // Every row equals the state the rollout computed (batch 1, no recorder).
+    const bundle = await loadBundle(model);
+    const positions = ds.header.record.positions;
+    try {
+      let checked = 0;
+      for (const ex of ds.examples()) {
+        const seen = new Set<number>();
+        await rollout(bundle, [ex], {
+          hooks: [{
+            onStep: (e) => {
+              if (e.halted[0]) return;
+              seen.add(e.t);
+              const rows = ds.rowsAt(ex.id, e.t, positions)!;
+              const got = ds.gather(rows);
+              positions.forEach((pos, k) => {
+                for (let j = 0; j < 32; j++) {
+                  assert.equal(got[k * 32 + j], e.state[pos * 32 + j]);
+                }
+              });
+              checked += rows.length;
+            },
+          }],
+        });
+        // No rows past the halting step.
+        for (let t = 0; t < 18; t++) {
+          if (!seen.has(t)) {
+            assert.equal(ds.rowsAt(ex.id, t, positions), undefined);
+          }
+        }
+      }
+      assert.equal(checked, ds.shape[0]);
+    } finally {
+      await bundle.release();
+    }
+    // Inline storage and 3 shards hold the same rows in the same order.
+    p = await cli(args(join(tmp, "inline"), ["--states", "inline"]));
+    assert.equal(p.code, 0, p.stderr);
+    for (let i = 0; i < 3; i++) {
+      p = await cli(args(join(tmp, "sharded"), ["--shard", `${i}/3`]));
+      assert.equal(p.code, 0, p.stderr);
+    }
+    for (const other of ["inline", "sharded"]) {
+      const o = await TraceDataset.load(join(tmp, other));
+      assert.deepEqual(o.states, ds.states, other);
+      assert.deepEqual(o.meta.exampleOf, ds.meta.exampleOf, other);
+      assert.equal(o.meta.digest, ds.meta.digest, other);
     }
   });
 });

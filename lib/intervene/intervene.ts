@@ -10,17 +10,19 @@ import { join } from "node:path";
 import { type Bundle, loadBundle, readManifest } from "../model/bundle.ts";
 import type { BackendName } from "../model/backend.ts";
 import { InputError, OptionError } from "../errors.ts";
-import { OutputSet, sha256File, sha256Hex } from "../io/atomic.ts";
-import { openRunDir, pathExists, type RunDir } from "../io/run_dir.ts";
+import { OutputSet, sha256Hex } from "../io/atomic.ts";
+import { openRunDir, type RunDir } from "../io/run_dir.ts";
 import { Rng } from "../rng.ts";
 import { readSaePt } from "../sae/sae_pt.ts";
 import {
   checkHeaderModel,
   readTraceHeader,
   TraceDataset,
+  traceLocation,
+  traceRunDir,
 } from "../trace/dataset.ts";
 import type { PuzzleSet } from "../trace/inputs.ts";
-import { writeTrace } from "../trace/trace.ts";
+import { headerPath, writeTrace } from "../trace/trace.ts";
 import { StepSelector } from "../model/address.ts";
 import { VERSION } from "../version.ts";
 import { checkPayload, schemas } from "../schema/mod.ts";
@@ -60,16 +62,12 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
   // Held for the whole command: no other command replaces the trace or the
   // SAE meanwhile.
   await using run = await openRunDir(opts.runDir);
-  const tracePath = await run.file("trace.jsonl");
-  if (!(await pathExists(tracePath))) {
-    throw new InputError(
-      `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
-    );
-  }
-  // Everything the trace header claims is checked against the bundle before
-  // the schedule it names is used.
+  // Everything the trace header claims (every shard's, for a sharded run)
+  // is checked against the bundle before the schedule it names is used.
   const header = await readTraceHeader(opts.runDir);
-  const modelDir = opts.model ?? header.model.path;
+  const tracePath = await traceLocation(opts.runDir);
+  const modelDir = opts.model ??
+    headerPath(await traceRunDir(opts.runDir), header.model.path);
   const { manifest, sha256: modelSha } = await readManifest(modelDir);
   if (modelSha !== header.model.sha256) {
     throw new InputError(
@@ -77,21 +75,21 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
   }
   checkHeaderModel(header, manifest, tracePath);
-  const traceSha = await sha256File(tracePath);
   const { sae, cfg, sha256: saeSha } = await readSaePt(opts.runDir, {
     dIn: header.state_dim,
   });
-  if (cfg.trace_sha256 !== traceSha) {
+  const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
+  const traceDigest = ds.meta.digest;
+  if (cfg.trace_digest !== traceDigest) {
     throw new OptionError(
       "force",
-      `sae.pt in ${opts.runDir} was fitted on another trace (its trace_sha256 is ${
-        String(cfg.trace_sha256).slice(0, 12)
-      }…, trace.jsonl is ${
-        traceSha.slice(0, 12)
+      `sae.pt in ${opts.runDir} was fitted on another trace (its trace_digest is ${
+        String(cfg.trace_digest).slice(0, 12)
+      }…, the trace's is ${
+        traceDigest.slice(0, 12)
       }…): the trace was replaced after the fit; fit the SAE again (sae fit with {force})`,
     );
   }
-  const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
   const plan = planIntervention(opts, ds, sae, cfg);
   await run.checkOutputs(["report.json"], opts.force);
   const bundle = await loadBundle(modelDir, {
@@ -114,7 +112,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
         opts.batch ?? header.record.batch,
       ),
       saeSha,
-      traceSha,
+      traceDigest,
     );
   } finally {
     await bundle.release();
@@ -126,7 +124,7 @@ async function intervene(
   run: RunDir,
   session: InterventionSession,
   saeSha: string,
-  traceSha: string,
+  traceDigest: string,
 ): Promise<Report> {
   const { ds, plan, bundle } = session;
   const header = ds.header;
@@ -211,7 +209,7 @@ async function intervene(
       tool: { name: "trminterp", version: VERSION },
       command: opts.command ?? [],
       seed: opts.seed,
-      trace_sha256: traceSha,
+      trace_digest: traceDigest,
       sae_pt_sha256: saeSha,
       model_sha256: bundle.sha256,
       backend: bundle.backend,
@@ -262,9 +260,10 @@ async function saveIntervenedTrace(
   const dir = await run.subdir(rel);
   await run.checkOutputs([`${rel}/trace.jsonl`, `${rel}/states.npy`], true);
   const h = session.ds.header;
+  const runDir = session.ds.meta.runDir;
   const n = session.ds.meta.outcomes.length;
   const set: PuzzleSet = {
-    path: h.inputs.path,
+    path: headerPath(runDir, h.inputs.path),
     format: h.inputs.format,
     sha256: h.inputs.sha256,
     total: n,
@@ -285,11 +284,13 @@ async function saveIntervenedTrace(
       latents: h.record.latents,
       selector: StepSelector.parse(h.record.steps),
       positions: h.record.positions,
-      statesNpy: true,
+      states: h.states,
+      dtype: h.dtype,
     },
     {
-      model: h.model.path,
-      inputs: h.inputs.path,
+      runDir: dir,
+      model: headerPath(runDir, h.model.path),
+      inputs: headerPath(runDir, h.inputs.path),
       seed: opts.seed,
       command: opts.command,
       batch: h.record.batch,

@@ -482,12 +482,25 @@ export class NpyRowFile {
 
   /** Keep the first `rows` rows, patch the header, commit; returns the sha256 hex. */
   async close(rows: number): Promise<string> {
+    await this.#finalize(rows);
+    return await this.#writer.commit();
+  }
+
+  /**
+   * Keep the first `rows` rows, patch the header and stage the file in
+   * `outputs` (it lands when `outputs` commits); returns its sha256 hex.
+   */
+  async stage(rows: number, outputs: OutputSet): Promise<string> {
+    await this.#finalize(rows);
+    return await outputs.adopt(this.#writer);
+  }
+
+  async #finalize(rows: number): Promise<void> {
     if (rows > this.#capacity) {
       throw new RangeError(`close(${rows}) is past the ${this.#capacity} rows`);
     }
     await this.#writer.resize(this.#offset + rows * this.#rowBytes);
     await this.#writer.writeAt(0, headerBytes(this.dtype, [rows, this.cols]));
-    return await this.#writer.commit();
   }
 
   /** Discard the partial file. */

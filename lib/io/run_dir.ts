@@ -33,6 +33,7 @@ const KNOWN_NAMES = new Set([
   "report.json",
   "saelens",
   "interventions",
+  "shards",
 ]);
 
 /** Options for {@linkcode openRunDir}. */
@@ -176,21 +177,7 @@ export async function openRunDir(
       throw new InputError(`run dir ${dir} changed while it was created`);
     }
   }
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  const marked = names.includes(RUN_MARKER);
-  if (!marked) {
-    const foreign = names.filter((n) => !KNOWN_NAMES.has(n) && !isTemp(n))
-      .sort();
-    if (foreign.length) {
-      const shown = foreign.slice(0, 3).join(", ") +
-        (foreign.length > 3 ? `, … (${foreign.length} in all)` : "");
-      throw new OptionError(
-        "runDir",
-        `run dir ${dir} holds files trminterp did not write (${shown}); choose a new or empty {runDir}`,
-      );
-    }
-  }
+  const marked = await checkOwned(dir);
   const lock = await lockDir(dir);
   try {
     await removeStaleTemps(dir);
@@ -242,6 +229,123 @@ export async function prepareRunDir(
   const run = await openRunDir(dir, opts);
   try {
     await run.checkOutputs(opts.outputs, opts.force);
+  } catch (e) {
+    await run.release();
+    throw e;
+  }
+  return run;
+}
+
+/**
+ * Check that `dir` is trminterp's: marked, or holding only names trminterp
+ * writes. Returns whether it is marked.
+ */
+async function checkOwned(dir: string): Promise<boolean> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  if (names.includes(RUN_MARKER)) return true;
+  const foreign = names.filter((n) => !KNOWN_NAMES.has(n) && !isTemp(n))
+    .sort();
+  if (foreign.length) {
+    const shown = foreign.slice(0, 3).join(", ") +
+      (foreign.length > 3 ? `, … (${foreign.length} in all)` : "");
+    throw new OptionError(
+      "runDir",
+      `run dir ${dir} holds files trminterp did not write (${shown}); choose a new or empty {runDir}`,
+    );
+  }
+  return false;
+}
+
+/**
+ * Open the folder of one shard of a sharded trace, `dir/shards/<name>/`,
+ * as a run dir of its own (locked, marked) and refuse to overwrite its
+ * trace.jsonl without `force`. Many machines may do this at once in one
+ * shared run dir: each writes only inside its own shard folder, and the
+ * `.gitignore` and marker of a new run dir are written by the one process
+ * whose `mkdir` created it. Refuses a run dir that is not trminterp's, holds
+ * an unsharded trace.jsonl, or holds shards of another count.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openShardDir, RUN_MARKER } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   {
+ *     await using shard = await openShardDir(`${dir}/run`, "0-of-2", {});
+ *     assert.equal(shard.path, `${dir}/run/shards/0-of-2`);
+ *   }
+ *   assert.equal(await Deno.readTextFile(`${dir}/run/.gitignore`), "*\n");
+ *   assert((await Deno.lstat(`${dir}/run/${RUN_MARKER}`)).isFile);
+ *   await assert.rejects(openShardDir(`${dir}/run`, "0-of-3", {}), /shards of another count/);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function openShardDir(
+  dir: string,
+  name: string,
+  opts: { force?: boolean; gitignore?: boolean },
+): Promise<RunDir> {
+  const kind = await checkRoot(dir, "run dir");
+  if (kind === "file") {
+    throw new OptionError(
+      "runDir",
+      `run dir ${dir} is a file; pass a directory as {runDir}`,
+    );
+  }
+  let created = false;
+  if (kind === "missing") {
+    try {
+      await Deno.mkdir(join(dir, ".."), { recursive: true });
+      await Deno.mkdir(dir);
+      created = true;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw cannotWrite(dir, e);
+    }
+    if ((await checkRoot(dir, "run dir")) !== "directory") {
+      throw new InputError(`run dir ${dir} changed while it was created`);
+    }
+  }
+  if (created) {
+    // Only the creator writes these, so no two shards write one file.
+    if (opts.gitignore !== false) {
+      await writeFileAtomic(await confined(dir, ".gitignore"), "*\n");
+    }
+    await writeFileAtomic(await confined(dir, RUN_MARKER), MARKER_TEXT);
+  } else await checkOwned(dir);
+  if (await pathExists(await confined(dir, "trace.jsonl"))) {
+    throw new InputError(
+      `run dir ${dir} holds an unsharded trace.jsonl; trace the shards into another run dir`,
+    );
+  }
+  const count = name.split("-of-")[1];
+  try {
+    for await (const e of Deno.readDir(await confined(dir, "shards"))) {
+      const m = /^\d+-of-(\d+)$/.exec(e.name);
+      if (m && m[1] !== count) {
+        throw new OptionError(
+          "shard",
+          `run dir ${dir} holds shards of another count (shards/${e.name}); a run's shards share one count: use {shard} i/${
+            m[1]
+          } or another {runDir}`,
+        );
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  let shard: string;
+  try {
+    shard = await ensureDir(dir, `shards/${name}`);
+  } catch (e) {
+    throw cannotWrite(dir, e);
+  }
+  const run = await openRunDir(shard, { gitignore: false });
+  try {
+    await run.checkOutputs(["trace.jsonl"], opts.force);
   } catch (e) {
     await run.release();
     throw e;

@@ -19,7 +19,7 @@ import { SAE_DEFAULTS } from "./defaults.ts";
 import { splitByGroup } from "./holdout.ts";
 import { round7 } from "../intervene/evaluate.ts";
 import { scorePrediction } from "../trace/inputs.ts";
-import { OutputSet, sha256File, sha256Hex } from "../io/atomic.ts";
+import { OutputSet, sha256Hex } from "../io/atomic.ts";
 import { type Latent, rollout, type RolloutExample } from "../model/rollout.ts";
 import type { BackendName } from "../model/backend.ts";
 import {
@@ -28,7 +28,8 @@ import {
   ReconstructPolicy,
   ZeroPolicy,
 } from "../intervene/policy.ts";
-import { openRunDir, pathExists, type RunDir } from "../io/run_dir.ts";
+import { openRunDir, type RunDir } from "../io/run_dir.ts";
+import { headerPath } from "../trace/trace.ts";
 import { MAX_SAE_WEIGHTS, type SAE, type SAEArch } from "./sae.ts";
 import {
   encodeSaePt,
@@ -74,7 +75,7 @@ export interface SaeFitOptions {
   normalize?: "expected_average_only_in" | "none";
   /** Also write a SAELens v6 folder under `<run-dir>/saelens/`. */
   exportSaeLens?: boolean;
-  /** Model bundle for task accuracy recovered (default: the trace's). */
+  /** Model bundle for task accuracy recovered (default: the trace's, its header path resolved against the run dir). */
   model?: string;
   /** When set, task accuracy recovered is not measured; this reason is recorded instead. */
   skipTaskAccuracy?: string;
@@ -119,13 +120,9 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const selector = StepSelector.parse(select);
   // Held for the whole fit: no other command replaces the trace meanwhile.
   await using run = await openRunDir(opts.runDir);
-  if (!(await pathExists(await run.file("trace.jsonl")))) {
-    throw new InputError(
-      `no trace.jsonl in ${opts.runDir}; run \`trminterp trace --run-dir ${opts.runDir}\` first`,
-    );
-  }
-  // Streams rows from states.npy when the trace is large, so memory stays
-  // bounded by the batch and the parameters.
+  // Reads every shard of a sharded run. Streams rows from states.npy when
+  // the trace is large, so memory stays bounded by the batch and the
+  // parameters (plus a few bytes of metadata per row).
   const ds = await TraceDataset.open(opts.runDir, {
     latents: [latent],
     steps: select,
@@ -185,7 +182,8 @@ async function fitAndWrite(
       `the trace holds ${ds.meta.examples.length} example; a held-out split needs at least 2`,
     );
   }
-  const split = splitByGroup(ds.meta.exampleOf, holdout, opts.seed);
+  const exampleOf = ds.meta.exampleOf;
+  const split = splitByGroup(exampleOf, holdout, opts.seed);
   const source = {
     n: N,
     dim: D,
@@ -213,13 +211,13 @@ async function fitAndWrite(
   const metrics = saeMetrics(fit.sae, source, split.heldout);
 
   const header = ds.meta.header;
-  const traceSha = await sha256File(ds.path);
+  const traceDigest = ds.meta.digest;
   const cfg: SaeFileConfig = {
     ...fit.sae.cfg,
     format: "trminterp-sae/1",
     latent,
     steps: select,
-    trace_sha256: traceSha,
+    trace_digest: traceDigest,
     model_sha256: header.model.sha256,
     seed: opts.seed,
     training: Object.fromEntries(
@@ -234,12 +232,12 @@ async function fitAndWrite(
   };
   const heldoutExamples = new Set<string>();
   for (const r of split.heldout) {
-    heldoutExamples.add(ds.meta.examples[ds.meta.exampleOf[r]]);
+    heldoutExamples.add(ds.meta.examples[exampleOf[r]]);
   }
   const task = opts.skipTaskAccuracy !== undefined
     ? { value: null, reason: opts.skipTaskAccuracy }
     : await taskAccuracy(
-      opts.model ?? header.model.path,
+      opts.model ?? headerPath(ds.meta.runDir, header.model.path),
       header.model.sha256,
       fit.sae,
       {
@@ -259,7 +257,7 @@ async function fitAndWrite(
       tool: { name: "trminterp", version: VERSION },
       command: opts.command ?? [],
       seed: opts.seed,
-      trace_sha256: traceSha,
+      trace_digest: traceDigest,
       model_sha256: header.model.sha256,
       sae_pt_sha256: sha256Hex(ptBytes),
     },

@@ -240,7 +240,7 @@ export class SAE {
    * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 3 });
    * sae.W_dec[4] = 0.5;
    * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
-   *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+   *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
    * const path = await Deno.makeTempFile({ suffix: ".pt" });
    * try {
    *   await Deno.writeFile(path, encodeSaePt(sae, cfg));

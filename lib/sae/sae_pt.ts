@@ -32,7 +32,7 @@ const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
  * import { decodeSaePt, encodeSaePt } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
- *   trace_sha256: "", model_sha256: "", seed: 0, training: {} };
+ *   trace_digest: "", model_sha256: "", seed: 0, training: {} };
  * const back = decodeSaePt(encodeSaePt(sae, cfg), "sae.pt");
  * assert(back.sae.W_dec.length === 32);
  * ```
@@ -186,7 +186,7 @@ const MAX_SAE_PT_BYTES = 2 * MAX_SAE_WEIGHTS * 4 + 64 * 2 ** 20;
  * import { encodeSaePt, readSaePt } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
- *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+ *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
  * const dir = await Deno.makeTempDir();
  * try {
  *   await Deno.writeFile(`${dir}/sae.pt`, encodeSaePt(sae, cfg));
@@ -226,7 +226,7 @@ export async function readSaePt(
  * import { writeSaeLensFolder } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
- *   trace_sha256: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+ *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
  * const dir = await Deno.makeTempDir();
  * try {
  *   await writeSaeLensFolder(dir, sae, cfg, "demo");

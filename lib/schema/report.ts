@@ -114,7 +114,7 @@ export const ReportSchema = name(
       tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
       command: z.array(z.string()),
       seed: int,
-      trace_sha256: sha,
+      trace_digest: sha,
       sae_pt_sha256: sha,
       model_sha256: sha,
       backend: z.string(),

@@ -15,7 +15,9 @@ export const SaeFileConfigSchema = name(
     format: z.literal("trminterp-sae/1").describe("File format tag."),
     latent: latent.describe("The latent the SAE was fitted on."),
     steps: z.string().describe("Step selector of the training rows."),
-    trace_sha256: sha.describe("sha256 of the trace.jsonl it was fitted on."),
+    trace_digest: sha.describe(
+      "The digest of the trace it was fitted on (v0-spec §3.6).",
+    ),
     model_sha256: sha.describe("sha256 of the model bundle's model.json."),
     seed: int.describe("The seed."),
     training: z.record(z.string(), z.union([num, z.string(), z.boolean()]))
@@ -115,11 +117,11 @@ export const SaeMetricsJsonSchema = name(
       tool: z.object({ name: z.literal("trminterp"), version: z.string() }),
       command: z.array(z.string()),
       seed: int,
-      trace_sha256: sha,
+      trace_digest: sha,
       model_sha256: sha,
       sae_pt_sha256: sha,
     }).describe(
-      "Provenance: tool, command, seed, and the sha256 of the trace, the model and sae.pt.",
+      "Provenance: tool, command, seed, the trace digest, and the sha256 of the model and sae.pt.",
     ),
     config: SaeFileConfigSchema.describe("The cfg stored in sae.pt."),
     split: z.object({

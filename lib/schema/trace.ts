@@ -19,11 +19,11 @@ import { ScheduleSchema } from "./model.ts";
 export const TraceHeaderSchema = name(
   z.object({
     kind: z.literal("header").describe("Record kind."),
-    format: z.literal("trminterp-trace/1").describe("Format version."),
+    format: z.literal("trminterp-trace/2").describe("Format version."),
     tool: z.object({ name: z.literal("trminterp"), version: z.string() })
       .describe("The tool that wrote the trace."),
     command: z.array(z.string()).describe(
-      "The arguments after `trminterp`, minus `--run-dir`, `--force` and `--progress`.",
+      "The arguments after `trminterp`, minus `--run-dir`, `--force`, `--progress` and `--shard`.",
     ),
     seed: int.describe("The seed (used to sample `--limit` examples)."),
     model: z.object({
@@ -37,7 +37,7 @@ export const TraceHeaderSchema = name(
       vocab_size: pos,
       schedule: ScheduleSchema,
     }).describe(
-      "Model provenance: name, family, path, sha256 of model.json, dtype, shapes and schedule.",
+      "Model provenance: name, family, path (relative to the run dir), sha256 of model.json, dtype, shapes and schedule.",
     ),
     backend: z.string().describe("The execution backend that ran."),
     inputs: z.object({
@@ -47,7 +47,9 @@ export const TraceHeaderSchema = name(
       total: nonNeg,
       selected: nonNeg,
       limit: pos.nullable(),
-    }).describe("Inputs provenance."),
+    }).describe(
+      "Inputs provenance: path (relative to the run dir), format, sha256, total, selected (over all shards), limit.",
+    ),
     record: z.object({
       latents: z.array(latent).min(1),
       steps: z.string(),
@@ -57,20 +59,36 @@ export const TraceHeaderSchema = name(
     }).describe(
       "What was recorded: latents, step selector, positions (prefix first), readouts, batch size.",
     ),
-    state_dim: pos.describe("State width D."),
-    dtype: z.literal("float32").describe(
-      "Element type of the states (float64 bundles are recorded as float32).",
+    shard: z.object({
+      index: nonNeg,
+      count: pos,
+      first: nonNeg,
+      examples: pos,
+    }).nullable().describe(
+      "For a shard of a sharded run: its index and the shard count, and the slice of the selected examples it holds (`first`, `examples`); null for an unsharded trace.",
     ),
-    encoding: z.literal("base64-f32le").describe(
-      "Encoding of the inline states.",
+    state_dim: pos.describe("State width D."),
+    states: z.enum(["npy", "inline"]).describe(
+      "Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).",
+    ),
+    dtype: z.enum(["float32", "float16"]).describe(
+      "Element type the states are stored in, little-endian (float64 bundles are recorded as float32).",
     ),
     rows: nonNeg.describe("Total state rows over all `step` records."),
+    blocks: z.array(z.object({
+      latent,
+      address: addressText,
+      row: nonNeg,
+      rows: nonNeg,
+    })).describe(
+      "The row layout: one block per recorded step, in row order (by latent, then step); each holds that step's rows, by example then position.",
+    ),
     states_npy: z.object({
       file: z.literal("states.npy"),
       sha256: sha,
       shape: z.tuple([nonNeg, pos]),
     }).nullable().describe(
-      "The states.npy cache, when written: its file name, sha256 and shape.",
+      "states.npy when `states` is `npy`: its file name, sha256 and shape; null otherwise.",
     ),
   }),
   "TraceHeader",
@@ -82,11 +100,12 @@ export const TraceStepSchema = name(
   z.object({
     kind: z.literal("step").describe("Record kind."),
     example: z.string().describe("Example id."),
-    index: nonNeg.describe("Example index in the inputs."),
-    address: addressText.describe("Step address text."),
-    t: nonNeg.describe("Global step index."),
-    latent: latent.describe("Which latent the step wrote."),
-    row: nonNeg.describe("First row in states.npy."),
+    address: addressText.describe(
+      "Step address text (it gives the latent, z_H for `H`, and the index t).",
+    ),
+    row: nonNeg.describe(
+      "First row in states.npy (with inline states: in the row layout).",
+    ),
     rows: pos.describe("Number of rows (recorded positions)."),
     norm: z.number().describe(
       "Mean L2 norm over the recorded positions (rounded to 1e-6).",
@@ -94,8 +113,8 @@ export const TraceStepSchema = name(
     delta: z.number().nullable().describe(
       "Mean L2 norm of the change since the previous state of this latent.",
     ),
-    data: z.string().describe(
-      "base64 of the `[rows, D]` float32 little-endian states.",
+    data: z.string().optional().describe(
+      "Inline states only: base64 of the `[rows, D]` states, little-endian, in the header's dtype.",
     ),
   }),
   "TraceStep",
@@ -107,9 +126,7 @@ export const TraceReadoutSchema = name(
   z.object({
     kind: z.literal("readout").describe("Record kind."),
     example: z.string().describe("Example id."),
-    index: nonNeg.describe("Example index in the inputs."),
     address: addressText.describe("Address of the z_H update read out."),
-    t: nonNeg.describe("Global step index of that update."),
     sup: nonNeg.describe("Supervision step."),
     final: z.boolean().describe(
       "True after the last H cycle of a supervision step: the official readout.",
@@ -144,6 +161,9 @@ export const TraceExampleSchema = name(
     ),
     logits: z.string().describe(
       "base64 float32 little-endian logits `[S, V]` at the halting step.",
+    ),
+    states_sha256: sha.describe(
+      "sha256 of this example's states as stored, in step order, then position order.",
     ),
   }),
   "TraceExample",

@@ -139,7 +139,7 @@ export interface TraceHeader {
   /**
    * Format version.
    */
-  format: "trminterp-trace/1";
+  format: "trminterp-trace/2";
   /**
    * The tool that wrote the trace.
    */
@@ -148,7 +148,7 @@ export interface TraceHeader {
     version: string;
   };
   /**
-   * The arguments after `trminterp`, minus `--run-dir`, `--force` and `--progress`.
+   * The arguments after `trminterp`, minus `--run-dir`, `--force`, `--progress` and `--shard`.
    */
   command: string[];
   /**
@@ -156,7 +156,7 @@ export interface TraceHeader {
    */
   seed: number;
   /**
-   * Model provenance: name, family, path, sha256 of model.json, dtype, shapes and schedule.
+   * Model provenance: name, family, path (relative to the run dir), sha256 of model.json, dtype, shapes and schedule.
    */
   model: {
     name: string;
@@ -174,7 +174,7 @@ export interface TraceHeader {
    */
   backend: string;
   /**
-   * Inputs provenance.
+   * Inputs provenance: path (relative to the run dir), format, sha256, total, selected (over all shards), limit.
    */
   inputs: {
     path: string;
@@ -201,23 +201,41 @@ export interface TraceHeader {
     batch: number;
   };
   /**
+   * For a shard of a sharded run: its index and the shard count, and the slice of the selected examples it holds (`first`, `examples`); null for an unsharded trace.
+   */
+  shard: {
+    index: number;
+    count: number;
+    first: number;
+    examples: number;
+  } | null;
+  /**
    * State width D.
    */
   state_dim: number;
   /**
-   * Element type of the states (float64 bundles are recorded as float32).
+   * Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).
    */
-  dtype: "float32";
+  states: "npy" | "inline";
   /**
-   * Encoding of the inline states.
+   * Element type the states are stored in, little-endian (float64 bundles are recorded as float32).
    */
-  encoding: "base64-f32le";
+  dtype: "float32" | "float16";
   /**
    * Total state rows over all `step` records.
    */
   rows: number;
   /**
-   * The states.npy cache, when written: its file name, sha256 and shape.
+   * The row layout: one block per recorded step, in row order (by latent, then step); each holds that step's rows, by example then position.
+   */
+  blocks: {
+    latent: "z_H" | "z_L";
+    address: string;
+    row: number;
+    rows: number;
+  }[];
+  /**
+   * states.npy when `states` is `npy`: its file name, sha256 and shape; null otherwise.
    */
   states_npy: {
     file: "states.npy";
@@ -242,23 +260,11 @@ export interface TraceStep {
    */
   example: string;
   /**
-   * Example index in the inputs.
-   */
-  index: number;
-  /**
-   * Step address text.
+   * Step address text (it gives the latent, z_H for `H`, and the index t).
    */
   address: string;
   /**
-   * Global step index.
-   */
-  t: number;
-  /**
-   * Which latent the step wrote.
-   */
-  latent: "z_H" | "z_L";
-  /**
-   * First row in states.npy.
+   * First row in states.npy (with inline states: in the row layout).
    */
   row: number;
   /**
@@ -274,9 +280,9 @@ export interface TraceStep {
    */
   delta: number | null;
   /**
-   * base64 of the `[rows, D]` float32 little-endian states.
+   * Inline states only: base64 of the `[rows, D]` states, little-endian, in the header's dtype.
    */
-  data: string;
+  data?: string;
 }
 /**
  * A `readout` record: the head after a z_H update (v0-spec §3.3).
@@ -291,17 +297,9 @@ export interface TraceReadout {
    */
   example: string;
   /**
-   * Example index in the inputs.
-   */
-  index: number;
-  /**
    * Address of the z_H update read out.
    */
   address: string;
-  /**
-   * Global step index of that update.
-   */
-  t: number;
   /**
    * Supervision step.
    */
@@ -375,6 +373,10 @@ export interface TraceExample {
    * base64 float32 little-endian logits `[S, V]` at the halting step.
    */
   logits: string;
+  /**
+   * sha256 of this example's states as stored, in step order, then position order.
+   */
+  states_sha256: string;
 }
 /**
  * The configuration trminterp stores in sae.pt next to the tensors (v0-spec §4.1).
@@ -409,9 +411,9 @@ export interface SaeFileConfig {
    */
   steps: string;
   /**
-   * sha256 of the trace.jsonl it was fitted on.
+   * The digest of the trace it was fitted on (v0-spec §3.6).
    */
-  trace_sha256: string;
+  trace_digest: string;
   /**
    * sha256 of the model bundle's model.json.
    */
@@ -601,7 +603,7 @@ export interface SaeMetricsJson {
    */
   format: "trminterp-sae-metrics/1";
   /**
-   * Provenance: tool, command, seed, and the sha256 of the trace, the model and sae.pt.
+   * Provenance: tool, command, seed, the trace digest, and the sha256 of the model and sae.pt.
    */
   provenance: {
     tool: {
@@ -610,7 +612,7 @@ export interface SaeMetricsJson {
     };
     command: string[];
     seed: number;
-    trace_sha256: string;
+    trace_digest: string;
     model_sha256: string;
     sae_pt_sha256: string;
   };
@@ -834,7 +836,7 @@ export interface Report {
     };
     command: string[];
     seed: number;
-    trace_sha256: string;
+    trace_digest: string;
     sae_pt_sha256: string;
     model_sha256: string;
     backend: string;

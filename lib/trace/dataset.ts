@@ -1,19 +1,21 @@
 /**
- * `TraceDataset.load`: the states of a trace as one `[N, D]` matrix, with
- * each row's example, step address, latent and position.
+ * `TraceDataset`: the states of a trace, or of every shard of a sharded run,
+ * as one `[N, D]` matrix of rows in layout order (v0-spec §3.5: by latent,
+ * then step, then example, then position), with each row's example, step
+ * address, latent and position.
  *
  * @module
  */
 import { Buffer } from "node:buffer";
-import { basename, dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { parseAddress, stepIndex, StepSelector } from "../model/address.ts";
 import { InputError } from "../errors.ts";
 import { sha256File } from "../io/atomic.ts";
-import { confined, confinedFile } from "../io/paths.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { NpyReader } from "../io/npy.ts";
-import type { Latent, OutcomeTrace, RolloutExample } from "../model/rollout.ts";
+import { checkRegular, confined, confinedFile } from "../io/paths.ts";
 import { IGNORE_LABEL, MAX_ID_BYTES } from "./inputs.ts";
+import type { Latent, OutcomeTrace, RolloutExample } from "../model/rollout.ts";
 import {
   formatZodError,
   type ModelManifest,
@@ -23,10 +25,20 @@ import {
   type TraceReadout,
   type TraceStep,
 } from "../schema/mod.ts";
+import {
+  LATENT_ORDER,
+  shardName,
+  shardSlice,
+  TraceDigest,
+  traceSettings,
+} from "./layout.ts";
 
 /** Per-row metadata, stored column-wise so large traces stay compact. */
 export interface TraceMeta {
-  /** The trace header. */
+  /**
+   * The trace header; for a sharded run, the shards' common header with
+   * `shard` null, `rows` and `blocks` over all shards and `states_npy` null.
+   */
   header: TraceHeader;
   /** Example ids; `exampleOf[i]` indexes into this. */
   examples: string[];
@@ -40,12 +52,18 @@ export interface TraceMeta {
   position: Int32Array;
   /** Step address text by `t`. */
   addressOf: Map<number, string>;
-  /** `example` records, in file order. */
+  /** `example` records, in trace order. */
   outcomes: TraceExample[];
   /** `readout` records, in file order. */
   readouts: TraceReadout[];
   /** Where the states came from. */
   source: "states.npy" | "inline";
+  /** The trace digest (v0-spec §3.6): the same for any folder, shard count and storage. */
+  digest: string;
+  /** The run dir, which the header's paths are relative to. */
+  runDir: string;
+  /** The trace.jsonl files read: one, or one per shard in shard order. */
+  files: string[];
 }
 
 /** One row's metadata, as returned by {@linkcode TraceDataset.row}. */
@@ -72,7 +90,7 @@ export interface TraceFilter {
   readouts?: boolean;
 }
 
-const LATENTS: Latent[] = ["z_H", "z_L"];
+const LATENTS = LATENT_ORDER;
 
 /** A query over a trace's rows, for {@linkcode TraceDataset.select}. */
 export interface RowQuery {
@@ -156,7 +174,8 @@ function decodeF32(b64: string): Float32Array {
 }
 
 /**
- * A loaded trace: `states` is `[N, D]` float32, rows in trace order.
+ * A loaded trace: `states` is `[N, D]` float32, rows in layout order. A run
+ * dir with `shards/` is read shard by shard, as one trace.
  *
  * @example
  * ```ts
@@ -170,6 +189,7 @@ function decodeF32(b64: string): Float32Array {
  *   const ds = await TraceDataset.load(dir, { latents: ["z_H"] });
  *   assert.deepEqual(ds.shape, [2 * 16 * 16, 64]); // examples × z_H updates × positions, D
  *   assert.equal(ds.row(0).address, "s0.h0.H");
+ *   assert.equal(ds.row(16).example, ds.meta.examples[1]); // by step, then example
  * } finally {
  *   await Deno.remove(dir, { recursive: true });
  * }
@@ -182,7 +202,7 @@ export class TraceDataset {
   readonly shape: [number, number];
   /** Row metadata and the trace's other records. */
   readonly meta: TraceMeta;
-  /** Path of trace.jsonl. */
+  /** Path of trace.jsonl, or of the `shards/` folder of a sharded run. */
   readonly path: string;
 
   private constructor(
@@ -284,9 +304,9 @@ export class TraceDataset {
   }
 
   /**
-   * Load a trace from a run dir or a trace.jsonl path into memory. States come
-   * from `states.npy` when its sha256 matches the header (read straight into
-   * one `[N, D]` array), else from the inline data.
+   * Load a trace from a run dir (every shard of a sharded run) or a
+   * trace.jsonl path into memory. A states.npy whose sha256 differs from the
+   * one its header pins is refused.
    */
   static async load(
     path: string,
@@ -294,24 +314,20 @@ export class TraceDataset {
   ): Promise<TraceDataset> {
     const scan = await scanTrace(path, filter);
     try {
-      const states = scan.npy ? readAllRows(scan) : scan.inline!;
+      const states = scan.inline ?? scan.store!.readAll();
       checkFinite(states, scan);
-      return new TraceDataset(
-        scan.tracePath,
-        states,
-        [scan.n, scan.dim],
-        scan.meta,
-      );
+      return new TraceDataset(scan.path, states, [scan.n, scan.dim], scan.meta);
     } finally {
-      scan.npy?.[Symbol.dispose]();
+      scan.store?.close();
     }
   }
 
   /**
    * Open a trace for streaming: when its states would take more than
-   * `maxResidentBytes` (default 256 MiB) and `states.npy` is valid, rows are
-   * read from the file on demand, so memory does not grow with the trace;
-   * otherwise they are loaded. Call `close()` when done.
+   * `maxResidentBytes` (default 256 MiB) and they are in states.npy, rows are
+   * read from the files on demand (and checked for NaN/Inf as they are
+   * read), so memory does not grow with the trace; otherwise they are
+   * loaded. Call `close()` when done.
    *
    * @example
    * ```ts
@@ -341,31 +357,30 @@ export class TraceDataset {
   ): Promise<TraceRows> {
     const scan = await scanTrace(path, filter);
     const bytes = scan.n * scan.dim * 4;
-    if (!scan.npy || bytes <= (opts.maxResidentBytes ?? 256 * 2 ** 20)) {
-      const states = scan.npy ? readAllRows(scan) : scan.inline!;
-      scan.npy?.[Symbol.dispose]();
+    const D = scan.dim;
+    if (!scan.store || bytes <= (opts.maxResidentBytes ?? 256 * 2 ** 20)) {
+      let states: Float32Array;
+      try {
+        states = scan.inline ?? scan.store!.readAll();
+      } finally {
+        scan.store?.close();
+      }
       checkFinite(states, scan);
       return new TraceRows(scan, "memory", (ix, out) => {
         for (let i = 0; i < ix.length; i++) {
-          out.set(
-            states.subarray(ix[i] * scan.dim, (ix[i] + 1) * scan.dim),
-            i * scan.dim,
-          );
+          out.set(states.subarray(ix[i] * D, (ix[i] + 1) * D), i * D);
         }
       });
     }
-    checkFiniteStreaming(scan);
-    const npy = scan.npy, npyRow = scan.npyRow!, D = scan.dim;
+    const store = scan.store;
     return new TraceRows(scan, "states.npy", (ix, out) => {
-      const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-      // Runs of consecutive rows are read in one call.
-      for (let i = 0; i < ix.length;) {
-        let j = i + 1;
-        while (j < ix.length && npyRow[ix[j]] === npyRow[ix[j - 1]] + 1) j++;
-        npy.readRowsInto(npyRow[ix[i]], bytes.subarray(i * D * 4, j * D * 4));
-        i = j;
+      store.read(ix, out);
+      for (let i = 0; i < out.length; i++) {
+        if (!Number.isFinite(out[i])) {
+          throw notFinite(scan, ix[Math.floor(i / D)], out[i]);
+        }
       }
-    }, () => npy[Symbol.dispose]());
+    }, () => store.close());
   }
 }
 
@@ -374,7 +389,7 @@ export class TraceDataset {
  * metadata, and `rows()` to copy selected rows out.
  */
 export class TraceRows {
-  /** Path of trace.jsonl. */
+  /** Path of trace.jsonl, or of the `shards/` folder of a sharded run. */
   readonly path: string;
   /** Number of rows N. */
   readonly n: number;
@@ -389,12 +404,12 @@ export class TraceRows {
 
   /** Used by {@linkcode TraceDataset.open}. */
   constructor(
-    source: { tracePath: string; n: number; dim: number; meta: TraceMeta },
+    source: { path: string; n: number; dim: number; meta: TraceMeta },
     residence: "memory" | "states.npy",
     read: (indices: Int32Array, out: Float32Array) => void,
     close: () => void = () => {},
   ) {
-    this.path = source.tracePath;
+    this.path = source.path;
     this.n = source.n;
     this.dim = source.dim;
     this.meta = source.meta;
@@ -428,211 +443,222 @@ export class TraceRows {
     this.#read(indices, out);
   }
 
-  /** Release the file handle, if any. */
+  /** Release the file handles, if any. */
   close(): void {
     this.#close();
   }
 }
 
-/** What one pass over trace.jsonl yields. */
-interface Scan {
-  /** Path of trace.jsonl. */
+/** One trace.jsonl of a run: the only one, or one shard's. */
+interface TracePart {
+  /** Its folder. */
+  dir: string;
+  /** Its trace.jsonl. */
   tracePath: string;
-  /** Kept rows. */
-  n: number;
-  /** State width. */
-  dim: number;
-  /** Row metadata. */
-  meta: TraceMeta;
-  /** The valid states.npy cache, if any. */
-  npy: NpyReader | null;
-  /** For each kept row, its row in states.npy (with `npy`). */
-  npyRow: Int32Array | null;
-  /** The kept rows decoded from the inline data (without `npy`). */
-  inline: Float32Array | null;
+  /** Its header. */
+  header: TraceHeader;
 }
 
-/** For each (example, t), the first row of that step record. */
-function firstRows(meta: TraceMeta, n: number): Map<string, number> {
-  const start = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const key = `${meta.examples[meta.exampleOf[i]]}|${meta.t[i]}`;
-    if (!start.has(key)) start.set(key, i);
+/** A run's trace files, checked to form one trace. */
+interface TraceRun {
+  /** The run dir (header paths are relative to it). */
+  runDir: string;
+  /** trace.jsonl, or the shards/ folder. */
+  path: string;
+  /** The parts, in shard order. */
+  parts: TracePart[];
+  /** The run's header (see {@linkcode TraceMeta.header}). */
+  header: TraceHeader;
+}
+
+const SHARD_DIR = /^(\d+)-of-(\d+)$/;
+
+/**
+ * The trace files of a run dir or a trace.jsonl path: the run's trace.jsonl,
+ * or every shard's. Refuses a run with missing or unfinished shards, shards
+ * of different counts, or both kinds.
+ */
+async function runFiles(
+  path: string,
+): Promise<
+  { runDir: string; path: string; files: string[]; sharded: boolean }
+> {
+  // Every file is reached through no symbolic link (see confined).
+  const noTrace = (dir: string) => () =>
+    `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`;
+  if (path.endsWith(".jsonl")) {
+    const dir = dirname(path);
+    const file = await confinedFile(dir, basename(path), {
+      missing: noTrace(dir),
+    });
+    return { runDir: dir, path: file.path, files: [file.path], sharded: false };
   }
-  return start;
-}
-
-async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
-  const { tracePath, dir } = await traceFile(path);
-  const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
-  const keepLatents = filter.latents ?? LATENTS;
-
-  let header: TraceHeader | null = null;
-  let npy: NpyReader | null = null;
-  const chunks: Float32Array[] = [];
-  let rows = 0;
-  const examples: string[] = [], exampleIdx = new Map<string, number>();
-  const exampleOf = new GrowableInt32(),
-    tOf = new GrowableInt32(),
-    latentOf = new GrowableInt32();
-  const position = new GrowableInt32(), npyRow = new GrowableInt32();
-  const addressOf = new Map<number, string>();
-  const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
+  const single = await confined(path, "trace.jsonl");
+  const shardsDir = await confined(path, "shards");
+  const hasSingle = await exists(single);
+  const names: string[] = [];
   try {
-    for await (const { line, value } of readJsonl(tracePath)) {
-      if (!header) {
-        header = parseHeader(value, tracePath, line);
-        npy = await openCache(dir, header);
-        continue;
-      }
-      const r = schemas.TraceRecord.safeParse(value);
-      if (!r.success) {
-        throw new InputError(
-          `${tracePath}:${line}: ${formatZodError(r.error)}`,
-        );
-      }
-      const rec = r.data;
-      checkRecord(rec, header, `${tracePath}:${line}`);
-      if (rec.kind === "example") outcomes.push(rec);
-      else if (rec.kind === "readout") {
-        if (filter.readouts !== false) readouts.push(rec);
-      } else {
-        addressOf.set(rec.t, rec.address);
-        if (!keepLatents.includes(rec.latent)) continue;
-        if (selector && !selector.matches(parseAddress(rec.address))) continue;
-        if (npy) {
-          if (rec.row + rec.rows > npy.rows) {
-            throw new InputError(
-              `${tracePath}:${line}: rows ${rec.row}..${
-                rec.row + rec.rows
-              } are past states.npy`,
-            );
-          }
-          for (let k = 0; k < rec.rows; k++) npyRow.push(rec.row + k);
-        } else {
-          chunks.push(decodeInline(rec, header.state_dim, tracePath, line));
-        }
-        let ex = exampleIdx.get(rec.example);
-        if (ex === undefined) {
-          ex = examples.length;
-          examples.push(rec.example);
-          exampleIdx.set(rec.example, ex);
-        }
-        const pos = header.record.positions;
-        for (let k = 0; k < rec.rows; k++) {
-          exampleOf.push(ex);
-          tOf.push(rec.t);
-          latentOf.push(rec.latent === "z_H" ? 0 : 1);
-          position.push(pos[k]);
-        }
-        rows += rec.rows;
-      }
+    for await (const e of Deno.readDir(shardsDir)) {
+      if (SHARD_DIR.test(e.name)) names.push(e.name);
     }
   } catch (e) {
-    npy?.[Symbol.dispose]();
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (hasSingle && names.length) {
+    throw new InputError(
+      `run dir ${path} holds both trace.jsonl and shards/; move one of them to another run dir`,
+    );
+  }
+  if (hasSingle) {
+    const file = await confinedFile(path, "trace.jsonl");
+    return {
+      runDir: path,
+      path: file.path,
+      files: [file.path],
+      sharded: false,
+    };
+  }
+  if (!names.length) {
+    throw new InputError(
+      `no trace.jsonl in ${path}; run \`trminterp trace --run-dir ${path}\` first`,
+    );
+  }
+  const counts = [...new Set(names.map((n) => SHARD_DIR.exec(n)![2]))];
+  if (counts.length > 1) {
+    throw new InputError(
+      `run dir ${path} holds shards of different counts (${
+        counts.map((c) => `of-${c}`).join(", ")
+      }); a run's shards share one count: remove the stray shards/ folders`,
+    );
+  }
+  const n = Number(counts[0]);
+  const files: string[] = [], missing: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const file = await confined(
+      path,
+      `shards/${shardName(i, n)}/trace.jsonl`,
+    );
+    if (await exists(file)) {
+      files.push(
+        (await confinedFile(path, `shards/${shardName(i, n)}/trace.jsonl`))
+          .path,
+      );
+    } else missing.push(i);
+  }
+  if (missing.length) {
+    throw new InputError(
+      `run dir ${path} lacks ${missing.length} of its ${n} shards (${
+        missing.map((i) => shardName(i, n)).join(", ")
+      } have no trace.jsonl); run \`trminterp trace --run-dir ${path} --shard ${
+        missing[0]
+      }/${n}\` for each`,
+    );
+  }
+  return { runDir: path, path: shardsDir, files, sharded: true };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
-  if (!header) throw new InputError(`${tracePath} is empty; re-run trace`);
-  const D = header.state_dim;
-  let inline: Float32Array | null = null;
-  if (!npy) {
-    inline = new Float32Array(rows * D);
-    let off = 0;
-    for (const c of chunks) {
-      inline.set(c, off);
-      off += c.length;
+}
+
+/** Read and check the headers of a run's trace files, and merge them. */
+async function openRun(path: string): Promise<TraceRun> {
+  const found = await runFiles(path);
+  const parts: TracePart[] = [];
+  for (const tracePath of found.files) {
+    parts.push({
+      dir: dirname(tracePath),
+      tracePath,
+      header: await readHeaderLine(tracePath),
+    });
+  }
+  let runDir = found.runDir;
+  const h0 = parts[0].header;
+  if (!found.sharded) {
+    // A shard's trace.jsonl opened by path: its paths are relative to the run dir.
+    if (h0.shard) runDir = join(dirname(found.files[0]), "..", "..");
+    return { runDir, path: found.path, parts, header: h0 };
+  }
+  const n = parts.length;
+  const want = JSON.stringify({ ...traceSettings(h0), states: h0.states });
+  for (let i = 0; i < n; i++) {
+    const h = parts[i].header;
+    const name = shardName(i, n);
+    if (!h.shard || h.shard.index !== i || h.shard.count !== n) {
+      throw new InputError(
+        `${
+          parts[i].tracePath
+        }: its header is not shard ${name}; re-run \`trminterp trace --shard ${i}/${n}\``,
+      );
+    }
+    const got = JSON.stringify({ ...traceSettings(h), states: h.states });
+    if (got !== want) {
+      throw new InputError(
+        `shard ${name} was traced with different settings than ${
+          shardName(0, n)
+        } (${
+          firstDifference(
+            { ...traceSettings(h0), states: h0.states },
+            { ...traceSettings(h), states: h.states },
+          )
+        }); re-trace it with the same flags`,
+      );
+    }
+    const slice = shardSlice(i, n, h0.inputs.selected);
+    if (h.shard.first !== slice.first || h.shard.examples !== slice.examples) {
+      throw new InputError(
+        `${
+          parts[i].tracePath
+        }: shard ${name} holds examples ${h.shard.first}..${
+          h.shard.first + h.shard.examples
+        }, not ${slice.first}..${
+          slice.first + slice.examples
+        } of ${h0.inputs.selected}; re-run \`trminterp trace --shard ${i}/${n}\``,
+      );
     }
   }
+  let row = 0;
+  const blocks = h0.blocks.map((b, k) => {
+    const rows = parts.reduce((a, p) => a + p.header.blocks[k].rows, 0);
+    const out = { ...b, row, rows };
+    row += rows;
+    return out;
+  });
   return {
-    tracePath,
-    n: rows,
-    dim: D,
-    npy,
-    npyRow: npy ? npyRow.toArray() : null,
-    inline,
-    meta: {
-      header,
-      examples,
-      exampleOf: exampleOf.toArray(),
-      t: tOf.toArray(),
-      latentOf: Uint8Array.from(latentOf.toArray()),
-      position: position.toArray(),
-      addressOf,
-      outcomes,
-      readouts,
-      source: npy ? "states.npy" : "inline",
-    },
+    runDir,
+    path: found.path,
+    parts,
+    header: { ...h0, shard: null, rows: row, blocks, states_npy: null },
   };
 }
 
-/** An Int32Array that grows by doubling (plain arrays of millions of numbers cost more). */
-class GrowableInt32 {
-  #buf = new Int32Array(1024);
-  #n = 0;
-  push(v: number): void {
-    if (this.#n === this.#buf.length) {
-      const next = new Int32Array(this.#buf.length * 2);
-      next.set(this.#buf);
-      this.#buf = next;
+/** The first key path where two JSON values differ, as text. */
+function firstDifference(a: unknown, b: unknown, at = ""): string {
+  if (JSON.stringify(a) === JSON.stringify(b)) return "";
+  if (
+    a && b && typeof a === "object" && typeof b === "object" &&
+    !Array.isArray(a) && !Array.isArray(b)
+  ) {
+    const ao = a as Record<string, unknown>, bo = b as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(ao), ...Object.keys(bo)])) {
+      const d = firstDifference(ao[k], bo[k], at ? `${at}.${k}` : k);
+      if (d) return d;
     }
-    this.#buf[this.#n++] = v;
   }
-  toArray(): Int32Array {
-    return this.#buf.slice(0, this.#n);
-  }
+  return `${at || "(root)"}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`;
 }
 
-/** Read every kept row from states.npy into one `[N, D]` array, in runs. */
-function readAllRows(scan: Scan): Float32Array {
-  const { npy, npyRow, n, dim } = scan;
-  const out = new Float32Array(n * dim);
-  const bytes = new Uint8Array(out.buffer);
-  for (let i = 0; i < n;) {
-    let j = i + 1;
-    while (j < n && j - i < 4096 && npyRow![j] === npyRow![j - 1] + 1) j++;
-    npy!.readRowsInto(npyRow![i], bytes.subarray(i * dim * 4, j * dim * 4));
-    i = j;
+async function readHeaderLine(tracePath: string): Promise<TraceHeader> {
+  for await (const { line, value } of readJsonl(tracePath)) {
+    return parseHeader(value, tracePath, line);
   }
-  return out;
-}
-
-/** NaN/Inf check over streamed rows, in bounded chunks. */
-function checkFiniteStreaming(scan: Scan): void {
-  const chunk = 4096;
-  const buf = new Float32Array(chunk * scan.dim);
-  const bytes = new Uint8Array(buf.buffer);
-  for (let start = 0; start < scan.n; start += chunk) {
-    const m = Math.min(chunk, scan.n - start);
-    for (let k = 0; k < m;) {
-      let j = k + 1;
-      while (
-        j < m && scan.npyRow![start + j] === scan.npyRow![start + j - 1] + 1
-      ) j++;
-      scan.npy!.readRowsInto(
-        scan.npyRow![start + k],
-        bytes.subarray(k * scan.dim * 4, j * scan.dim * 4),
-      );
-      k = j;
-    }
-    checkFinite(buf.subarray(0, m * scan.dim), scan, start);
-  }
-}
-
-/**
- * trace.jsonl of a run dir, or a path to a `.jsonl`: a regular file, reached
- * through no symbolic link.
- */
-async function traceFile(
-  path: string,
-): Promise<{ tracePath: string; dir: string }> {
-  const [dir, name] = path.endsWith(".jsonl")
-    ? [dirname(path), basename(path)]
-    : [path, "trace.jsonl"];
-  const { path: tracePath } = await confinedFile(dir, name, {
-    missing: () =>
-      `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`,
-  });
-  return { tracePath, dir };
+  throw new InputError(`${tracePath} is empty; re-run trace`);
 }
 
 function parseHeader(
@@ -668,12 +694,30 @@ function parseHeader(
     throw bad("record.latents repeats a latent");
   }
   const npy = header.states_npy;
+  if ((npy !== null) !== (header.states === "npy")) {
+    throw bad(
+      `states_npy is ${npy ? "set" : "null"} with states "${header.states}"`,
+    );
+  }
   if (
     npy && (npy.shape[0] !== header.rows || npy.shape[1] !== header.state_dim)
   ) {
     throw bad(
       `states_npy.shape [${npy.shape}] is not [rows, state_dim] = [${header.rows}, ${header.state_dim}]`,
     );
+  }
+  const sc = header.model.schedule;
+  for (const b of header.blocks) {
+    const a = parseAddress(b.address);
+    if (
+      a.sup >= sc.halt_max_steps || a.h >= sc.H_cycles ||
+      (a.l !== "H" && a.l >= sc.L_cycles) ||
+      (a.l === "H") !== (b.latent === "z_H") || b.rows % pos.length !== 0
+    ) {
+      throw bad(
+        `block ${b.address} (${b.latent}, ${b.rows} rows) is not a step of the schedule with whole examples`,
+      );
+    }
   }
   return header;
 }
@@ -726,11 +770,9 @@ function checkRecord(
   const a = parseAddress(rec.address), sc = m.schedule;
   if (
     a.sup >= sc.halt_max_steps || a.h >= sc.H_cycles ||
-    (a.l !== "H" && a.l >= sc.L_cycles) || stepIndex(a, sc) !== rec.t
+    (a.l !== "H" && a.l >= sc.L_cycles)
   ) {
-    throw bad(
-      `address ${rec.address} (t=${rec.t}) is not a step of the schedule`,
-    );
+    throw bad(`address ${rec.address} is not a step of the schedule`);
   }
   if (rec.kind === "readout") {
     ids("pred", rec.pred);
@@ -738,9 +780,6 @@ function checkRecord(
       throw bad(`a readout follows a z_H update of its own sup`);
     }
     return;
-  }
-  if ((a.l === "H") !== (rec.latent === "z_H")) {
-    throw bad(`${rec.latent} is not the latent of ${rec.address}`);
   }
   if (rec.rows !== h.record.positions.length) {
     throw bad(
@@ -809,65 +848,386 @@ export function checkHeaderModel(
   }
 }
 
-async function openCache(
-  dir: string,
-  header: TraceHeader,
-): Promise<NpyReader | null> {
-  if (!header.states_npy) return null;
-  const path = await confined(dir, header.states_npy.file);
-  try {
-    const st = await Deno.lstat(path);
-    if (!st.isFile) return null;
-    if ((await sha256File(path)) !== header.states_npy.sha256) return null;
-    const r = await NpyReader.open(path);
-    if (r.dtype !== "float32" || r.shape[1] !== header.state_dim) {
-      r[Symbol.dispose]();
-      return null;
+/** Reads rows from the states.npy files of a run's parts. */
+class StateStore {
+  #readers: NpyReader[];
+  #partOf: Uint16Array;
+  #npyRow: Int32Array;
+  #dim: number;
+  #half: boolean;
+
+  constructor(
+    readers: NpyReader[],
+    partOf: Uint16Array,
+    npyRow: Int32Array,
+    dim: number,
+    half: boolean,
+  ) {
+    this.#readers = readers;
+    this.#partOf = partOf;
+    this.#npyRow = npyRow;
+    this.#dim = dim;
+    this.#half = half;
+  }
+
+  /** Copy rows `ix` into `out`, reading runs of consecutive rows at once. */
+  read(ix: ArrayLike<number>, out: Float32Array): void {
+    const D = this.#dim, part = this.#partOf, row = this.#npyRow;
+    for (let i = 0; i < ix.length;) {
+      let j = i + 1;
+      while (
+        j < ix.length && j - i < 4096 && part[ix[j]] === part[ix[i]] &&
+        row[ix[j]] === row[ix[j - 1]] + 1
+      ) j++;
+      const dest = out.subarray(i * D, j * D);
+      const reader = this.#readers[part[ix[i]]];
+      if (this.#half) {
+        const half = new Float16Array(dest.length);
+        reader.readRowsInto(row[ix[i]], new Uint8Array(half.buffer));
+        dest.set(half);
+      } else {
+        reader.readRowsInto(
+          row[ix[i]],
+          new Uint8Array(dest.buffer, dest.byteOffset, dest.byteLength),
+        );
+      }
+      i = j;
     }
-    return r;
+  }
+
+  /** Every row, in order. */
+  readAll(): Float32Array {
+    const n = this.#npyRow.length;
+    const out = new Float32Array(n * this.#dim);
+    const chunk = 4096;
+    const ix = new Int32Array(chunk);
+    for (let s = 0; s < n; s += chunk) {
+      const m = Math.min(chunk, n - s);
+      for (let k = 0; k < m; k++) ix[k] = s + k;
+      this.read(ix.subarray(0, m), out.subarray(s * this.#dim));
+    }
+    return out;
+  }
+
+  close(): void {
+    for (const r of this.#readers) r[Symbol.dispose]();
+  }
+}
+
+/** What one pass over a run's trace files yields. */
+interface Scan {
+  /** trace.jsonl, or the shards/ folder. */
+  path: string;
+  /** Kept rows. */
+  n: number;
+  /** State width. */
+  dim: number;
+  /** Row metadata. */
+  meta: TraceMeta;
+  /** The states.npy files, when the states are there. */
+  store: StateStore | null;
+  /** The kept rows decoded from the inline data, otherwise. */
+  inline: Float32Array | null;
+}
+
+/** For each (example, t), the first row of that step record. */
+function firstRows(meta: TraceMeta, n: number): Map<string, number> {
+  const start = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const key = `${meta.examples[meta.exampleOf[i]]}|${meta.t[i]}`;
+    if (!start.has(key)) start.set(key, i);
+  }
+  return start;
+}
+
+async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
+  const run = await openRun(path);
+  const header = run.header;
+  const D = header.state_dim;
+  const sched = header.model.schedule;
+  const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
+  const keepLatents = filter.latents ?? LATENTS;
+  const positions = header.record.positions;
+  const npos = positions.length;
+  const P = run.parts.length;
+
+  // The kept blocks, and where each part's rows of each land.
+  const blockIdx = new Map<string, number>();
+  const addressOf = new Map<number, string>();
+  const tOf: number[] = [];
+  header.blocks.forEach((b, k) => {
+    blockIdx.set(b.address, k);
+    const t = stepIndex(parseAddress(b.address), sched);
+    tOf.push(t);
+    addressOf.set(t, b.address);
+  });
+  const kept = header.blocks.map((b) =>
+    keepLatents.includes(b.latent) &&
+    (!selector || selector.matches(parseAddress(b.address)))
+  );
+  const landAt: number[][] = run.parts.map(() => []);
+  let n = 0;
+  header.blocks.forEach((_, k) => {
+    for (let p = 0; p < P; p++) {
+      landAt[p][k] = n;
+      if (kept[k]) n += run.parts[p].header.blocks[k].rows;
+    }
+  });
+  const half = header.dtype === "float16";
+  const readers: NpyReader[] = [];
+  const closeAll = () => readers.forEach((r) => r[Symbol.dispose]());
+  try {
+    for (const part of run.parts) {
+      checkBlocks(part);
+      // Every row is in states.npy (checked against the header) or in the
+      // file as base64: a header cannot make us allocate more than that.
+      if (header.states === "npy") readers.push(await openStates(part));
+      else {
+        const size = (await Deno.stat(part.tracePath)).size;
+        if (part.header.rows * D * (half ? 2 : 4) > size) {
+          throw new InputError(
+            `${part.tracePath}: the header claims ${part.header.rows} rows, more than the file holds; the trace is corrupt, re-run trace`,
+          );
+        }
+      }
+    }
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof InputError) {
-      return null;
+    closeAll();
+    throw e;
+  }
+  const inline = header.states === "inline" ? new Float32Array(n * D) : null;
+  const exampleOf = new Int32Array(n),
+    t = new Int32Array(n),
+    latentOf = new Uint8Array(n),
+    position = new Int32Array(n),
+    filled = new Uint8Array(n);
+  const partOf = new Uint16Array(inline ? 0 : n),
+    npyRow = new Int32Array(inline ? 0 : n);
+  const examples: string[] = [], exampleIdx = new Map<string, number>();
+  const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
+  const digest = new TraceDigest(traceSettings(header));
+  try {
+    for (let p = 0; p < P; p++) {
+      const part = run.parts[p];
+      let first = true;
+      for await (const { line, value } of readJsonl(part.tracePath)) {
+        if (first) {
+          first = false;
+          continue;
+        }
+        const r = schemas.TraceRecord.safeParse(value);
+        if (!r.success) {
+          throw new InputError(
+            `${part.tracePath}:${line}: ${formatZodError(r.error)}`,
+          );
+        }
+        const rec = r.data;
+        checkRecord(rec, part.header, `${part.tracePath}:${line}`);
+        if (rec.kind === "example") {
+          outcomes.push(rec);
+          digest.add(rec);
+          continue;
+        }
+        if (rec.kind === "readout") {
+          if (filter.readouts !== false) readouts.push(rec);
+          continue;
+        }
+        const k = blockIdx.get(rec.address);
+        const where = `${part.tracePath}:${line}`;
+        if (k === undefined) {
+          throw new InputError(
+            `${where}: step ${rec.address} is not among the header's blocks; the trace is corrupt, re-run trace`,
+          );
+        }
+        if (!kept[k]) continue;
+        const block = part.header.blocks[k];
+        const local = rec.row - block.row;
+        if (rec.rows !== npos || local < 0 || local + npos > block.rows) {
+          throw new InputError(
+            `${where}: rows ${rec.row}..${
+              rec.row + rec.rows
+            } lie outside block ${rec.address} (rows ${block.row}..${
+              block.row + block.rows
+            }); the trace is corrupt, re-run trace`,
+          );
+        }
+        let ex = exampleIdx.get(rec.example);
+        if (ex === undefined) {
+          ex = examples.length;
+          examples.push(rec.example);
+          exampleIdx.set(rec.example, ex);
+        }
+        const at = landAt[p][k] + local;
+        for (let j = 0; j < npos; j++) {
+          if (filled[at + j]) {
+            throw new InputError(
+              `${where}: row ${
+                rec.row + j
+              } belongs to two step records; the trace is corrupt, re-run trace`,
+            );
+          }
+          filled[at + j] = 1;
+          exampleOf[at + j] = ex;
+          t[at + j] = tOf[k];
+          latentOf[at + j] = block.latent === "z_H" ? 0 : 1;
+          position[at + j] = positions[j];
+          if (!inline) {
+            partOf[at + j] = p;
+            npyRow[at + j] = rec.row + j;
+          }
+        }
+        if (inline) decodeInline(rec.data, inline, at, npos, D, half, where);
+      }
+    }
+  } catch (e) {
+    closeAll();
+    throw e;
+  }
+  const unfilled = filled.indexOf(0);
+  if (unfilled >= 0) {
+    closeAll();
+    throw new InputError(
+      `${run.path}: state row ${unfilled} of the kept rows has no step record; the trace is corrupt, re-run trace`,
+    );
+  }
+  return {
+    path: run.path,
+    n,
+    dim: D,
+    store: inline ? null : new StateStore(readers, partOf, npyRow, D, half),
+    inline,
+    meta: {
+      header,
+      examples,
+      exampleOf,
+      t,
+      latentOf,
+      position,
+      addressOf,
+      outcomes,
+      readouts,
+      source: inline ? "inline" : "states.npy",
+      digest: digest.hex(),
+      runDir: run.runDir,
+      files: run.parts.map((p) => p.tracePath),
+    },
+  };
+}
+
+/** The header's blocks must tile its rows in order. */
+function checkBlocks(part: TracePart): void {
+  let row = 0;
+  for (const b of part.header.blocks) {
+    if (b.row !== row) {
+      throw new InputError(
+        `${part.tracePath}: header block ${b.address} starts at row ${b.row}, not ${row}; the trace is corrupt, re-run trace`,
+      );
+    }
+    row += b.rows;
+  }
+  if (row !== part.header.rows) {
+    throw new InputError(
+      `${part.tracePath}: the header's blocks hold ${row} rows, not ${part.header.rows}; the trace is corrupt, re-run trace`,
+    );
+  }
+}
+
+/** Open a part's states.npy after checking it is the file its header pins. */
+async function openStates(part: TracePart): Promise<NpyReader> {
+  const h = part.header;
+  const path = await confined(part.dir, "states.npy");
+  const rerun = h.shard
+    ? `\`trminterp trace --shard ${h.shard.index}/${h.shard.count}\``
+    : "trace";
+  if (!h.states_npy) {
+    throw new InputError(
+      `${part.tracePath}: the header says the states are in states.npy but pins none; the trace is corrupt, re-run ${rerun}`,
+    );
+  }
+  let sha: string;
+  try {
+    checkRegular(path, await Deno.lstat(path));
+    sha = await sha256File(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(
+        `no states.npy next to ${part.tracePath}, which keeps its states there; re-run ${rerun}`,
+      );
     }
     throw e;
   }
+  if (sha !== h.states_npy.sha256) {
+    throw new InputError(
+      `${path} is not the states.npy its trace.jsonl pins (sha256 ${
+        sha.slice(0, 12)
+      }…, header ${
+        h.states_npy.sha256.slice(0, 12)
+      }…): it was changed or replaced; re-run ${rerun}`,
+    );
+  }
+  const r = await NpyReader.open(path);
+  if (
+    r.dtype !== h.dtype || r.shape.length !== 2 || r.shape[0] !== h.rows ||
+    r.shape[1] !== h.state_dim
+  ) {
+    r[Symbol.dispose]();
+    throw new InputError(
+      `${path} holds ${r.dtype} [${r.shape}], not ${h.dtype} [${h.rows}, ${h.state_dim}] as its header says; re-run ${rerun}`,
+    );
+  }
+  return r;
 }
 
 function decodeInline(
-  rec: TraceStep,
+  data: string | undefined,
+  out: Float32Array,
+  row: number,
+  rows: number,
   D: number,
-  path: string,
-  line: number,
-): Float32Array {
-  const buf = Buffer.from(rec.data, "base64");
-  if (buf.length !== rec.rows * D * 4) {
+  half: boolean,
+  where: string,
+): void {
+  const buf = Buffer.from(data ?? "", "base64");
+  const size = half ? 2 : 4;
+  if (buf.length !== rows * D * size) {
     throw new InputError(
-      `${path}:${line}: step data holds ${buf.length} bytes, expected ${rec.rows}x${D} float32; the trace is corrupt, re-run trace`,
+      `${where}: step data holds ${buf.length} bytes, expected ${rows}x${D} ${
+        half ? "float16" : "float32"
+      }; the trace is corrupt, re-run trace`,
     );
   }
-  const out = new Float32Array(rec.rows * D);
-  new Uint8Array(out.buffer).set(buf);
-  return out;
+  const bytes = new Uint8Array(buf.length);
+  bytes.set(buf);
+  out.set(
+    half ? new Float16Array(bytes.buffer) : new Float32Array(bytes.buffer),
+    row * D,
+  );
 }
 
-function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
+function checkFinite(data: Float32Array, scan: Scan): void {
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
-      const r = rowOffset + Math.floor(i / scan.dim), m = scan.meta;
-      throw new InputError(
-        `${scan.tracePath}: the states of ${m.examples[m.exampleOf[r]]} at ${
-          m.addressOf.get(m.t[r])
-        } (${LATENTS[m.latentOf[r]]}) contain ${
-          data[i]
-        }; the model diverged or the trace is corrupt`,
-      );
+      throw notFinite(scan, Math.floor(i / scan.dim), data[i]);
     }
   }
 }
 
+function notFinite(scan: Scan, r: number, value: number): InputError {
+  const m = scan.meta;
+  return new InputError(
+    `${scan.path}: the states of ${m.examples[m.exampleOf[r]]} at ${
+      m.addressOf.get(m.t[r])
+    } (${
+      LATENTS[m.latentOf[r]]
+    }) contain ${value}; the model diverged or the trace is corrupt`,
+  );
+}
+
 /**
- * Read and validate only the header line of a trace (a run dir or a
- * trace.jsonl path), without reading its records.
+ * Read and check only the header line of a trace (a run dir or a trace.jsonl
+ * path), without reading its records. For a sharded run, every shard's
+ * header is read and checked, and the run's header is returned (see
+ * {@linkcode TraceMeta.header}).
  *
  * @example
  * ```ts
@@ -887,9 +1247,47 @@ function checkFinite(data: Float32Array, scan: Scan, rowOffset = 0): void {
  * ```
  */
 export async function readTraceHeader(path: string): Promise<TraceHeader> {
-  const { tracePath } = await traceFile(path);
-  for await (const { line, value } of readJsonl(tracePath)) {
-    return parseHeader(value, tracePath, line);
-  }
-  throw new InputError(`${tracePath} is empty; re-run trace`);
+  return (await openRun(path)).header;
+}
+
+/**
+ * Where a run's trace is, for messages: its trace.jsonl, or the `shards/`
+ * folder of a sharded run (whose shards are checked to form one trace).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { traceLocation } from "./dataset.ts";
+ * import { runTrace } from "./trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2, shard: { index: 1, count: 2 } });
+ *   await assert.rejects(traceLocation(dir), /lacks 1 of its 2 shards/);
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2, shard: { index: 0, count: 2 } });
+ *   assert.equal(await traceLocation(dir), `${dir}/shards`);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function traceLocation(path: string): Promise<string> {
+  return (await openRun(path)).path;
+}
+
+/**
+ * The run dir a trace's header paths are relative to: `path` itself for a
+ * run dir, the folder of a trace.jsonl, or the run dir of a shard's
+ * trace.jsonl.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { traceRunDir } from "./dataset.ts";
+ * assert.equal(await traceRunDir("runs/a"), "runs/a");
+ * ```
+ */
+export async function traceRunDir(path: string): Promise<string> {
+  if (!path.endsWith(".jsonl")) return path;
+  return (await openRun(path)).runDir;
 }

@@ -4,13 +4,14 @@
  *
  * @module
  */
+import { join, relative, resolve } from "node:path";
 import { StepSelector } from "../model/address.ts";
 import type { BackendName } from "../model/backend.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
 import { type Hook, type Latent, rollout } from "../model/rollout.ts";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 import type { OutputSet } from "../io/atomic.ts";
-import { prepareRunDir } from "../io/run_dir.ts";
+import { openShardDir, pathExists, prepareRunDir } from "../io/run_dir.ts";
 import { VERSION } from "../version.ts";
 import { loadPuzzles, type PuzzleSet } from "./inputs.ts";
 import { parsePositions, selectExamples } from "./positions.ts";
@@ -19,6 +20,21 @@ import {
   type RecordSpec,
   TraceRecorder,
 } from "./recorder.ts";
+import {
+  layoutBlocks,
+  shardName,
+  shardSlice,
+  type StatesDtype,
+  type StatesStorage,
+} from "./layout.ts";
+
+/** One shard of a sharded run: `index` of `count` (v0-spec §3.7). */
+export interface ShardSpec {
+  /** From 0. */
+  index: number;
+  /** The number of shards. */
+  count: number;
+}
 
 /** Options of the trace command. */
 export interface TraceOptions {
@@ -46,8 +62,12 @@ export interface TraceOptions {
   force?: boolean;
   /** Write the `.gitignore` into a new run dir (default true). */
   gitignore?: boolean;
-  /** Also write `states.npy` (default true). */
-  statesNpy?: boolean;
+  /** Where the states go (default `npy`: states.npy; `inline`: base64 in trace.jsonl). */
+  states?: StatesStorage;
+  /** Element type of the stored states (default float32). */
+  statesDtype?: StatesDtype;
+  /** Trace only this shard of the selected examples, into `runDir/shards/<i>-of-<n>/`. */
+  shard?: ShardSpec;
   /** Hooks run before the recorder, so the trace records what they leave. */
   hooks?: Hook[];
   /** Progress: examples done of total. */
@@ -60,7 +80,7 @@ export interface TraceOptions {
 export interface TraceSummary {
   /** Path of trace.jsonl. */
   trace: string;
-  /** Rows in states.npy. */
+  /** State rows written. */
   rows: number;
   /** Examples traced. */
   examples: number;
@@ -111,37 +131,91 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         `step selector "${selector.text}" matches no step of this model's schedule`,
       );
     }
-    const set = await loadPuzzles(
-      opts.inputs,
-      m,
-      (total) => selectExamples(total, opts.limit, opts.seed),
-    );
-    await using run = await prepareRunDir(opts.runDir, {
-      // trace.jsonl lands last and marks a finished run; a states.npy without
-      // it is an orphaned cache (a killed run) and may be replaced.
-      outputs: ["trace.jsonl"],
-      force: opts.force,
-      gitignore: opts.gitignore,
-      create: true,
+    if (layoutBlocks(m.schedule, latents, selector).length === 0) {
+      throw new InputError(
+        `step selector "${selector.text}" matches no step that writes ${
+          latents.join(" or ")
+        }`,
+      );
+    }
+    let selected = 0;
+    let shard: ShardInfo | null = null;
+    const set = await loadPuzzles(opts.inputs, m, (total) => {
+      const chosen = selectExamples(total, opts.limit, opts.seed);
+      selected = chosen.length;
+      if (!opts.shard) return chosen;
+      const { index, count } = opts.shard;
+      const slice = shardSlice(index, count, selected);
+      if (slice.examples === 0) {
+        throw new OptionError(
+          "shard",
+          `{shard} ${index}/${count} gets no examples: ${selected} are selected; use at most ${selected} shards`,
+        );
+      }
+      shard = { index, count, ...slice };
+      return chosen.slice(slice.first, slice.first + slice.examples);
     });
+    // A shard's own folder is its run dir (locked, marked); header paths
+    // stay relative to the run dir all shards share.
+    await using run = opts.shard
+      ? await openShardDir(
+        opts.runDir,
+        shardName(opts.shard.index, opts.shard.count),
+        { force: opts.force, gitignore: opts.gitignore },
+      )
+      : await prepareRunDir(opts.runDir, {
+        // trace.jsonl lands last and marks a finished run; a states.npy
+        // without it is an orphaned file of a killed run and may be replaced.
+        outputs: ["trace.jsonl"],
+        force: opts.force,
+        gitignore: opts.gitignore,
+        create: true,
+      });
+    if (!opts.shard && await pathExists(await run.file("shards"))) {
+      throw new InputError(
+        `run dir ${opts.runDir} holds a sharded trace (shards/); trace without --shard into another run dir`,
+      );
+    }
     await run.checkOutputs(["states.npy"], true);
-    return await writeTrace(bundle, set, set.indices, opts.runDir, {
+    return await writeTrace(bundle, set, set.indices, run.path, {
       latents,
       selector,
       positions,
-      statesNpy: opts.statesNpy !== false,
-    }, opts);
+      states: opts.states ?? "npy",
+      dtype: opts.statesDtype ?? "float32",
+    }, { ...opts, shard, selected });
   } finally {
     await bundle.release();
   }
+}
+
+/** The `shard` of a trace header. */
+export interface ShardInfo extends ShardSpec {
+  /** Index of the shard's first example among the selected ones. */
+  first: number;
+  /** Examples in the shard. */
+  examples: number;
+}
+
+/** What {@linkcode writeTrace} needs besides the record spec. */
+export interface WriteTraceOptions extends
+  Omit<
+    TraceOptions,
+    "force" | "gitignore" | "states" | "statesDtype" | "shard"
+  > {
+  /** The shard this trace is, or null. */
+  shard?: ShardInfo | null;
+  /** Examples selected over all shards (default `chosen.length`). */
+  selected?: number;
 }
 
 /**
  * Roll out the puzzles of `set` (`chosen[i]` is the index in the inputs of
  * `set.puzzles[i]`) and record them into `dir`, which must exist and be
  * locked: the part of {@linkcode runTrace} that intervene's `--save-trace`
- * shares, with its policy among `opts.hooks`. With `outputs`, the two files
- * are staged there and land when the caller commits it.
+ * shares, with its policy among `opts.hooks`. The header records the model
+ * and inputs paths relative to `opts.runDir`. With `outputs`, the files are
+ * staged there and land when the caller commits it.
  */
 export async function writeTrace(
   bundle: Bundle,
@@ -149,7 +223,7 @@ export async function writeTrace(
   chosen: readonly number[],
   dir: string,
   spec: RecordSpec,
-  opts: Omit<TraceOptions, "runDir" | "force" | "gitignore" | "statesNpy">,
+  opts: WriteTraceOptions,
   outputs?: OutputSet,
 ): Promise<TraceSummary> {
   const m = bundle.manifest;
@@ -166,6 +240,7 @@ export async function writeTrace(
       V: m.vocab_size,
       H_init: m.H_init,
       L_init: m.L_init,
+      schedule: m.schedule,
     },
     puzzles,
     chosen,
@@ -189,14 +264,14 @@ export async function writeTrace(
     );
     const s = await recorder.finish({
       kind: "header",
-      format: "trminterp-trace/1",
+      format: "trminterp-trace/2",
       tool: { name: "trminterp", version: VERSION },
       command: opts.command ?? [],
       seed: opts.seed,
       model: {
         name: m.name,
         family: m.family,
-        path: opts.model,
+        path: relativePath(opts.runDir, opts.model),
         sha256: bundle.sha256,
         dtype: m.dtype,
         seq_len: m.seq_len,
@@ -206,11 +281,11 @@ export async function writeTrace(
       },
       backend: bundle.backend,
       inputs: {
-        path: opts.inputs,
+        path: relativePath(opts.runDir, opts.inputs),
         format: set.format,
         sha256: set.sha256,
         total: set.total,
-        selected: chosen.length,
+        selected: opts.selected ?? chosen.length,
         limit: opts.limit ?? null,
       },
       record: {
@@ -220,17 +295,49 @@ export async function writeTrace(
         readouts: "every_H",
         batch,
       },
+      shard: opts.shard ?? null,
       state_dim: m.hidden_size,
-      dtype: "float32",
-      encoding: "base64-f32le",
+      states: spec.states,
+      dtype: spec.dtype,
     }, outputs);
     return {
       ...s,
-      trace: `${dir}/trace.jsonl`,
+      trace: join(dir, "trace.jsonl"),
       seconds: (performance.now() - start) / 1000,
     };
   } catch (e) {
     await recorder.abort();
     throw e;
   }
+}
+
+/**
+ * `path` as the trace header records it: relative to the run dir, with `/`
+ * separators, so the same run in another folder writes the same bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { relativePath } from "./trace.ts";
+ * assert.equal(relativePath("work/runs/a", "work/models/m"), "../../models/m");
+ * assert.equal(relativePath("/r/run", "/r/run/in.jsonl"), "in.jsonl");
+ * ```
+ */
+export function relativePath(runDir: string, path: string): string {
+  return relative(resolve(runDir), resolve(path)).split("\\").join("/") || ".";
+}
+
+/**
+ * A path from a trace header, resolved against the run dir it is relative
+ * to (absolute paths stay as they are).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { headerPath } from "./trace.ts";
+ * assert.equal(headerPath("/r/runs/a", "../../models/m"), "/r/models/m");
+ * ```
+ */
+export function headerPath(runDir: string, path: string): string {
+  return resolve(runDir, path);
 }
