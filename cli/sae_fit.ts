@@ -98,6 +98,12 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
     arg: "SELECTOR",
     help: `steps whose rows train the SAE (default ${D.steps})`,
   },
+  "max-rows": {
+    type: "string",
+    arg: "N",
+    help:
+      "fit on at most N of the selected rows, a subsample drawn with --seed (default all)",
+  },
   holdout: {
     type: "string",
     arg: "FRAC",
@@ -203,6 +209,7 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     steps: str(v, "steps"),
     holdout: numFlag(v.holdout, "--holdout"),
     normalize: parseNormalize(v.normalize),
+    maxRows: intFlag(v["max-rows"], "--max-rows", 1),
     model,
     skipTaskAccuracy: missing.length
       ? `model not at hand: no ${missing.join(" ")}; run with ${

@@ -261,3 +261,39 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("sae fit: --max-rows fits on a seeded subsample of that many rows, the same for the same seed", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const run = join(tmp, "run");
+    await traced(run);
+    const all = await TraceDataset.load(run, { latents: ["z_H"] });
+    const sums: string[] = [];
+    for (const force of [[], ["--force"]]) {
+      const p = await cli([
+        "sae",
+        "fit",
+        "--run-dir",
+        run,
+        "--max-rows",
+        "300",
+        ...FAST,
+        ...force,
+      ]);
+      assert.equal(p.code, 0, p.stderr);
+      sums.push(await fileSha(join(run, "sae.pt")));
+    }
+    assert.equal(sums[0], sums[1]);
+    const m = JSON.parse(
+      await Deno.readTextFile(join(run, "sae_metrics.json")),
+    );
+    assert.ok(all.shape[0] > 300);
+    assert.equal(m.split.train_rows + m.split.heldout_rows, 300);
+    assert.equal(m.config.training.max_rows, 300);
+    const p = await cli(["sae", "fit", "--run-dir", run, "--max-rows", "0"]);
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /--max-rows/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -29,6 +29,7 @@ import {
   ZeroPolicy,
 } from "../intervene/policy.ts";
 import { openRunDir, type RunDir } from "../io/run_dir.ts";
+import { Rng } from "../rng.ts";
 import { headerPath } from "../trace/trace.ts";
 import { MAX_SAE_WEIGHTS, type SAE, type SAEArch } from "./sae.ts";
 import {
@@ -73,6 +74,8 @@ export interface SaeFitOptions {
   holdout?: number;
   /** Input normalization while training (default `SAE_DEFAULTS.normalize`); folded into the saved weights. */
   normalize?: "expected_average_only_in" | "none";
+  /** Use at most this many of the selected rows, a subsample drawn with the seed (default all). */
+  maxRows?: number;
   /** Also write a SAELens v6 folder under `<run-dir>/saelens/`. */
   exportSaeLens?: boolean;
   /** Model bundle for task accuracy recovered (default: the trace's, its header path resolved against the run dir). */
@@ -118,6 +121,15 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   const latent = opts.latent ?? SAE_DEFAULTS.latent;
   const select = opts.steps ?? SAE_DEFAULTS.steps;
   const selector = StepSelector.parse(select);
+  if (
+    opts.maxRows !== undefined &&
+    !(Number.isInteger(opts.maxRows) && opts.maxRows >= 1)
+  ) {
+    throw new OptionError(
+      "maxRows",
+      `{maxRows} must be a positive integer, got ${opts.maxRows}`,
+    );
+  }
   // Held for the whole fit: no other command replaces the trace meanwhile.
   await using run = await openRunDir(opts.runDir);
   // Reads every shard of a sharded run. Streams rows from states.npy when
@@ -152,7 +164,14 @@ async function fitAndWrite(
   },
 ): Promise<SaeMetricsJson> {
   const { holdout, latent, select, selector } = c;
-  const N = ds.n, D = ds.dim;
+  const D = ds.dim;
+  // --max-rows: a seeded subsample of the rows, in trace order.
+  const pick = opts.maxRows !== undefined && opts.maxRows < ds.n
+    ? Int32Array.from(
+      new Rng(opts.seed, 3).sample(ds.n, opts.maxRows).sort((a, b) => a - b),
+    )
+    : null;
+  const N = pick ? pick.length : ds.n;
   if (N === 0) {
     throw new OptionError(
       "steps",
@@ -182,12 +201,17 @@ async function fitAndWrite(
       `the trace holds ${ds.meta.examples.length} example; a held-out split needs at least 2`,
     );
   }
-  const exampleOf = ds.meta.exampleOf;
+  const exampleOf = pick
+    ? pick.map((r) => ds.meta.exampleOf[r])
+    : ds.meta.exampleOf;
   const split = splitByGroup(exampleOf, holdout, opts.seed);
   const source = {
     n: N,
     dim: D,
-    rows: (ix: Int32Array, out: Float32Array) => ds.rows(ix, out),
+    rows: pick
+      ? (ix: Int32Array, out: Float32Array) =>
+        ds.rows(ix.map((i) => pick[i]), out)
+      : (ix: Int32Array, out: Float32Array) => ds.rows(ix, out),
   };
   const fitOpts: FitOptions = {
     arch: arch.name,
@@ -225,6 +249,7 @@ async function fitAndWrite(
         ...fitOpts,
         indices: undefined,
         holdout,
+        max_rows: opts.maxRows,
         steps_taken: fit.steps,
         scaling_factor: fit.scaling_factor,
       }).filter(([, v]) => v !== undefined),
