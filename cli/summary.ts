@@ -126,7 +126,9 @@ export function traceSummary(s: TraceSummary, runDir: string): string {
       s.tokenAcc.toFixed(4)
     }`,
     "",
-    `next: ${invocation()} sae fit --run-dir ${runDir}`,
+    s.shard
+      ? `next, once all ${s.shard.count} shards are traced: ${invocation()} sae fit --run-dir ${runDir}`
+      : `next: ${invocation()} sae fit --run-dir ${runDir}`,
   ];
   return lines.join("\n");
 }

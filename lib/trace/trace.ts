@@ -92,6 +92,8 @@ export interface TraceSummary {
   perSup: PerSupAccuracy[];
   /** Wall time in seconds (not in any payload). */
   seconds: number;
+  /** The shard this trace is, when traced with `shard`. */
+  shard?: ShardInfo | null;
 }
 
 /**
@@ -302,6 +304,7 @@ export async function writeTrace(
     }, outputs);
     return {
       ...s,
+      shard: opts.shard ?? null,
       trace: join(dir, "trace.jsonl"),
       seconds: (performance.now() - start) / 1000,
     };
