@@ -610,6 +610,16 @@ async function openRun(path: string): Promise<TraceRun> {
         }); re-trace it with the same flags`,
       );
     }
+    if (
+      h.blocks.length !== h0.blocks.length ||
+      h.blocks.some((b, k) => b.address !== h0.blocks[k].address)
+    ) {
+      throw new InputError(
+        `${parts[i].tracePath}: its blocks are not those of ${
+          shardName(0, n)
+        }; the trace is corrupt, re-run \`trminterp trace --shard ${i}/${n}\``,
+      );
+    }
     const slice = shardSlice(i, n, h0.inputs.selected);
     if (h.shard.first !== slice.first || h.shard.examples !== slice.examples) {
       throw new InputError(
