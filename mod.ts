@@ -98,6 +98,7 @@ export type {
 } from "./lib/intervene/evaluate.ts";
 export { runTrace } from "./lib/trace/trace.ts";
 export type {
+  ShardInfo,
   ShardSpec,
   TraceOptions,
   TraceSummary,

@@ -846,7 +846,8 @@ Deno.test({
           PUZZLES,
           "--latents",
           "z_H",
-          "--no-states-npy",
+          "--states",
+          "inline",
         ]);
         assert.equal(p.code, 0, p.stderr);
         const df = await run("df", ["-B1", "--output=avail", fs]);

@@ -169,7 +169,11 @@ Deno.test("trace: --states npy and inline hold the same states, equal to numpy.l
     assert.equal((await cli(traceArgs(run, inputs))).code, 0);
     const p = await cli(traceArgs(inl, inputs, ["--states", "inline"]));
     assert.equal(p.code, 0, p.stderr);
-    assert.deepEqual(await listDir(inl), [".gitignore", "trace.jsonl"]);
+    assert.deepEqual(await listDir(inl), [
+      ".gitignore",
+      ".trminterp-run",
+      "trace.jsonl",
+    ]);
     const npyDs = await TraceDataset.load(run);
     const inlineDs = await TraceDataset.load(join(inl, "trace.jsonl"));
     assert.equal(npyDs.meta.source, "states.npy");

@@ -299,10 +299,10 @@ export class TraceRecorder implements Hook {
     for (let i = 0; i < half.length; i++) {
       if (!Number.isFinite(half[i]) && Number.isFinite(rows[i])) {
         throw new OptionError(
-          "states-dtype",
+          "statesDtype",
           `the state of ${example} at ${address} holds ${
             rows[i]
-          }, outside float16's range (±65504); trace with {states-dtype} float32`,
+          }, outside float16's range (±65504); trace with {statesDtype} float32`,
         );
       }
     }
