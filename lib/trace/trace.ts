@@ -174,8 +174,9 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         create: true,
       });
     if (!opts.shard && await pathExists(await run.file("shards"))) {
-      throw new InputError(
-        `run dir ${opts.runDir} holds a sharded trace (shards/); trace without --shard into another run dir`,
+      throw new OptionError(
+        "shard",
+        `run dir ${opts.runDir} holds a sharded trace (shards/); trace without {shard} into another {runDir}`,
       );
     }
     await run.checkOutputs(["states.npy"], true);
