@@ -32,19 +32,26 @@ for (const family of ["trm", "hrm"]) {
     const [wasm, gpu] = results;
     // The outputs (logits) are compared absolutely; the states, whose scale
     // grows with random weights, relative to their largest magnitude.
+    // One net call is the computation itself; later states also carry the
+    // float32 rounding of every earlier call, which a random-weight model
+    // amplifies (the HRM fixture by about 30x over its 24 calls).
+    const rel = (i: number) =>
+      maxAbsDiff(wasm.states[i], gpu.states[i]) /
+      Math.max(1, ...wasm.states[i].map(Math.abs));
+    const firstRel = rel(0);
     let stateRel = 0;
-    wasm.states.forEach((s, i) => {
-      const scale = Math.max(1, ...s.map(Math.abs));
-      stateRel = Math.max(stateRel, maxAbsDiff(s, gpu.states[i]) / scale);
-    });
+    wasm.states.forEach((_, i) => stateRel = Math.max(stateRel, rel(i)));
     const logitDiff = maxAbsDiff(allLogits(wasm.res), allLogits(gpu.res));
     console.log(
       `  ${family}: webgpu vs wasm: logits max |diff| ${
         logitDiff.toExponential(2)
-      }, states max rel ${stateRel.toExponential(2)}`,
+      }, first net call rel ${firstRel.toExponential(2)}, all states max rel ${
+        stateRel.toExponential(2)
+      }`,
     );
     assert.ok(logitDiff <= 1e-4, `logits differ by ${logitDiff}`);
-    assert.ok(stateRel <= 1e-4, `states differ by ${stateRel} relative`);
+    assert.ok(firstRel <= 1e-5, `the first net call differs by ${firstRel}`);
+    assert.ok(stateRel <= 1e-3, `states differ by ${stateRel} relative`);
     assert.deepEqual(
       gpu.res.map((o) => Array.from(o.pred)),
       wasm.res.map((o) => Array.from(o.pred)),
