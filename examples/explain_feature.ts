@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { SAE, TraceDataset } from "../mod.ts";
 
 /** Where a feature fires: mean activation per (step address, position). */
@@ -171,8 +171,11 @@ if (import.meta.main) {
       (p.density * 100).toFixed(2)
     }% of ${p.rows} rows`,
   );
+  // The header records the model's path relative to the run dir.
   const tokens = JSON.parse(
-    await Deno.readTextFile(join(ds.header.model.path, "model.json")),
+    await Deno.readTextFile(
+      join(resolve(runDir, ds.header.model.path), "model.json"),
+    ),
   ).tokens as { symbols: string[]; symbol_offset: number };
   const symbol = (t: number) =>
     tokens.symbols[t - tokens.symbol_offset] ?? `token ${t}`;
