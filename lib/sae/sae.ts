@@ -8,6 +8,10 @@
 
 import { InputError } from "../errors.ts";
 import { architecture, type SAEArch, type SAEConfig } from "./arch/mod.ts";
+import { preActivations } from "./encode_kernel.ts";
+
+/** Rows from which {@linkcode SAE.encode} uses the SIMD kernel. */
+const SIMD_MIN_ROWS = 8;
 
 export type { SAEArch, SAEConfig };
 
@@ -143,6 +147,9 @@ export class SAE {
   /**
    * Feature activations `[n,F]` for states `h` `[n,D]` (row-major).
    * TopK follows SAELens v6: keep the k largest pre-activations, then ReLU.
+   * From 8 rows on, the pre-activations come from a WebAssembly SIMD kernel
+   * that rounds exactly as the scalar loop does (float64 sums in input
+   * order), so the result never depends on how many rows a call holds.
    */
   encode(h: Float32Array): Float32Array {
     const { d_in: D, d_sae: F } = this.cfg;
@@ -153,28 +160,60 @@ export class SAE {
     }
     const n = h.length / D;
     const out = new Float32Array(n * F);
-    const xc = new Float64Array(D);
-    const acc = new Float64Array(F);
     const arch = architecture(this.cfg.arch);
     const cap = arch.maxActive(this.cfg);
     const idx = new Int32Array(cap), val = new Float32Array(cap);
+    // The SIMD kernel rounds exactly as the loop below; it pays off once its
+    // per-call conversion of W_enc is shared by a few rows.
+    const simd = n >= SIMD_MIN_ROWS &&
+      preActivations(h, D, F, this.W_enc, this.b_dec, this.b_enc, out);
+    const xc = new Float64Array(simd ? 0 : D);
+    const acc = new Float64Array(simd ? 0 : F);
     for (let r = 0; r < n; r++) {
-      for (let d = 0; d < D; d++) xc[d] = h[r * D + d] - this.b_dec[d];
-      for (let j = 0; j < F; j++) acc[j] = this.b_enc[j];
-      // i-k-j order: stream contiguous rows of W_enc.
-      for (let d = 0; d < D; d++) {
-        const x = xc[d];
-        if (x === 0) continue;
-        const o = d * F;
-        for (let j = 0; j < F; j++) acc[j] += x * this.W_enc[o + j];
-      }
       const o = r * F;
-      for (let j = 0; j < F; j++) out[o + j] = acc[j];
+      if (!simd) {
+        for (let d = 0; d < D; d++) xc[d] = h[r * D + d] - this.b_dec[d];
+        for (let j = 0; j < F; j++) acc[j] = this.b_enc[j];
+        // i-k-j order: stream contiguous rows of W_enc.
+        for (let d = 0; d < D; d++) {
+          const x = xc[d];
+          if (x === 0) continue;
+          const w = d * F;
+          for (let j = 0; j < F; j++) acc[j] += x * this.W_enc[w + j];
+        }
+        for (let j = 0; j < F; j++) out[o + j] = acc[j];
+      }
       const cnt = arch.activate(out, o, this.cfg, idx, val);
       out.fill(0, o, o + F);
       for (let a = 0; a < cnt; a++) out[o + idx[a]] = val[a];
     }
     return out;
+  }
+
+  /**
+   * The pre-activation of `feature` for row `row` of `h` (`[n,D]`), as
+   * {@linkcode SAE.encode} computes it before the activation: bit for bit
+   * the same value. Its activation is 0 whenever this is not positive (TopK
+   * applies ReLU after selecting), which lets a caller skip the full encode.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SAE } from "./sae.ts";
+   * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
+   * sae.W_enc.set([1, 0, 0, -1]);
+   * assert.equal(sae.preActivation(new Float32Array([3, 1]), 0, 1), -1);
+   * ```
+   */
+  preActivation(h: Float32Array, row: number, feature: number): number {
+    const { d_in: D, d_sae: F } = this.cfg;
+    let acc = this.b_enc[feature];
+    for (let d = 0; d < D; d++) {
+      const x = h[row * D + d] - this.b_dec[d];
+      if (x === 0) continue;
+      acc += x * this.W_enc[d * F + feature];
+    }
+    return Math.fround(acc);
   }
 
   /** Reconstruction `[n,D]` from activations `a` `[n,F]`; zeros are skipped. */

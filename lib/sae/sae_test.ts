@@ -179,6 +179,41 @@ Deno.test("encode/decode match a hand computation (SAELens v6 convention)", () =
   ]);
 });
 
+Deno.test("encode: the SIMD kernel gives the scalar loop's bits, for both architectures and odd shapes", () => {
+  const rng = new Rng(7);
+  for (
+    const cfg of [
+      { arch: "topk" as const, d_in: 64, d_sae: 512, k: 16 },
+      { arch: "relu" as const, d_in: 12, d_sae: 10 },
+      { arch: "topk" as const, d_in: 5, d_sae: 7, k: 3 },
+    ]
+  ) {
+    const sae = new SAE(cfg);
+    for (const a of [sae.W_enc, sae.b_enc, sae.b_dec]) {
+      for (let i = 0; i < a.length; i++) a[i] = rng.normal() * 0.5;
+    }
+    const n = 67; // not a multiple of the kernel's 4-row blocks
+    const h = new Float32Array(n * cfg.d_in).map(() => rng.normal());
+    h.fill(0, 0, cfg.d_in); // a zero row: the scalar loop skips zero inputs
+    const batched = sae.encode(h); // n >= 8 rows: the SIMD kernel
+    const F = cfg.d_sae, D = cfg.d_in;
+    let active = 0;
+    for (let r = 0; r < n; r++) {
+      const one = sae.encode(h.subarray(r * D, (r + 1) * D)); // 1 row: scalar
+      for (let j = 0; j < F; j++) {
+        assert.ok(
+          Object.is(batched[r * F + j], one[j]),
+          `${cfg.arch} row ${r} feature ${j}: ${batched[r * F + j]} vs ${
+            one[j]
+          }`,
+        );
+        if (one[j] !== 0) active++;
+      }
+    }
+    assert.ok(active > n, "the check must see active features");
+  }
+});
+
 Deno.test("TopK keeps at most k nonzeros", () => {
   const rng = new Rng(1);
   const D = 8, F = 40, k = 5;
