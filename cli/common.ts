@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type BackendName, BACKENDS } from "../lib/model/backend.ts";
+import { type BackendChoice, BACKENDS } from "../lib/model/backend.ts";
 import type { Latent } from "../lib/model/rollout.ts";
 import { InputError } from "../lib/errors.ts";
 import { type FlagSpec, formatFlags, intFlag } from "./flags.ts";
@@ -144,14 +144,14 @@ export function parseLatents(
  */
 export function parseBackend(
   v: string | boolean | undefined,
-): BackendName | undefined {
+): BackendChoice | undefined {
   if (typeof v !== "string") return undefined;
   if (!(BACKENDS as readonly string[]).includes(v)) {
     throw new InputError(
-      `--backend: unknown backend "${v}"; use ${BACKENDS.join(" or ")}`,
+      `--backend: unknown backend "${v}"; use ${BACKENDS.join(", ")}`,
     );
   }
-  return v as BackendName;
+  return v as BackendChoice;
 }
 
 /**

@@ -190,6 +190,7 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     command: "sae fit",
     read: [runDir, model, ...ortWasmFiles(header.backend)],
     write: [runDir],
+    ffi: header.backend === "native",
   };
   const missing = await missingGrants(needs);
   const progress = new Progress("sae fit", 0, "steps", wantProgress(v));

@@ -90,7 +90,7 @@ export const TRACE_FLAGS: Record<string, FlagSpec> = {
     arg: "NAME",
     help: `execution backend: ${
       BACKENDS.join(" | ")
-    } (default wasm, sandboxed; native = onnxruntime-node, needs --allow-ffi: trusted workstations only)`,
+    } (default auto: native onnxruntime-node when --allow-ffi is granted and it loads, else wasm with threads, sandboxed; the header records what ran, and the same backend gives byte-identical outputs)`,
   },
   states: {
     type: "string",
@@ -171,7 +171,7 @@ export async function trace(args: string[]): Promise<TraceSummary | void> {
     }
     inputs = join(DEMO_MODEL, "test.jsonl");
   }
-  const backend = parseBackend(v.backend) ?? "wasm";
+  const backend = parseBackend(v.backend) ?? "auto";
   await checkPermissions({
     command: "trace",
     // Atomic renames need read access to the run dir as well (Deno.rename).

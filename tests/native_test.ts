@@ -69,3 +69,39 @@ Deno.test("native: without --allow-ffi the trace is refused up front, naming the
     assert.equal(ok.code, 0, ok.stderr);
   });
 });
+
+Deno.test("auto (the default): native with --allow-ffi, wasm without; the header records which, and the same backend repeats byte for byte", async () => {
+  await withTempDir(async (tmp) => {
+    const model = join(FIXTURES, "tiny_trm");
+    const trace = async (
+      run: string,
+      perms: string[],
+      extra: string[] = [],
+    ) => {
+      const p = await cli([
+        "trace",
+        "--run-dir",
+        join(tmp, run),
+        "--model",
+        model,
+        "--inputs",
+        join(model, "puzzles.jsonl"),
+        ...extra,
+      ], perms);
+      assert.equal(p.code, 0, p.stderr);
+      const text = await Deno.readTextFile(join(tmp, run, "trace.jsonl"));
+      return { text, backend: JSON.parse(text.split("\n")[0]).backend };
+    };
+    const rw = ["--allow-read", "--allow-write"];
+    const sandboxed = await trace("a", rw);
+    assert.equal(sandboxed.backend, "wasm");
+    const wasm = await trace("b", rw, ["--backend", "wasm"]);
+    // Same backend, same states: only the recorded command differs.
+    const body = (t: string) => t.slice(t.indexOf("\n"));
+    assert.equal(body(wasm.text), body(sandboxed.text));
+    const native = await trace("c", [...rw, "--allow-ffi"]);
+    assert.equal(native.backend, "native");
+    const again = await trace("d", [...rw, "--allow-ffi"]);
+    assert.equal(again.text, native.text);
+  });
+});

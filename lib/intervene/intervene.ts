@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { type Bundle, loadBundle, readManifest } from "../model/bundle.ts";
-import type { BackendName } from "../model/backend.ts";
+import type { BackendChoice } from "../model/backend.ts";
 import { InputError, OptionError } from "../errors.ts";
 import { OutputSet, sha256Hex } from "../io/atomic.ts";
 import { openRunDir, type RunDir } from "../io/run_dir.ts";
@@ -93,7 +93,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
   const plan = planIntervention(opts, ds, sae, cfg);
   await run.checkOutputs(["report.json"], opts.force);
   const bundle = await loadBundle(modelDir, {
-    backend: opts.backend ?? header.backend as BackendName,
+    backend: opts.backend ?? header.backend as BackendChoice,
   });
   try {
     if (bundle.sha256 !== header.model.sha256) {

@@ -10,7 +10,7 @@ import {
   type StepAddress,
   StepSelector,
 } from "../model/address.ts";
-import type { BackendName } from "../model/backend.ts";
+import type { BackendChoice } from "../model/backend.ts";
 import type { Latent } from "../model/rollout.ts";
 import { InputError, OptionError } from "../errors.ts";
 import type { SAE } from "../sae/sae.ts";
@@ -60,7 +60,7 @@ export interface InterveneOptions {
   /** Model bundle (default: the trace's). */
   model?: string;
   /** Backend (default: the one the trace ran on, so baselines match exactly). */
-  backend?: BackendName;
+  backend?: BackendChoice;
   /** Examples per batch (default: the trace's, so baselines match exactly). */
   batch?: number;
   /** Save the intervened trace under interventions/<id>/. */

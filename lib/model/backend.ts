@@ -8,14 +8,58 @@ import type * as OrtTypes from "npm:onnxruntime-web@1.30.0";
 import { InputError } from "../errors.ts";
 
 /**
- * Names of the execution backends. `wasm` (the default) and `webgpu` run in
+ * Names of the execution backends that run graphs. `wasm` and `webgpu` run in
  * Deno's sandbox; `native` (onnxruntime-node, see `backend_native.ts`) loads a
  * native library and needs `--allow-ffi`: use it on trusted workstations only.
  */
 export type BackendName = "wasm" | "webgpu" | "native";
 
+/**
+ * A backend as asked for: one of {@linkcode BackendName}, or `auto` (native
+ * when `--allow-ffi` is granted and onnxruntime-node loads, else WASM; see
+ * {@linkcode resolveBackend}).
+ */
+export type BackendChoice = BackendName | "auto";
+
 /** The backends trminterp accepts for `--backend`. */
-export const BACKENDS: readonly BackendName[] = ["wasm", "webgpu", "native"];
+export const BACKENDS: readonly BackendChoice[] = [
+  "auto",
+  "wasm",
+  "webgpu",
+  "native",
+];
+
+/**
+ * The backend `choice` runs on: itself, or for `auto` the native backend when
+ * the ffi permission is granted and onnxruntime-node loads, else `wasm`.
+ * WebGPU is never chosen: it runs only when asked for. Outputs are
+ * byte-identical for the same backend, not across backends, so what ran is
+ * recorded (the trace header's `backend`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveBackend } from "./backend.ts";
+ * assert.equal(await resolveBackend("wasm"), "wasm");
+ * assert.equal(await resolveBackend("auto"), "native"); // doc tests hold --allow-ffi
+ * ```
+ */
+export async function resolveBackend(
+  choice: BackendChoice = "auto",
+): Promise<BackendName> {
+  if (choice !== "auto") return choice;
+  if ((await Deno.permissions.query({ name: "ffi" })).state !== "granted") {
+    return "wasm";
+  }
+  try {
+    const { loadOrtNode } = await import("./backend_native.ts");
+    await loadOrtNode();
+    return "native";
+  } catch {
+    // No addon for this platform, or no read grant for it: the sandboxed path.
+    return "wasm";
+  }
+}
 
 /** A dense tensor as the runner sees it. */
 export interface HostTensor {
@@ -73,6 +117,116 @@ type Ort = typeof OrtTypes;
 const ortCache = new Map<BackendName, Promise<Ort>>();
 
 /**
+ * WASM threads for sessions created from now on; 0 (the default) lets
+ * `loadBundle` pick by the model's size (see
+ * {@linkcode threadsForModel}). onnxruntime-web fixes the count when its
+ * first session is created, so a later call has no effect on this process's
+ * sessions. The thread count does not change outputs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { setWasmThreads, wasmThreads } from "./backend.ts";
+ * setWasmThreads(2);
+ * assert.equal(wasmThreads(), 2);
+ * setWasmThreads(0);
+ * assert.throws(() => setWasmThreads(1.5), /wasm threads must be a whole number/);
+ * ```
+ */
+export function setWasmThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 0) {
+    throw new InputError(`wasm threads must be a whole number >= 0, got ${n}`);
+  }
+  threadsAsked = n;
+}
+
+let threadsAsked = 0;
+let threadsPicked = 0;
+let threadsStarted = 0;
+
+/**
+ * The WASM thread count sessions get (or got, once onnxruntime-web started):
+ * the count set with {@linkcode setWasmThreads}, else the one picked for the
+ * first model loaded, else `min(cores, 4)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wasmThreads } from "./backend.ts";
+ * assert.ok(wasmThreads() >= 1 && wasmThreads() <= 4);
+ * ```
+ */
+export function wasmThreads(): number {
+  if (threadsStarted) return threadsStarted;
+  return threadsAsked || threadsPicked || maxThreads();
+}
+
+function maxThreads(): number {
+  return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4));
+}
+
+/**
+ * The WASM threads for a model whose net call holds `positions × width`
+ * values per example: one thread below 8192 (a net call there is too short
+ * for the threads' hand-offs to pay: the demo model, 16 × 64, ran 2 to 4
+ * times slower on 2 threads on our 2-core machine), else `min(cores, 4)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { threadsForModel } from "./backend.ts";
+ * assert.equal(threadsForModel(16, 64), 1);
+ * assert.ok(threadsForModel(97, 512) >= 1);
+ * ```
+ */
+export function threadsForModel(positions: number, width: number): number {
+  return positions * width < 8192 ? 1 : maxThreads();
+}
+
+/**
+ * Pick the WASM threads for a model about to load, unless a count was set
+ * or onnxruntime-web already started (then this does nothing).
+ */
+export function pickWasmThreads(positions: number, width: number): void {
+  if (!threadsStarted && !threadsAsked) {
+    threadsPicked = threadsForModel(positions, width);
+  }
+}
+
+/**
+ * Pages of onnxruntime-web's shared wasm memory when it runs threads (1 GiB;
+ * the build starts at 16 MiB). Growing that memory while a worker thread runs
+ * is a race in the threaded build: the worker can touch the new pages before
+ * it learns the new size, traps ("memory access out of bounds") and exits,
+ * and the main thread then waits for it forever, one core at 100% (the hang
+ * of a threaded run). Starting large means runs do not grow it; untouched
+ * pages cost no resident memory.
+ */
+const THREADED_MEMORY_PAGES = 16384;
+
+/**
+ * Create onnxruntime-web's first session with the shared memory its module
+ * makes starting at {@linkcode THREADED_MEMORY_PAGES}: the module takes no
+ * memory size option, so the constructor is wrapped for that one call.
+ */
+async function withLargeMemory<T>(f: () => Promise<T>): Promise<T> {
+  const Memory = WebAssembly.Memory;
+  const sized = function (d: WebAssembly.MemoryDescriptor) {
+    if (d.shared && (d.maximum ?? 0) > THREADED_MEMORY_PAGES) {
+      d = { ...d, initial: Math.max(d.initial, THREADED_MEMORY_PAGES) };
+    }
+    return new Memory(d);
+  } as unknown as typeof WebAssembly.Memory;
+  sized.prototype = Memory.prototype;
+  WebAssembly.Memory = sized;
+  try {
+    return await f();
+  } finally {
+    WebAssembly.Memory = Memory;
+  }
+}
+
+/**
  * Load the onnxruntime-web module for a backend. WASM uses the default
  * import, which finds its own `.wasm`; WebGPU needs the `/webgpu` build.
  *
@@ -97,9 +251,7 @@ export function loadOrt(backend: BackendName): Promise<Ort> {
       : import("npm:onnxruntime-web@1.30.0")).then(
         (mod) => {
           const ort = ((mod as { default?: Ort }).default ?? mod) as Ort;
-          // One thread: multithreaded WASM is slower at small batches, and it
-          // needs workers that a sandboxed run may not be allowed to start.
-          ort.env.wasm.numThreads = 1;
+          ort.env.wasm.numThreads = wasmThreads();
           ort.env.logLevel = "error";
           return ort;
         },
@@ -201,13 +353,23 @@ export async function createSession(
   }
   const ort = await loadOrt(opts.backend);
   let session: OrtTypes.InferenceSession;
+  // The module starts at the first session: its thread count and memory are
+  // set then, once for the process.
+  if (opts.backend === "wasm" && !threadsStarted) {
+    ort.env.wasm.numThreads = wasmThreads();
+  }
+  const threaded = opts.backend === "wasm" && !threadsStarted &&
+    ort.env.wasm.numThreads! > 1;
   try {
-    session = await ort.InferenceSession.create(bytes, {
-      executionProviders: [opts.backend],
-      graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
-      // Node-placement notices are not errors; keep stderr to our one-line messages.
-      logSeverityLevel: 3,
-    });
+    const create = () =>
+      ort.InferenceSession.create(bytes, {
+        executionProviders: [opts.backend],
+        graphOptimizationLevel: opts.disableOptimizations ? "disabled" : "all",
+        // Node-placement notices are not errors; keep stderr to our one-line messages.
+        logSeverityLevel: 3,
+      });
+    session = threaded ? await withLargeMemory(create) : await create();
+    if (opts.backend === "wasm") threadsStarted ||= ort.env.wasm.numThreads!;
   } catch (e) {
     const denied = /Requires read access to "([^"]+)"/.exec(String(e));
     if (denied) {

@@ -4,9 +4,12 @@
  * @module
  */
 import {
+  type BackendChoice,
   type BackendName,
   createSession,
   type GraphSession,
+  pickWasmThreads,
+  resolveBackend,
   type ValueInfo,
 } from "./backend.ts";
 import { InputError, OptionError } from "../errors.ts";
@@ -27,7 +30,7 @@ export interface Bundle {
   manifest: ModelManifest;
   /** sha256 of `model.json` (which pins every graph's sha256). */
   sha256: string;
-  /** The backend the sessions run on. */
+  /** The backend the sessions run on (`auto` resolved). */
   backend: BackendName;
   /** Sessions by graph role (`embed`, `net` | `L_net`/`H_net`, `head`). */
   sessions: Record<string, GraphSession>;
@@ -37,8 +40,8 @@ export interface Bundle {
 
 /** Options for {@linkcode loadBundle}. */
 export interface LoadBundleOptions {
-  /** Execution backend; `wasm` when omitted. */
-  backend?: BackendName;
+  /** Execution backend; `wasm` when omitted, `auto` picks one (see `resolveBackend`). */
+  backend?: BackendChoice;
 }
 
 /**
@@ -107,8 +110,14 @@ export async function loadBundle(
   dir: string,
   opts: LoadBundleOptions = {},
 ): Promise<Bundle> {
-  const backend = opts.backend ?? "wasm";
   const { manifest, sha256 } = await readManifest(dir);
+  const backend = await resolveBackend(opts.backend ?? "wasm");
+  if (backend === "wasm") {
+    pickWasmThreads(
+      manifest.puzzle_emb_len + manifest.seq_len,
+      manifest.hidden_size,
+    );
+  }
   const sessions: Record<string, GraphSession> = {};
   const release = async () => {
     for (const s of Object.values(sessions)) await s.release();

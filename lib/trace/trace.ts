@@ -6,7 +6,7 @@
  */
 import { join, relative, resolve } from "node:path";
 import { StepSelector } from "../model/address.ts";
-import type { BackendName } from "../model/backend.ts";
+import type { BackendChoice } from "../model/backend.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
 import { type Hook, type Latent, rollout } from "../model/rollout.ts";
 import { InputError, OptionError } from "../errors.ts";
@@ -56,8 +56,8 @@ export interface TraceOptions {
   positions?: string;
   /** Examples per batch (default 64). */
   batch?: number;
-  /** Execution backend (default wasm). */
-  backend?: BackendName;
+  /** Execution backend (default `auto`: native when --allow-ffi is granted and it loads, else WASM); the header records what ran. */
+  backend?: BackendChoice;
   /** Overwrite an existing trace. */
   force?: boolean;
   /** Write the `.gitignore` into a new run dir (default true). */
@@ -119,7 +119,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   const latents = opts.latents ?? ["z_H", "z_L"];
   const selector = StepSelector.parse(opts.steps ?? "all");
   const bundle = await loadBundle(opts.model, {
-    backend: opts.backend ?? "wasm",
+    backend: opts.backend ?? "auto",
   });
   try {
     const m = bundle.manifest;
