@@ -33,6 +33,27 @@ export interface RolloutExample {
   label: readonly number[];
   /** Puzzle identifier for the puzzle embedding (default 0). */
   puzzleIdentifier?: number;
+  /**
+   * Start at a supervision-step boundary from this carry instead of at
+   * step 0 from `H_init`/`L_init` (see {@linkcode CarryRecorder}).
+   */
+  start?: Carry;
+}
+
+/**
+ * The recurrent state of one example between two supervision steps: what
+ * the next step starts from. Rolling out from a recorded carry gives the
+ * bits the full rollout would have given.
+ */
+export interface Carry {
+  /** The supervision step that starts from this carry (≥ 1). */
+  sup: number;
+  /** z_H, `[P+S, D]`. */
+  zH: FloatArray;
+  /** z_L, `[P+S, D]`. */
+  zL: FloatArray;
+  /** Predictions of the supervision steps before `sup`, each of length S. */
+  predPerSup: readonly Int32Array[];
 }
 
 /** What the hooks of one batch share: its examples and where they start. */
@@ -79,6 +100,24 @@ export interface ReadoutEvent extends BatchInfo {
   halted: Uint8Array;
 }
 
+/** What `onSupervisionEnd` sees: the carry after one supervision step. */
+export interface SupervisionEndEvent extends BatchInfo {
+  /** The supervision step that ended. */
+  sup: number;
+  /** z_H `[B, P+S, D]` that the next step starts from (do not edit). */
+  zH: FloatArray;
+  /** z_L `[B, P+S, D]` that the next step starts from (do not edit). */
+  zL: FloatArray;
+  /** The step's predictions, `[B, S]`. */
+  pred: Int32Array;
+  /** 1 where the example has halted (at this step or before). */
+  halted: Uint8Array;
+  /** Positions per example (P + S). */
+  positions: number;
+  /** State width D. */
+  dim: number;
+}
+
 /** What `onBatchEnd` sees: the batch's outcomes. */
 export interface BatchEndEvent extends BatchInfo {
   /** One outcome per example of the batch, in order. */
@@ -106,13 +145,19 @@ export interface Hook {
   onStep?(e: StepEvent): void | Promise<void>;
   /** After each head readout (see {@linkcode RolloutOptions.readouts}). */
   onReadout?(e: ReadoutEvent): void | Promise<void>;
+  /** After each supervision step, with the carry the next one starts from. */
+  onSupervisionEnd?(e: SupervisionEndEvent): void | Promise<void>;
   /** After a batch has finished, with its outcomes. */
   onBatchEnd?(e: BatchEndEvent): void | Promise<void>;
 }
 
 /** Options for {@linkcode rollout}. */
 export interface RolloutOptions {
-  /** Examples per batch (default 64). Outcomes do not depend on it. */
+  /**
+   * Examples per batch (default 64). Outcomes do not depend on it. Examples
+   * that start at different supervision steps never share a batch, so a list
+   * sorted by start step fills its batches.
+   */
   batch?: number;
   /** Hooks, run in this order at every event. */
   hooks?: readonly Hook[];
@@ -135,7 +180,7 @@ export interface ExampleOutcome {
   label: readonly number[];
   /** Prediction at the halting step. */
   pred: ArrayLike<number>;
-  /** Prediction after each supervision step. */
+  /** Prediction after each supervision step, up to the halting step. */
   predPerSup: ArrayLike<number>[];
   /** Supervision step at which the example halted. */
   haltStep: number;
@@ -223,8 +268,14 @@ export async function rollout(
   const hooks = opts.hooks ?? [];
   const collect = opts.collect !== false;
   const out: ExampleOutcome[] = [];
-  for (let offset = 0; offset < examples.length; offset += size) {
-    const batch = examples.slice(offset, offset + size);
+  const startOf = (ex: RolloutExample) => ex.start?.sup ?? 0;
+  for (let offset = 0; offset < examples.length;) {
+    let end = offset + 1;
+    while (
+      end < examples.length && end - offset < size &&
+      startOf(examples[end]) === startOf(examples[offset])
+    ) end++;
+    const batch = examples.slice(offset, end);
     const info: BatchInfo = { examples: batch, offset };
     for (const h of hooks) await h.onBatchStart?.(info);
     const outcomes = await runBatch(
@@ -235,7 +286,8 @@ export async function rollout(
     );
     for (const h of hooks) await h.onBatchEnd?.({ ...info, outcomes });
     if (collect) out.push(...outcomes);
-    opts.onProgress?.(offset + batch.length, examples.length);
+    opts.onProgress?.(end, examples.length);
+    offset = end;
   }
   return out;
 }
@@ -344,11 +396,30 @@ async function runBatch(
   const x = (await run("embed", s.embed, embedFeeds, { x: B * T * D })).x
     .data as FloatArray;
 
+  const sup0 = info.examples[0]?.start?.sup ?? 0;
   let zH = alloc(B * T * D), zL = alloc(B * T * D);
-  for (let i = 0; i < B * T; i++) {
-    zH.set(m.H_init, i * D);
-    zL.set(m.L_init, i * D);
-  }
+  info.examples.forEach((ex, b) => {
+    const c = ex.start;
+    if (c) {
+      if (
+        c.zH.length !== T * D || c.zL.length !== T * D ||
+        !(c.sup >= 1 && c.sup < halt_max_steps) || c.predPerSup.length !== c.sup
+      ) {
+        throw new Error(
+          `carry of ${ex.id}: expected [${T}, ${D}] states and predictions for supervision steps 0..${
+            c.sup - 1
+          } of 0..${halt_max_steps - 1}`,
+        );
+      }
+      zH.set(c.zH, b * T * D);
+      zL.set(c.zL, b * T * D);
+      return;
+    }
+    for (let i = 0; i < T; i++) {
+      zH.set(m.H_init, (b * T + i) * D);
+      zL.set(m.L_init, (b * T + i) * D);
+    }
+  });
   const injection = alloc(B * T * D);
   const halted = new Uint8Array(B);
   const haltStep = new Int32Array(B).fill(halt_max_steps - 1);
@@ -376,7 +447,7 @@ async function runBatch(
     for (const h of hooks) await h.onStep?.(e);
   };
 
-  for (let sup = 0; sup < halt_max_steps; sup++) {
+  for (let sup = sup0; sup < halt_max_steps; sup++) {
     for (let h = 0; h < H_cycles; h++) {
       for (let l = 0; l < L_cycles; l++) {
         for (let i = 0; i < injection.length; i++) injection[i] = zH[i] + x[i];
@@ -427,14 +498,34 @@ async function runBatch(
     }
     if (sched.halt_mode === "q_halt") {
       for (let b = 0; b < B; b++) if (haltStep[b] === sup) halted[b] = 1;
-      if (halted.every((v) => v === 1)) break;
     }
+    if (hooks.some((h) => h.onSupervisionEnd)) {
+      const e: SupervisionEndEvent = {
+        ...info,
+        sup,
+        zH,
+        zL,
+        pred: perSup[perSup.length - 1],
+        halted,
+        positions: T,
+        dim: D,
+      };
+      for (const hk of hooks) await hk.onSupervisionEnd?.(e);
+    }
+    if (halted.every((v) => v === 1)) break;
   }
   return info.examples.map((ex, b) => ({
     example: ex.id,
     label: ex.label,
     pred: predictions.slice(b * S, (b + 1) * S),
-    predPerSup: perSup.map((p) => p.slice(b * S, (b + 1) * S)),
+    // Up to the halting step: what a halted example's rows compute while
+    // its batch runs on depends on the batch, and is not its outcome.
+    predPerSup: [
+      ...(ex.start?.predPerSup ?? []),
+      ...perSup.slice(0, haltStep[b] - sup0 + 1).map((p) =>
+        p.slice(b * S, (b + 1) * S)
+      ),
+    ],
     haltStep: haltStep[b],
     logits: finalLogits.slice(b * S * V, (b + 1) * S * V),
   }));
