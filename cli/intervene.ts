@@ -6,6 +6,7 @@
 import { InputError } from "../lib/errors.ts";
 import { runIntervene } from "../lib/intervene/intervene.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
+import { RANK_BY, type RankBy } from "../lib/intervene/ranking.ts";
 import type { Report } from "../lib/intervene/report.ts";
 import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
 import { headerPath } from "../lib/trace/trace.ts";
@@ -105,7 +106,14 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   "random-features": {
     type: "string",
     arg: "N",
-    help: "random features ablated for the reference median (default 16)",
+    help:
+      "random alive features, outside the candidates, ablated for the reference median (default 16)",
+  },
+  "rank-by": {
+    type: "string",
+    arg: "token|kl|exact",
+    help:
+      "rank by the drop in token accuracy (default), the output KL, or the drop in exact solutions",
   },
   seed: COMMON.seed,
   model: {
@@ -148,7 +156,8 @@ export const INTERVENE_HELP: string = usage(
   `Edits SAE features of the SAE's latent during the rollout, keeping the SAE error term
 (h' = h - decode(encode(h)) + decode(a')), and writes DIR/report.json: baseline vs
 intervened, the top causal features (each ablated alone on a seeded subsample, ranked
-by the drop in token accuracy, KL as tie-break) and the step x feature effect matrix.`,
+by the drop in token accuracy, KL as tie-break, or as --rank-by says), the top features
+ablated together (1, 2, 4, ... all candidates) and the step x feature effect matrix.`,
 );
 
 /**
@@ -194,6 +203,14 @@ export async function intervene(args: string[]): Promise<Report | void> {
   if (ablateTo !== undefined && ablateTo !== "zero" && ablateTo !== "mean") {
     throw new InputError(`--ablate-to must be zero or mean, got "${ablateTo}"`);
   }
+  const rankBy = v["rank-by"];
+  if (
+    rankBy !== undefined && !(RANK_BY as readonly unknown[]).includes(rankBy)
+  ) {
+    throw new InputError(
+      `--rank-by must be ${RANK_BY.join(", ")}, got "${rankBy}"`,
+    );
+  }
   await checkPermissions({
     command: "intervene",
     read: [runDir],
@@ -209,7 +226,12 @@ export async function intervene(args: string[]): Promise<Report | void> {
     write: [runDir],
     ffi: backend === "native",
   });
-  const progress = new Progress("intervene", 0, "rollouts", wantProgress(v));
+  const progress = new Progress(
+    "intervene",
+    0,
+    "example rollouts",
+    wantProgress(v),
+  );
   const r = await runIntervene({
     runDir,
     policy: policy as PolicyName,
@@ -225,6 +247,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
     candidates: intFlag(v.candidates, "--candidates", 1),
     examples: intFlag(v.examples, "--examples", 1),
     randomFeatures: intFlag(v["random-features"], "--random-features", 0),
+    rankBy: rankBy as RankBy | undefined,
     seed: intFlag(v.seed, "--seed") ?? 0,
     model: str(v, "model"),
     backend: parseBackend(v.backend),

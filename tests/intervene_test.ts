@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { SAE } from "../lib/sae/sae.ts";
 import { encodeSaePt } from "../lib/sae/sae_pt.ts";
 import { schemas } from "../lib/schema/mod.ts";
-import { cli, fileSha, FIXTURES, listDir } from "./helpers.ts";
+import { cli, fileSha, FIXTURES, listDir, withTempDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 const QUICK = [
@@ -322,4 +322,112 @@ Deno.test("intervene: on one traced run with a fitted SAE", async (t) => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("intervene: batched ablations from the baseline's carries equal one full rollout per ablation, bit for bit (float32/float64, max_steps/q_halt)", async () => {
+  const { AblationRunner } = await import("../lib/intervene/batched.ts");
+  const { InterventionSession } = await import("../lib/intervene/session.ts");
+  const { planIntervention } = await import("../lib/intervene/plan.ts");
+  const { AblateFeatures } = await import("../lib/intervene/policy.ts");
+  const { StepSelector } = await import("../lib/model/address.ts");
+  const { loadBundle } = await import("../lib/model/bundle.ts");
+  const { TraceDataset } = await import("../lib/trace/dataset.ts");
+  const { runTrace } = await import("../lib/trace/trace.ts");
+  const { Rng } = await import("../lib/rng.ts");
+  await withTempDir(async (tmp) => {
+    // A q_halt copy of the tiny TRM: its random q_halt head halts some
+    // examples early, so halted examples and late starts mix in a batch.
+    const qhalt = join(tmp, "tiny_trm_qhalt");
+    await Deno.mkdir(qhalt);
+    for await (const e of Deno.readDir(TINY)) {
+      if (e.isFile) {
+        await Deno.copyFile(join(TINY, e.name), join(qhalt, e.name));
+      }
+    }
+    const man = JSON.parse(await Deno.readTextFile(join(qhalt, "model.json")));
+    man.schedule = { ...man.schedule, halt_max_steps: 5, halt_mode: "q_halt" };
+    await Deno.writeTextFile(join(qhalt, "model.json"), JSON.stringify(man));
+    let changed = 0, halted = 0;
+    for (
+      const model of [TINY, qhalt, join(FIXTURES, "tiny_hrm", "f64")]
+    ) {
+      const run = join(tmp, `run_${changed}_${halted}_${model.length}`);
+      await runTrace({
+        runDir: run,
+        model,
+        inputs: join(TINY, "puzzles.jsonl"),
+        seed: 0,
+        latents: ["z_H"],
+        backend: "wasm",
+        batch: 5, // batches of the trace and of the ablations differ
+      });
+      const ds = await TraceDataset.load(run);
+      const D = ds.header.state_dim;
+      const sae = new SAE({ arch: "topk", d_in: D, d_sae: 16, k: 3 });
+      const rng = new Rng(11);
+      for (const a of [sae.W_enc, sae.W_dec]) {
+        for (let i = 0; i < a.length; i++) a[i] = rng.normal() * 0.4;
+      }
+      const plan = planIntervention(
+        { runDir: run, policy: "ablate_features", seed: 0 },
+        ds,
+        sae,
+        { latent: "z_H" },
+      );
+      const bundle = await loadBundle(model, { backend: "wasm" });
+      try {
+        const session = new InterventionSession(bundle, sae, ds, plan, 7);
+        const examples = ds.examples();
+        const runner = new AblationRunner(session, examples);
+        const base = await runner.baseline();
+        const sups = [...new Set(plan.addresses.map((a) => a.sup))];
+        const jobs = [
+          ...Array.from({ length: 16 }, (_, f) => ({
+            features: [f],
+            where: plan.selector,
+          })),
+          { features: [5, 2, 9], where: plan.selector },
+          ...sups.flatMap((s) =>
+            [1, 4].map((f) => ({
+              features: [f],
+              where: StepSelector.parse(`s${s}.*.H`),
+            }))
+          ),
+        ];
+        const batched = await runner.run(jobs);
+        halted += base.examples.filter((e) =>
+          e.haltStep < bundle.manifest.schedule.halt_max_steps - 1
+        ).length;
+        for (const [j, job] of jobs.entries()) {
+          const alone = await session.run(
+            examples,
+            new AblateFeatures(job.features),
+            job.where,
+          );
+          const view = (t: typeof alone) =>
+            t.examples.map((e) => ({
+              pred: Array.from(e.pred),
+              perSup: e.predPerSup.map((p) =>
+                Array.from(p)
+              ),
+              halt: e.haltStep,
+              logits: [...e.logits],
+            }));
+          assert.deepEqual(view(batched[j]), view(alone), `job ${j}`);
+          if (
+            JSON.stringify(view(alone)) !== JSON.stringify(view(base))
+          ) {
+            changed++;
+          }
+        }
+      } finally {
+        await bundle.release();
+      }
+    }
+    console.log(
+      `  ${changed} ablations changed outcomes; ${halted} examples halted early`,
+    );
+    assert.ok(changed > 10, "the ablations must change something");
+    assert.ok(halted > 0, "the q_halt model must halt some examples early");
+  });
 });

@@ -29,7 +29,14 @@ import { checkPayload, schemas } from "../schema/mod.ts";
 import { Evaluator } from "./evaluate.ts";
 import { type InterveneOptions, planIntervention } from "./plan.ts";
 import type { InterventionPolicy } from "./policy.ts";
-import { randomReference, rankFeatures, topIndices } from "./ranking.ts";
+import { AblationRunner } from "./batched.ts";
+import {
+  cumulativeCurve,
+  curveSizes,
+  randomReference,
+  rankFeatures,
+  topIndices,
+} from "./ranking.ts";
 import { causalSection, type Report } from "./report.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
@@ -133,42 +140,59 @@ async function intervene(
   const rank = opts.rank ?? 5;
   const nCand = opts.candidates ?? 16;
   const nRandom = opts.randomFeatures ?? 16;
+  const rankBy = opts.rankBy ?? "token";
 
   const subIdx = new Rng(opts.seed, 2).sample(
     examples.length,
     Math.min(opts.examples ?? 64, examples.length),
   );
   const subExamples = subIdx.map((i) => examples[i]);
-  const rollouts = 2 + 1 + nCand + nRandom +
-    rank * supervisionGroups(plan.addresses).length;
+  // Every ablation of the subsample runs through one runner: batched, and
+  // each from the baseline's carry where it first changes anything.
+  const runner = new AblationRunner(session, subExamples);
+  const sameSchedule = JSON.stringify(bundle.manifest.schedule) ===
+    JSON.stringify(header.model.schedule);
+  // Progress counts example rollouts; an ablation that cannot change an
+  // example is counted done without one.
+  const n = subExamples.length;
+  const total = n * (1 + nCand + nRandom + curveSizes(nCand).length +
+        rank * supervisionGroups(plan.addresses).length) +
+    examples.length * (sameSchedule ? 1 : 2);
   let done = 0;
-  const tick = () => opts.onProgress?.(++done, rollouts);
+  const phase = (planned: number) => {
+    const start = done;
+    return {
+      progress: (d: number) => opts.onProgress?.(start + d, total),
+      end: () => opts.onProgress?.(done = start + planned, total),
+    };
+  };
 
   const means = opts.ablateTo === "mean" ? session.featureMeans() : undefined;
-  const sub = {
-    examples: subExamples,
-    base: await session.run(subExamples, null),
-  };
-  tick();
+  let p = phase(n);
+  const sub = { examples: subExamples, base: await runner.baseline() };
+  p.end();
   const baseScore = Evaluator.compare(sub.base, sub.base).baseline;
   const activity = session.featureMeans(subExamples.map((e) => e.id));
   const candidates = opts.features
     ? [...new Set(opts.features)]
     : topIndices(activity, nCand).filter((f) => activity[f] > 0);
+  p = phase(n * nCand);
   const ranking = await rankFeatures(
-    session,
-    sub,
+    runner,
     baseScore,
     candidates,
     activity,
-    tick,
+    rankBy,
+    p.progress,
   );
+  p.end();
 
   // Baseline over every example: reuse trace.jsonl when the schedule matches.
-  const sameSchedule = JSON.stringify(bundle.manifest.schedule) ===
-    JSON.stringify(header.model.schedule);
-  const baseline = sameSchedule ? outcomes : await session.run(examples, null);
-  tick();
+  p = phase(examples.length);
+  const baseline = sameSchedule
+    ? outcomes
+    : await session.run(examples, null, undefined, p.progress);
+  p.end();
   if (!opts.features && ranking.length === 0) {
     throw new InputError(
       `no SAE feature fires at the selected steps "${plan.selector.text}" on the subsample; name features to edit, or widen the steps`,
@@ -179,24 +203,41 @@ async function intervene(
     opts.features ?? ranking.slice(0, 1).map((r) => r.feature),
     means,
   );
-  const intervened = await session.run(examples, policy);
-  tick();
+  p = phase(examples.length);
+  const intervened = await session.run(
+    examples,
+    policy,
+    undefined,
+    p.progress,
+  );
+  p.end();
   const comparison = Evaluator.compare(baseline, intervened);
 
+  p = phase(n * nRandom);
   const random = await randomReference(
-    session,
-    sub,
+    runner,
     activity,
+    candidates,
     nRandom,
     opts.seed,
-    tick,
+    p.progress,
   );
+  p.end();
+  p = phase(n * curveSizes(nCand).length);
+  const cumulative = await cumulativeCurve(
+    runner,
+    ranking,
+    baseScore,
+    p.progress,
+  );
+  p.end();
+  p = phase(n * rank * supervisionGroups(plan.addresses).length);
   const tomo = await tomography(
-    session,
-    sub,
+    runner,
     ranking.slice(0, rank).map((r) => r.feature),
-    tick,
+    p.progress,
   );
+  p.end();
 
   // The saved trace and report.json land together, after both are written.
   await using outputs = new OutputSet();
@@ -231,6 +272,8 @@ async function intervene(
       base: baseScore,
       ranking,
       random,
+      rankBy,
+      cumulative,
     }),
     tomography: tomo,
     saved_trace: savedTrace,

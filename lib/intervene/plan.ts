@@ -17,6 +17,7 @@ import type { SAE } from "../sae/sae.ts";
 import type { SaeFileConfig } from "../sae/sae_pt.ts";
 import type { TraceDataset } from "../trace/dataset.ts";
 import { parsePositions } from "../trace/positions.ts";
+import type { RankBy } from "./ranking.ts";
 import {
   AblateFeatures,
   ClampFeatures,
@@ -53,8 +54,10 @@ export interface InterveneOptions {
   candidates?: number;
   /** Examples in the seeded ranking subsample (default 64). */
   examples?: number;
-  /** Random features ablated for the reference median (default 16). */
+  /** Random features ablated for the reference median (default 16); drawn from the alive features outside the candidates. */
   randomFeatures?: number;
+  /** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
+  rankBy?: RankBy;
   /** The seed. */
   seed: number;
   /** Model bundle (default: the trace's). */
@@ -67,7 +70,7 @@ export interface InterveneOptions {
   saveTrace?: boolean;
   /** Overwrite report.json. */
   force?: boolean;
-  /** Progress: rollouts done of total. */
+  /** Progress: example rollouts done of total (ablations that cannot change an example count as done). */
   onProgress?: (done: number, total: number) => void;
   /** The command line for provenance. */
   command?: string[];

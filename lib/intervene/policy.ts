@@ -238,6 +238,7 @@ export class AblateFeatures implements InterventionPolicy {
     _context?: PolicyContext,
   ): Float32Array {
     const F = sae.cfg.d_sae;
+    if (this.to === "zero" && !this.#mayFire(h, sae)) return h;
     return editActivations(h, sae, (a) => {
       for (let r = 0; r < a.length / F; r++) {
         for (const f of this.features) {
@@ -245,6 +246,17 @@ export class AblateFeatures implements InterventionPolicy {
         }
       }
     });
+  }
+
+  /** False when no feature can be active in any row: zeroing then changes nothing. */
+  #mayFire(h: Float32Array, sae: SAE): boolean {
+    const n = h.length / sae.cfg.d_in;
+    for (let r = 0; r < n; r++) {
+      for (const f of this.features) {
+        if (sae.preActivation(h, r, f) > 0) return true;
+      }
+    }
+    return false;
   }
 }
 

@@ -1,19 +1,23 @@
 /**
  * The causal ranking of `intervene`: each candidate feature ablated alone on
- * a seeded subsample, and random alive features for a reference median.
+ * a seeded subsample, random alive features for a reference median, and the
+ * cumulative curve of the top-ranked features ablated together. Every
+ * ablation runs through one {@linkcode AblationRunner}, batched.
  *
  * @module
  */
-import type { CausalFeature, RandomReference } from "../schema/mod.ts";
-import type { StepSelector } from "../model/address.ts";
-import type { OutcomeTrace, RolloutExample } from "../model/rollout.ts";
+import type {
+  CausalFeature,
+  CumulativeAblation,
+  RandomReference,
+  SideSummary,
+} from "../schema/mod.ts";
+import type { OutcomeTrace } from "../model/rollout.ts";
 import { Rng } from "../rng.ts";
+import type { AblationRunner } from "./batched.ts";
 import { Evaluator, round7 } from "./evaluate.ts";
-import type { SideSummary } from "../schema/mod.ts";
-import { AblateFeatures } from "./policy.ts";
-import type { InterventionSession } from "./session.ts";
 
-/** The effect of ablating one feature. */
+/** The effect of an ablation. */
 export interface AblationEffect {
   /** Drop in token accuracy. */
   effect: number;
@@ -23,27 +27,28 @@ export interface AblationEffect {
   exact: number;
 }
 
+/** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
+export type RankBy = "token" | "kl" | "exact";
+
+/** The `--rank-by` values. */
+export const RANK_BY: readonly RankBy[] = ["token", "kl", "exact"];
+
 /**
- * Ablate `feature` alone at `where` on `examples` and compare with `base`.
+ * The effect of an ablated rollout `out` against the baseline `base`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { ablationEffect } from "./ranking.ts";
- * const same = { run: async () => base } as never;
  * const base = { S: 1, V: 2, examples: [{ example: "a", label: [1], pred: [1], predPerSup: [[1]], haltStep: 0,
  *   logits: new Float32Array([0, 1]) }] };
- * assert.deepEqual(await ablationEffect(same, base, [], 3, undefined as never), { effect: 0, kl: 0, exact: 0 });
+ * assert.deepEqual(ablationEffect(base, base), { effect: 0, kl: 0, exact: 0 });
  * ```
  */
-export async function ablationEffect(
-  session: InterventionSession,
+export function ablationEffect(
   base: OutcomeTrace,
-  examples: readonly RolloutExample[],
-  feature: number,
-  where: StepSelector,
-): Promise<AblationEffect> {
-  const out = await session.run(examples, new AblateFeatures([feature]), where);
+  out: OutcomeTrace,
+): AblationEffect {
   const c = Evaluator.compare(base, out);
   return {
     effect: round7(-c.delta.token_acc),
@@ -53,8 +58,9 @@ export async function ablationEffect(
 }
 
 /**
- * Rank `candidates` by the drop in token accuracy when each is ablated alone,
- * KL as the tie-break, then the lower index.
+ * Sort a ranking by `rankBy` (default `token`): token accuracy drop, then KL,
+ * then the lower index; `kl`: KL, then token drop, then index; `exact`: exact
+ * drop, then token drop, then KL, then index.
  *
  * @example
  * ```ts
@@ -63,75 +69,105 @@ export async function ablationEffect(
  * const r = (feature: number, effect: number, mean_kl: number) =>
  *   ({ feature, effect, mean_kl, normalized_effect: 0, exact_drop: 0, mean_activation: 0 });
  * assert.deepEqual(sortRanking([r(1, 0, 0.1), r(2, 0.5, 0), r(0, 0, 0.1)]).map((x) => x.feature), [2, 0, 1]);
+ * assert.deepEqual(sortRanking([r(1, 0, 0.1), r(2, 0.5, 0), r(0, 0, 0.2)], "kl").map((x) => x.feature), [0, 1, 2]);
  * ```
  */
-export function sortRanking(ranking: CausalFeature[]): CausalFeature[] {
-  return ranking.sort((a, b) =>
-    b.effect - a.effect || b.mean_kl - a.mean_kl || a.feature - b.feature
-  );
+export function sortRanking(
+  ranking: CausalFeature[],
+  rankBy: RankBy = "token",
+): CausalFeature[] {
+  const key: Record<RankBy, (a: CausalFeature, b: CausalFeature) => number> = {
+    token: (a, b) => b.effect - a.effect || b.mean_kl - a.mean_kl,
+    kl: (a, b) => b.mean_kl - a.mean_kl || b.effect - a.effect,
+    exact: (a, b) =>
+      b.exact_drop - a.exact_drop || b.effect - a.effect ||
+      b.mean_kl - a.mean_kl,
+  };
+  return ranking.sort((a, b) => key[rankBy](a, b) || a.feature - b.feature);
 }
 
-/** Rank candidates on the subsample; `tick` is called after each rollout. */
+/** Each candidate ablated alone on the runner's examples, ranked by `rankBy`. */
 export async function rankFeatures(
-  session: InterventionSession,
-  sub: { examples: readonly RolloutExample[]; base: OutcomeTrace },
+  runner: AblationRunner,
   baseScore: SideSummary,
   candidates: readonly number[],
   activity: Float32Array,
-  tick: () => void,
+  rankBy: RankBy,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<CausalFeature[]> {
-  const ranking: CausalFeature[] = [];
-  for (const f of candidates) {
-    const e = await ablationEffect(
-      session,
-      sub.base,
-      sub.examples,
-      f,
-      session.plan.selector,
-    );
-    tick();
-    ranking.push({
+  const base = await runner.baseline();
+  const where = runner.session.plan.selector;
+  const outs = await runner.run(
+    candidates.map((f) => ({ features: [f], where })),
+    onProgress,
+  );
+  const ranking = candidates.map((f, i): CausalFeature => {
+    const e = ablationEffect(base, outs[i]);
+    return {
       feature: f,
       effect: e.effect,
-      normalized_effect: baseScore.token_acc > 0
-        ? round7(e.effect / baseScore.token_acc)
-        : 0,
+      normalized_effect: normalized(e.effect, baseScore),
       mean_kl: e.kl,
       exact_drop: e.exact,
       mean_activation: round7(activity[f]),
-    });
-  }
-  return sortRanking(ranking);
+    };
+  });
+  return sortRanking(ranking, rankBy);
+}
+
+function normalized(effect: number, base: SideSummary): number {
+  return base.token_acc > 0 ? round7(effect / base.token_acc) : 0;
 }
 
 /**
- * Ablate `n` alive features (activity > 0) drawn with `Rng(seed, 3)`, for the
- * reference median a ranked feature is read against.
+ * The alive features (activity > 0) that the reference draws from: every
+ * alive feature except `exclude` (the ranked candidates), so the reference
+ * is read against features the ranking did not pick.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { referencePool } from "./ranking.ts";
+ * assert.deepEqual(referencePool(new Float32Array([0, 1, 2, 0.5]), [2]), [1, 3]);
+ * ```
+ */
+export function referencePool(
+  activity: Float32Array,
+  exclude: readonly number[],
+): number[] {
+  const skip = new Set(exclude);
+  return Array.from(activity.keys()).filter((f) =>
+    activity[f] > 0 && !skip.has(f)
+  );
+}
+
+/**
+ * Ablate `n` features drawn with `Rng(seed, 3)` from {@linkcode referencePool},
+ * for the reference median a ranked feature is read against.
  */
 export async function randomReference(
-  session: InterventionSession,
-  sub: { examples: readonly RolloutExample[]; base: OutcomeTrace },
+  runner: AblationRunner,
   activity: Float32Array,
+  exclude: readonly number[],
   n: number,
   seed: number,
-  tick: () => void,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<RandomReference> {
-  const alive = Array.from(activity.keys()).filter((f) => activity[f] > 0);
+  const pool = referencePool(activity, exclude);
   const features = new Rng(seed, 3).sample(
-    alive.length,
-    Math.min(n, alive.length),
+    pool.length,
+    Math.min(n, pool.length),
   )
-    .map((i) => alive[i]);
+    .map((i) => pool[i]);
+  const base = await runner.baseline();
+  const where = runner.session.plan.selector;
+  const outs = await runner.run(
+    features.map((f) => ({ features: [f], where })),
+    onProgress,
+  );
   const effects: number[] = [], kls: number[] = [];
-  for (const f of features) {
-    const e = await ablationEffect(
-      session,
-      sub.base,
-      sub.examples,
-      f,
-      session.plan.selector,
-    );
-    tick();
+  for (const out of outs) {
+    const e = ablationEffect(base, out);
     effects.push(e.effect);
     kls.push(e.kl);
   }
@@ -141,6 +177,70 @@ export async function randomReference(
     median_effect: median(effects),
     kls,
     median_kl: median(kls),
+  };
+}
+
+/**
+ * The prefix sizes of the cumulative curve: 1, 2, 4, 8, … below `n`, then `n`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { curveSizes } from "./ranking.ts";
+ * assert.deepEqual(curveSizes(16), [1, 2, 4, 8, 16]);
+ * assert.deepEqual(curveSizes(5), [1, 2, 4, 5]);
+ * assert.deepEqual(curveSizes(0), []);
+ * ```
+ */
+export function curveSizes(n: number): number[] {
+  const out: number[] = [];
+  for (let k = 1; k < n; k *= 2) out.push(k);
+  if (n > 0) out.push(n);
+  return out;
+}
+
+/**
+ * The cumulative ablation curve: the top `k` ranked features ablated
+ * together, for `k` in {@linkcode curveSizes} of the ranking's length (the
+ * last point is every ranked candidate at once: the all-feature ablation),
+ * and the smallest `k` on the curve whose effect reaches half the
+ * all-feature effect (`null` when that effect is not positive).
+ */
+export async function cumulativeCurve(
+  runner: AblationRunner,
+  ranking: readonly CausalFeature[],
+  baseScore: SideSummary,
+  onProgress?: (done: number, total: number) => void,
+): Promise<CumulativeAblation> {
+  const base = await runner.baseline();
+  const where = runner.session.plan.selector;
+  const sizes = curveSizes(ranking.length);
+  const outs = await runner.run(
+    sizes.map((k) => ({
+      features: ranking.slice(0, k).map((r) => r.feature),
+      where,
+    })),
+    onProgress,
+  );
+  const points = sizes.map((k, i) => {
+    const e = ablationEffect(base, outs[i]);
+    return {
+      k,
+      effect: e.effect,
+      normalized_effect: normalized(e.effect, baseScore),
+      mean_kl: e.kl,
+      exact_drop: e.exact,
+    };
+  });
+  const all = points.at(-1)?.effect ?? 0;
+  const half = points.find((p) => p.effect >= all / 2);
+  return {
+    metric:
+      "the top k ranked features ablated to 0 together at the selected steps and positions on the subsample, " +
+      "k = 1, 2, 4, … and the number of ranked candidates (the all-feature ablation); effect, mean_kl and " +
+      "exact_drop as in the ranking",
+    points,
+    half_effect_k: all > 0 && half ? half.k : null,
   };
 }
 
@@ -178,4 +278,4 @@ export function median(xs: number[]): number {
   return round7(s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2);
 }
 
-export type { CausalFeature, RandomReference };
+export type { CausalFeature, CumulativeAblation, RandomReference };

@@ -5,10 +5,12 @@
  */
 import type {
   CausalFeature,
+  CumulativeAblation,
   RandomReference,
   Report,
   SideSummary,
 } from "../schema/mod.ts";
+import type { RankBy } from "./ranking.ts";
 
 export type { Report };
 
@@ -28,7 +30,34 @@ export interface CausalParts {
   ranking: CausalFeature[];
   /** The random reference. */
   random: RandomReference;
+  /** What the ranking sorts by (default `token`). */
+  rankBy?: RankBy;
+  /** The cumulative curve. */
+  cumulative: CumulativeAblation;
 }
+
+const RANK_METRIC: Record<RankBy, { metric: string; tie_break: string }> = {
+  token: {
+    metric:
+      "effect = baseline token accuracy − token accuracy with the feature ablated to 0 alone, " +
+      "at the selected steps and positions, on the subsample",
+    tie_break:
+      "mean KL(baseline ‖ ablated) of the output softmax at the halting step",
+  },
+  kl: {
+    metric:
+      "mean_kl = mean KL(baseline ‖ ablated) of the output softmax at the halting step with the feature " +
+      "ablated to 0 alone, at the selected steps and positions, on the subsample",
+    tie_break: "effect (drop in token accuracy), then the lower feature index",
+  },
+  exact: {
+    metric:
+      "exact_drop = baseline exact accuracy − exact accuracy with the feature ablated to 0 alone, " +
+      "at the selected steps and positions, on the subsample",
+    tie_break:
+      "effect (drop in token accuracy), then mean KL, then the lower feature index",
+  },
+};
 
 /**
  * The `causal` section of report.json, with the metric and tie-break stated.
@@ -39,18 +68,18 @@ export interface CausalParts {
  * import { causalSection } from "./report.ts";
  * const c = causalSection({ source: "features", candidates: [3], examples: 8, seed: 0,
  *   base: { exact_acc: 1, token_acc: 1, acc_per_sup: [], mean_halt_step: 7 }, ranking: [],
- *   random: { features: [], effects: [], median_effect: 0, kls: [], median_kl: 0 } });
+ *   random: { features: [], effects: [], median_effect: 0, kls: [], median_kl: 0 },
+ *   cumulative: { metric: "", points: [], half_effect_k: null } });
  * assert.match(c.metric, /token accuracy/);
+ * assert.equal(c.rank_by, "token");
  * assert.equal(c.subsample.baseline_token_acc, 1);
  * ```
  */
 export function causalSection(p: CausalParts): Report["causal"] {
+  const rankBy = p.rankBy ?? "token";
   return {
-    metric:
-      "effect = baseline token accuracy − token accuracy with the feature ablated to 0 alone, " +
-      "at the selected steps and positions, on the subsample",
-    tie_break:
-      "mean KL(baseline ‖ ablated) of the output softmax at the halting step",
+    ...RANK_METRIC[rankBy],
+    rank_by: rankBy,
     candidates: { source: p.source, features: p.candidates },
     subsample: {
       examples: p.examples,
@@ -60,5 +89,6 @@ export function causalSection(p: CausalParts): Report["causal"] {
     },
     ranking: p.ranking,
     random_features: p.random,
+    cumulative: p.cumulative,
   };
 }

@@ -38,7 +38,7 @@ import {
  * const dir = await Deno.makeTempDir();
  * const bundle = await loadBundle(demo);
  * try {
- *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2, latents: ["z_H"] });
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2, latents: ["z_H"], backend: "wasm" });
  *   const ds = await TraceDataset.load(dir);
  *   const sae = new SAE({ arch: "relu", d_in: 64, d_sae: 8 });
  *   const plan = planIntervention({ runDir: dir, policy: "ablate_features", seed: 0 }, ds, sae, { latent: "z_H" });
@@ -88,6 +88,7 @@ export class InterventionSession {
     examples: readonly RolloutExample[],
     policy: InterventionPolicy | null,
     where: StepSelector = this.plan.selector,
+    onProgress?: (done: number, total: number) => void,
   ): Promise<OutcomeTrace> {
     const m = this.bundle.manifest;
     const hooks = policy ? [this.hook(policy, where)] : [];
@@ -97,6 +98,7 @@ export class InterventionSession {
       examples: await rollout(this.bundle, examples, {
         batch: this.batch,
         hooks,
+        onProgress,
       }),
     };
   }

@@ -6,9 +6,8 @@
  */
 import type { Tomography } from "../schema/mod.ts";
 import { formatAddress, StepSelector } from "../model/address.ts";
-import type { OutcomeTrace, RolloutExample } from "../model/rollout.ts";
+import type { AblationRunner } from "./batched.ts";
 import { ablationEffect } from "./ranking.ts";
-import type { InterventionSession } from "./session.ts";
 
 /**
  * The supervision steps of the plan's selected addresses, in order.
@@ -26,30 +25,31 @@ export function supervisionGroups(
   return [...new Set(addresses.map((a) => a.sup))];
 }
 
-/** Ablate each of `features` at one supervision step at a time. */
+/**
+ * Ablate each of `features` at one supervision step at a time. Each ablation
+ * starts from the baseline's carry at its supervision step (or later, where
+ * the feature first fires), not from step 0.
+ */
 export async function tomography(
-  session: InterventionSession,
-  sub: { examples: readonly RolloutExample[]; base: OutcomeTrace },
+  runner: AblationRunner,
   features: readonly number[],
-  tick: () => void,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<Tomography> {
-  const { addresses } = session.plan;
+  const { addresses } = runner.session.plan;
   const sups = supervisionGroups(addresses);
-  const effect: number[][] = [];
-  for (const sup of sups) {
-    const group = StepSelector.parse(
+  const base = await runner.baseline();
+  const jobs = sups.flatMap((sup) => {
+    const where = StepSelector.parse(
       addresses.filter((a) => a.sup === sup).map(formatAddress).join(","),
     );
-    const row: number[] = [];
-    for (const f of features) {
-      row.push(
-        (await ablationEffect(session, sub.base, sub.examples, f, group))
-          .effect,
-      );
-      tick();
-    }
-    effect.push(row);
-  }
+    return features.map((f) => ({ features: [f], where }));
+  });
+  const outs = await runner.run(jobs, onProgress);
+  const effect = sups.map((_, g) =>
+    features.map((_, i) =>
+      ablationEffect(base, outs[g * features.length + i]).effect
+    )
+  );
   return {
     metric:
       "drop in token accuracy when the feature is ablated only at the steps of one supervision step",

@@ -91,7 +91,64 @@ export const RandomReferenceSchema = name(
     median_kl: num.describe("Median KL."),
   }),
   "RandomReference",
-  "Random alive features ablated alone: the reference a ranked feature is read against.",
+  "Random alive features, not among the candidates, ablated alone: the reference a ranked feature is read against.",
+);
+
+/** The cumulative ablation curve. */
+export const CumulativeAblationSchema = name(
+  z.object({
+    metric: z.string().describe("What the curve measures."),
+    points: z.array(
+      z.object({
+        k: pos.describe("The top k ranked features, ablated together."),
+        effect: num.describe(
+          "Drop in token accuracy (baseline − ablated).",
+        ),
+        normalized_effect: num.describe("effect / baseline token accuracy."),
+        mean_kl: num.describe("Mean KL(baseline ‖ ablated) of the outputs."),
+        exact_drop: num.describe("Drop in exact accuracy."),
+      }),
+    ).describe(
+      "k = 1, 2, 4, … and, last, the number of ranked candidates: the all-feature ablation.",
+    ),
+    half_effect_k: pos.nullable().describe(
+      "The smallest k on the curve whose effect reaches half the all-feature effect; null when that effect is not positive.",
+    ),
+  }),
+  "CumulativeAblation",
+  "The top-ranked features ablated together: how many carry the causal mass.",
+);
+
+/** The causal section of report.json. */
+export const CausalSectionSchema = name(
+  z.object({
+    metric: z.string().describe("What `effect` measures."),
+    tie_break: z.string().describe("How ties in the ranking are broken."),
+    rank_by: z.enum(["token", "kl", "exact"]).describe(
+      "What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.",
+    ),
+    candidates: z.object({
+      source: z.enum(["most_active", "features"]),
+      features: z.array(nonNeg),
+    }).describe("The ranked candidates and where they came from."),
+    subsample: z.object({
+      examples: pos,
+      seed: int,
+      baseline_token_acc: num,
+      baseline_exact_acc: num,
+    }).describe("The seeded subsample every ablation runs on."),
+    ranking: z.array(CausalFeatureSchema).describe(
+      "Each candidate ablated alone, sorted by rank_by.",
+    ),
+    random_features: RandomReferenceSchema.describe(
+      "Random alive features outside the candidates, ablated alone.",
+    ),
+    cumulative: CumulativeAblationSchema.describe(
+      "The top-ranked features ablated together.",
+    ),
+  }),
+  "CausalSection",
+  "The single-feature ablation ranking on a seeded subsample, its random reference and its cumulative curve.",
 );
 
 /** The tomography. */
@@ -132,22 +189,9 @@ export const ReportSchema = name(
     comparison: ComparisonSchema.describe(
       "Baseline vs intervened over every traced example.",
     ),
-    causal: z.object({
-      metric: z.string(),
-      tie_break: z.string(),
-      candidates: z.object({
-        source: z.enum(["most_active", "features"]),
-        features: z.array(nonNeg),
-      }),
-      subsample: z.object({
-        examples: pos,
-        seed: int,
-        baseline_token_acc: num,
-        baseline_exact_acc: num,
-      }),
-      ranking: z.array(CausalFeatureSchema),
-      random_features: RandomReferenceSchema,
-    }).describe("The single-feature ablation ranking on a seeded subsample."),
+    causal: CausalSectionSchema.describe(
+      "The causal ranking on a seeded subsample.",
+    ),
     tomography: TomographySchema.describe(
       "Effect of each top feature ablated at one supervision step at a time.",
     ),

@@ -75,6 +75,9 @@ Deno.test("schemas: the spec's key tables list exactly the schemas' keys, for ev
     }[];
   const byKind = (kind: string) =>
     recordKinds.find((s) => s.properties.kind.const === kind)!;
+  // The properties of an object-valued property.
+  // deno-lint-ignore no-explicit-any
+  const sub = (properties: any, key: string) => properties[key].properties;
   const cases: [RegExp, Record<string, unknown>][] = [
     [/### 1\.1 model\.json/, js["model.json"].properties!],
     [/### 3\.1 `header`/, js["trace.header"].properties!],
@@ -84,6 +87,11 @@ Deno.test("schemas: the spec's key tables list exactly the schemas' keys, for ev
     [/### 4\.1 sae\.pt/, js["sae.pt.cfg"].properties!],
     [/### 4\.2 sae_metrics\.json/, js["sae_metrics.json"].properties!],
     [/## 5\. intervene/, js["report.json"].properties!],
+    [/### 5\.1 `causal`/, sub(js["report.json"].properties!, "causal")],
+    [
+      /### 5\.2 `causal\.cumulative`/,
+      sub(sub(js["report.json"].properties!, "causal"), "cumulative"),
+    ],
   ];
   for (const [heading, properties] of cases) {
     const inSpec = specKeys(spec, heading).sort();

@@ -773,7 +773,7 @@ export interface CausalFeature {
   mean_activation: number;
 }
 /**
- * Random alive features ablated alone: the reference a ranked feature is read against.
+ * Random alive features, not among the candidates, ablated alone: the reference a ranked feature is read against.
  */
 export interface RandomReference {
   /**
@@ -796,6 +796,89 @@ export interface RandomReference {
    * Median KL.
    */
   median_kl: number;
+}
+/**
+ * The top-ranked features ablated together: how many carry the causal mass.
+ */
+export interface CumulativeAblation {
+  /**
+   * What the curve measures.
+   */
+  metric: string;
+  /**
+   * k = 1, 2, 4, … and, last, the number of ranked candidates: the all-feature ablation.
+   */
+  points: {
+    /**
+     * The top k ranked features, ablated together.
+     */
+    k: number;
+    /**
+     * Drop in token accuracy (baseline − ablated).
+     */
+    effect: number;
+    /**
+     * effect / baseline token accuracy.
+     */
+    normalized_effect: number;
+    /**
+     * Mean KL(baseline ‖ ablated) of the outputs.
+     */
+    mean_kl: number;
+    /**
+     * Drop in exact accuracy.
+     */
+    exact_drop: number;
+  }[];
+  /**
+   * The smallest k on the curve whose effect reaches half the all-feature effect; null when that effect is not positive.
+   */
+  half_effect_k: number | null;
+}
+/**
+ * The single-feature ablation ranking on a seeded subsample, its random reference and its cumulative curve.
+ */
+export interface CausalSection {
+  /**
+   * What `effect` measures.
+   */
+  metric: string;
+  /**
+   * How ties in the ranking are broken.
+   */
+  tie_break: string;
+  /**
+   * What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.
+   */
+  rank_by: "token" | "kl" | "exact";
+  /**
+   * The ranked candidates and where they came from.
+   */
+  candidates: {
+    source: "most_active" | "features";
+    features: number[];
+  };
+  /**
+   * The seeded subsample every ablation runs on.
+   */
+  subsample: {
+    examples: number;
+    seed: number;
+    baseline_token_acc: number;
+    baseline_exact_acc: number;
+  };
+  /**
+   * Each candidate ablated alone, sorted by rank_by.
+   */
+  ranking: CausalFeature[];
+  /**
+   * Random alive features outside the candidates, ablated alone.
+   */
+  random_features: RandomReference;
+  /**
+   * The top-ranked features ablated together.
+   */
+  cumulative: CumulativeAblation;
 }
 /**
  * Each top feature ablated only at the selected steps of one supervision step.
@@ -859,24 +942,9 @@ export interface Report {
    */
   comparison: Comparison;
   /**
-   * The single-feature ablation ranking on a seeded subsample.
+   * The causal ranking on a seeded subsample.
    */
-  causal: {
-    metric: string;
-    tie_break: string;
-    candidates: {
-      source: "most_active" | "features";
-      features: number[];
-    };
-    subsample: {
-      examples: number;
-      seed: number;
-      baseline_token_acc: number;
-      baseline_exact_acc: number;
-    };
-    ranking: CausalFeature[];
-    random_features: RandomReference;
-  };
+  causal: CausalSection;
   /**
    * Effect of each top feature ablated at one supervision step at a time.
    */
