@@ -1,15 +1,18 @@
 /**
  * One onnxruntime-web (WASM) call of the demo model's net at batch 1, three
- * ways: fresh input tensors and a copied-out output (what `backend.ts` does),
- * reused input tensors, and reused inputs with a preallocated output. The
- * difference bounds what buffer reuse could save per call.
+ * ways: fresh input tensors with onnxruntime-web's defaults (no memory arena,
+ * no memory pattern), the same with reused input tensors, and with the arena
+ * and memory pattern on (what `backend.ts` does). Preallocated outputs are
+ * not measured: onnxruntime-web 1.30 leaves a preallocated CPU output
+ * unwritten (it hands back the caller's tensor, still holding its old data),
+ * so a call with one does not deliver its result.
  *
  * Run: `deno bench --allow-read --allow-env bench/call_overhead_bench.ts`
  *
  * @module
  */
 import { join } from "node:path";
-import { loadOrt } from "../lib/model/backend.ts";
+import { loadOrt, setWasmThreads } from "../lib/model/backend.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const demo = join(ROOT, "references/models/sudoku4-trm");
@@ -18,11 +21,20 @@ const dir = await Deno.stat(join(demo, "model.json")).then(
   () => join(ROOT, "tests/fixtures/tiny_trm"),
 );
 const man = JSON.parse(await Deno.readTextFile(join(dir, "model.json")));
+setWasmThreads(1);
 const ort = await loadOrt("wasm");
-const s = await ort.InferenceSession.create(
-  await Deno.readFile(join(dir, man.graphs.net.file)),
-  { executionProviders: ["wasm"], graphOptimizationLevel: "all" },
-);
+ort.env.wasm.numThreads = 1;
+const bytes = await Deno.readFile(join(dir, man.graphs.net.file));
+const plain = await ort.InferenceSession.create(bytes, {
+  executionProviders: ["wasm"],
+  graphOptimizationLevel: "all",
+});
+const arena = await ort.InferenceSession.create(bytes, {
+  executionProviders: ["wasm"],
+  graphOptimizationLevel: "all",
+  enableCpuMemArena: true,
+  enableMemPattern: true,
+});
 const dims = [1, man.seq_len + man.puzzle_emb_len, man.hidden_size];
 const n = dims[1] * dims[2];
 const h = new Float32Array(n).fill(0.1), inj = new Float32Array(n).fill(0.2);
@@ -30,17 +42,14 @@ const feeds = {
   hidden: new ort.Tensor("float32", h, dims),
   injection: new ort.Tensor("float32", inj, dims),
 };
-const out = {
-  hidden_out: new ort.Tensor("float32", new Float32Array(n), dims),
-};
 
 Deno.bench({
-  name: "net call, fresh tensors + getData",
+  name: "net call, fresh tensors, onnxruntime-web defaults",
   group: "call",
   baseline: true,
   warmup: 200,
   async fn() {
-    const o = await s.run({
+    const o = await plain.run({
       hidden: new ort.Tensor("float32", h, dims),
       injection: new ort.Tensor("float32", inj, dims),
     });
@@ -52,15 +61,19 @@ Deno.bench({
   group: "call",
   warmup: 200,
   async fn() {
-    const o = await s.run(feeds);
+    const o = await plain.run(feeds);
     await o.hidden_out.getData(true);
   },
 });
 Deno.bench({
-  name: "net call, reused inputs + preallocated output",
+  name: "net call, memory arena and pattern (backend.ts)",
   group: "call",
   warmup: 200,
   async fn() {
-    await s.run(feeds, out);
+    const o = await arena.run({
+      hidden: new ort.Tensor("float32", h, dims),
+      injection: new ort.Tensor("float32", inj, dims),
+    });
+    await o.hidden_out.getData(true);
   },
 });
