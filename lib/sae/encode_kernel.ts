@@ -22,8 +22,8 @@ import {
   wasmName,
 } from "./train/wasm_asm.ts";
 
-const V_LOAD = 0x00, V_LOAD64_SPLAT = 0x0a, V_STORE = 0x0b;
-const F64X2_ADD = 0xf0, F64X2_MUL = 0xf2;
+const V_LOAD64_SPLAT = 0x0a, V_STORE = 0x0b;
+const F64X2_ADD = 0xf0, F64X2_MUL = 0xf2, F64X2_PROMOTE_LOW = 0x5f;
 const I32_ADD = 0x6a, I32_LT_U = 0x49;
 
 /** Rows per register block. */
@@ -33,44 +33,47 @@ const CHUNK = 64;
 
 /**
  * `enc(xc, nb, w, b, pre)`: for `4*nb` rows of `xc` (`[4nb, D]` f64) writes
- * `pre[r, j] = b[j] + Σ_d xc[r, d] · w[j, d]` (`[4nb, Fp]` f64), summing `d`
- * in order. `w` holds the features in pairs, `[Fp/2, D, 2]` f64, so one
- * 16-byte load gives two features' weights for one `d`; `b` is `[Fp]` f64.
- * Four rows × four features (eight f64x2 accumulators) per block; D and Fp
- * are baked in so strides are immediate offsets.
+ * `pre[r, j] = b[j] + Σ_d xc[r, d] · w[d, j]` (`[4nb, Fp]` f64), summing `d`
+ * in order. `w` is W_enc as float32 (`[D, Fp]`) and `b` b_enc (`[Fp]`): two
+ * neighbouring features' weights load as one 8-byte pair and widen exactly
+ * to f64x2. Four rows × four features (eight f64x2 accumulators) per block;
+ * D and Fp are baked in so strides are immediate offsets.
  */
 // deno-fmt-ignore
 function encBody(D: number, Fp: number): number[] {
-  const Dx = D * 8, Fx = Fp * 8, Dw = D * 16;
+  const Dx = D * 8, Fx = Fp * 8, Fw = Fp * 4;
   const [XC, NB, W, B, PRE] = [0, 1, 2, 3, 4];
-  const [WP, JB, DD, RB, XP, PP, WA, XA] = [5, 6, 7, 8, 9, 10, 11, 12];
+  const [JB, DD, RB, XP, PP, WA, XA, WB] = [5, 6, 7, 8, 9, 10, 11, 12];
   const [U0, U1, XR] = [13, 14, 15];
   const A = [16, 17, 18, 19], C = [20, 21, 22, 23];
-  const load = (off: number) => simd(V_LOAD, 3, ...uleb(off));
+  // Two float32 at `off`, widened to f64x2.
+  const pair = (off: number) => [...simd(V_LOAD64_SPLAT, 2, ...uleb(off)), ...simd(F64X2_PROMOTE_LOW)];
   const splat = (off: number) => simd(V_LOAD64_SPLAT, 3, ...uleb(off));
   const store = (off: number) => simd(V_STORE, 3, ...uleb(off));
   const add = (a: number, b: number, out: number) => [...get(a), ...get(b), I32_ADD, ...set(out)];
   return [
     2, 8, 0x7f, 11, 0x7b, // locals: 8 i32, 11 v128
-    ...get(W), ...set(WP), ...i32c(0), ...set(JB),
-    ...LOOP, // blocks of four features (two pairs)
-      ...get(XC), ...set(XP), ...add(PRE, JB, PP), ...i32c(0), ...set(RB),
+    ...i32c(0), ...set(JB),
+    ...LOOP, // blocks of four features
+      ...add(W, JB, WB),
+      ...get(XC), ...set(XP), ...get(JB), ...get(JB), I32_ADD, ...get(PRE), I32_ADD, ...set(PP),
+      ...i32c(0), ...set(RB),
       ...LOOP, // blocks of four rows
         ...[0, 1, 2, 3].flatMap((r) => [
-          ...get(B), ...get(JB), I32_ADD, ...load(0), ...set(A[r]),
-          ...get(B), ...get(JB), I32_ADD, ...load(16), ...set(C[r]),
+          ...get(B), ...get(JB), I32_ADD, ...pair(0), ...set(A[r]),
+          ...get(B), ...get(JB), I32_ADD, ...pair(8), ...set(C[r]),
         ]),
-        ...i32c(0), ...set(DD),
+        ...i32c(0), ...set(DD), ...get(WB), ...set(WA),
         ...LOOP, // d, one at a time, in order
-          ...get(WP), ...get(DD), ...i32c(1), 0x74 /* i32.shl */, I32_ADD, ...set(WA),
           ...add(XP, DD, XA),
-          ...get(WA), ...load(0), ...set(U0),
-          ...get(WA), ...load(Dw), ...set(U1),
+          ...get(WA), ...pair(0), ...set(U0),
+          ...get(WA), ...pair(8), ...set(U1),
           ...[0, 1, 2, 3].flatMap((r) => [
             ...get(XA), ...splat(r * Dx), ...set(XR),
             ...get(A[r]), ...get(XR), ...get(U0), ...simd(F64X2_MUL), ...simd(F64X2_ADD), ...set(A[r]),
             ...get(C[r]), ...get(XR), ...get(U1), ...simd(F64X2_MUL), ...simd(F64X2_ADD), ...set(C[r]),
           ]),
+          ...inc(WA, Fw),
           ...inc(DD, 8), ...get(DD), ...i32c(Dx), I32_LT_U, 0x0d, 0,
         END,
         ...[0, 1, 2, 3].flatMap((r) => [
@@ -80,8 +83,7 @@ function encBody(D: number, Fp: number): number[] {
         ...inc(XP, R * Dx), ...inc(PP, R * Fx),
         ...inc(RB, 1), ...get(RB), ...get(NB), I32_LT_U, 0x0d, 0,
       END,
-      ...inc(WP, 2 * Dw),
-      ...inc(JB, 32), ...get(JB), ...i32c(Fx), I32_LT_U, 0x0d, 0,
+      ...inc(JB, 16), ...get(JB), ...i32c(Fw), I32_LT_U, 0x0d, 0,
     END,
     END,
   ];
@@ -104,8 +106,8 @@ function encModule(D: number, Fp: number): Uint8Array<ArrayBuffer> {
 interface Kernel {
   Fp: number;
   enc: (xc: number, nb: number, w: number, b: number, pre: number) => void;
-  w: Float64Array;
-  b: Float64Array;
+  w: Float32Array;
+  b: Float32Array;
   xc: Float64Array;
   pre: Float64Array;
   offsets: { w: number; b: number; xc: number; pre: number };
@@ -121,16 +123,16 @@ function kernel(D: number, F: number): Kernel | null {
   const bytes = encModule(D, Fp);
   if (WebAssembly.validate(bytes)) {
     let top = 0;
-    const alloc = (n: number) => {
+    const alloc = (n: number, bytes: number) => {
       const off = top;
-      top += Math.ceil((n * 8) / 16) * 16;
+      top += Math.ceil((n * bytes) / 16) * 16;
       return off;
     };
     const offsets = {
-      w: alloc(Fp * D),
-      b: alloc(Fp),
-      xc: alloc(CHUNK * D),
-      pre: alloc(CHUNK * Fp),
+      w: alloc(Fp * D, 4),
+      b: alloc(Fp, 4),
+      xc: alloc(CHUNK * D, 8),
+      pre: alloc(CHUNK * Fp, 8),
     };
     if (top <= 2 ** 31) {
       const memory = new WebAssembly.Memory({
@@ -143,8 +145,8 @@ function kernel(D: number, F: number): Kernel | null {
       k = {
         Fp,
         enc: inst.exports.enc as Kernel["enc"],
-        w: new Float64Array(buf, offsets.w, Fp * D),
-        b: new Float64Array(buf, offsets.b, Fp),
+        w: new Float32Array(buf, offsets.w, Fp * D),
+        b: new Float32Array(buf, offsets.b, Fp),
         xc: new Float64Array(buf, offsets.xc, CHUNK * D),
         pre: new Float64Array(buf, offsets.pre, CHUNK * Fp),
         offsets,
@@ -186,17 +188,13 @@ export function preActivations(
   const k = kernel(D, F);
   if (!k) return false;
   const { Fp, w, b, xc } = k;
-  // Weights as f64 in feature pairs: [Fp/2, D, 2]. Rebuilt per call, so a
-  // caller that edits W_enc between calls is never served stale weights.
-  w.fill(0);
-  for (let d = 0; d < D; d++) {
-    const o = d * F;
-    for (let j = 0; j < F; j++) {
-      w[((j >> 1) * D + d) * 2 + (j & 1)] = W_enc[o + j];
-    }
-  }
-  b.fill(0);
-  for (let j = 0; j < F; j++) b[j] = b_enc[j];
+  // Copied per call (a memcpy when F is a multiple of 4), so a caller that
+  // edits W_enc between calls is never served stale weights.
+  if (Fp === F) w.set(W_enc);
+  else {for (let d = 0; d < D; d++) {
+      w.set(W_enc.subarray(d * F, (d + 1) * F), d * Fp);
+    }}
+  b.set(b_enc);
   const n = h.length / D;
   for (let r0 = 0; r0 < n; r0 += CHUNK) {
     const nr = Math.min(CHUNK, n - r0);
