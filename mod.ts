@@ -35,15 +35,23 @@
 export { loadBundle } from "./lib/model/bundle.ts";
 export type { Bundle, LoadBundleOptions } from "./lib/model/bundle.ts";
 export type {
+  BackendChoice,
   BackendName,
   GraphSession,
   HostTensor,
   ValueInfo,
 } from "./lib/model/backend.ts";
+export {
+  resolveBackend,
+  setWasmThreads,
+  wasmThreads,
+} from "./lib/model/backend.ts";
 export { rollout } from "./lib/model/rollout.ts";
+export { CarryRecorder } from "./lib/model/hooks.ts";
 export type {
   BatchEndEvent,
   BatchInfo,
+  Carry,
   ExampleOutcome,
   FloatArray,
   Hook,
@@ -53,6 +61,7 @@ export type {
   RolloutExample,
   RolloutOptions,
   StepEvent,
+  SupervisionEndEvent,
 } from "./lib/model/rollout.ts";
 export { StepSelector } from "./lib/model/address.ts";
 export type { ScheduleShape, StepAddress } from "./lib/model/address.ts";
@@ -116,8 +125,11 @@ export type { InterveneOptions } from "./lib/intervene/plan.ts";
 export type { Report } from "./lib/intervene/report.ts";
 export type {
   CausalFeature,
+  CumulativeAblation,
   RandomReference,
+  RankBy,
 } from "./lib/intervene/ranking.ts";
+export type { CausalSection } from "./lib/schema/mod.ts";
 export type { Tomography } from "./lib/intervene/tomography.ts";
 export type {
   GraphRef,
