@@ -191,7 +191,7 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
 /**
  * The summary `intervene` prints: the effect of the policy, per-step
  * accuracy as bars, the top causal features against the random reference,
- * and the tomography as a heat map.
+ * the cumulative ablation curve, and the tomography as a heat map.
  *
  * @example
  * ```ts
@@ -203,12 +203,15 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
  *   comparison: { examples: 2, baseline: side(1), intervened: side(0.5),
  *     delta: { exact_acc: -0.5, token_acc: -0.5, mean_halt_step: 0, mean_kl: 0.1, flipped_fraction: 0.25 }, per_example: [] },
  *   causal: { subsample: { examples: 2 }, ranking: [{ feature: 3, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1,
- *     exact_drop: 0.5, mean_activation: 1 }], random_features: { features: [1], median_effect: 0, median_kl: 0 } },
+ *     exact_drop: 0.5, mean_activation: 1 }], random_features: { features: [1], median_effect: 0, median_kl: 0 },
+ *     rank_by: "token", cumulative: { metric: "", half_effect_k: 1, points: [
+ *       { k: 1, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1, exact_drop: 0.5 }] } },
  *   tomography: { groups: ["s0"], features: [3], effect: [[0.5]] },
  * } as never, "r");
  * assert.match(text, /token accuracy 1\.0000 -> 0\.5000/);
  * assert.match(text, /3 +0\.5000/);
  * assert.match(text, /f3 +│█/);
+ * assert.match(text, /half the all-feature effect at k = 1/);
  * ```
  */
 export function interveneSummary(r: Report, runDir: string): string {
@@ -244,6 +247,7 @@ export function interveneSummary(r: Report, runDir: string): string {
       `  (effect = drop in token accuracy; reference: the median of ${rf.features.length} random features ablated alone, effect ${
         fmt(rf.median_effect)
       }, KL ${fmt(rf.median_kl)})`,
+      `  ranked by ${causal.rank_by}`,
       "  feature   effect    KL        exact drop",
       ...causal.ranking.slice(0, 8).map((f) =>
         `  ${String(f.feature).padEnd(9)} ${fmt(f.effect).padEnd(9)} ${
@@ -251,6 +255,27 @@ export function interveneSummary(r: Report, runDir: string): string {
         } ${fmt(f.exact_drop)}`
       ),
     );
+    const cum = causal.cumulative;
+    if (cum.points.length) {
+      const all = cum.points[cum.points.length - 1];
+      const max = Math.max(...cum.points.map((p) => p.effect), 1e-12);
+      lines.push(
+        "",
+        `  cumulative: the top k features ablated together (k = ${all.k}: every candidate)${
+          cum.half_effect_k === null
+            ? ""
+            : `; half the all-feature effect at k = ${cum.half_effect_k}`
+        }`,
+        "  k         effect    KL        exact drop",
+        ...cum.points.map((p) =>
+          `  ${String(p.k).padEnd(9)} ${fmt(p.effect).padEnd(9)} ${
+            fmt(p.mean_kl).padEnd(9)
+          } ${fmt(p.exact_drop).padEnd(9)} ${
+            bar(Math.max(p.effect, 0), max, 16)
+          }`
+        ),
+      );
+    }
   }
   const tomo = r.tomography;
   if (tomo.features.length && tomo.groups.length) {
