@@ -27,7 +27,7 @@ import { StepSelector } from "../model/address.ts";
 import { VERSION } from "../version.ts";
 import { checkPayload, schemas } from "../schema/mod.ts";
 import { Evaluator } from "./evaluate.ts";
-import { type InterveneOptions, planIntervention } from "./plan.ts";
+import { type InterveneOptions, type Plan, planIntervention } from "./plan.ts";
 import type { InterventionPolicy } from "./policy.ts";
 import { AblationRunner } from "./batched.ts";
 import {
@@ -38,6 +38,7 @@ import {
   topIndices,
 } from "./ranking.ts";
 import { causalSection, type Report } from "./report.ts";
+import type { CausalFeature, SideSummary } from "../schema/mod.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
 
@@ -158,14 +159,7 @@ async function intervene(
   const total = n * (1 + nCand + nRandom + curveSizes(nCand).length +
         rank * supervisionGroups(plan.addresses).length) +
     examples.length * (sameSchedule ? 1 : 2);
-  let done = 0;
-  const phase = (planned: number) => {
-    const start = done;
-    return {
-      progress: (d: number) => opts.onProgress?.(start + d, total),
-      end: () => opts.onProgress?.(done = start + planned, total),
-    };
-  };
+  const phase = phases(total, opts.onProgress);
 
   const means = opts.ablateTo === "mean" ? session.featureMeans() : undefined;
   let p = phase(n);
@@ -213,31 +207,13 @@ async function intervene(
   p.end();
   const comparison = Evaluator.compare(baseline, intervened);
 
-  p = phase(n * nRandom);
-  const random = await randomReference(
+  const { random, cumulative, tomo } = await causalReferences(
     runner,
-    activity,
-    candidates,
-    nRandom,
+    { ranking, activity, candidates, baseScore, rank, nRandom, nCand },
+    plan,
     opts.seed,
-    p.progress,
+    phase,
   );
-  p.end();
-  p = phase(n * curveSizes(nCand).length);
-  const cumulative = await cumulativeCurve(
-    runner,
-    ranking,
-    baseScore,
-    p.progress,
-  );
-  p.end();
-  p = phase(n * rank * supervisionGroups(plan.addresses).length);
-  const tomo = await tomography(
-    runner,
-    ranking.slice(0, rank).map((r) => r.feature),
-    p.progress,
-  );
-  p.end();
 
   // The saved trace and report.json land together, after both are written.
   await using outputs = new OutputSet();
@@ -285,6 +261,72 @@ async function intervene(
   );
   await outputs.commit();
   return report;
+}
+
+/**
+ * Progress over the phases of a run: each phase reports its own count on top
+ * of what the phases before it planned.
+ */
+function phases(
+  total: number,
+  onProgress?: (done: number, total: number) => void,
+): (planned: number) => { progress(d: number): void; end(): void } {
+  let done = 0;
+  return (planned) => {
+    const start = done;
+    return {
+      progress: (d) => onProgress?.(start + d, total),
+      end: () => onProgress?.(done = start + planned, total),
+    };
+  };
+}
+
+/**
+ * What puts the ranking in context: the random reference, the cumulative
+ * curve and the tomography of the top `rank` features.
+ */
+async function causalReferences(
+  runner: AblationRunner,
+  r: {
+    ranking: CausalFeature[];
+    activity: Float32Array;
+    candidates: number[];
+    baseScore: SideSummary;
+    rank: number;
+    nRandom: number;
+    nCand: number;
+  },
+  plan: Plan,
+  seed: number,
+  phase: ReturnType<typeof phases>,
+) {
+  const n = runner.examples.length;
+  let p = phase(n * r.nRandom);
+  const random = await randomReference(
+    runner,
+    r.activity,
+    r.candidates,
+    r.nRandom,
+    seed,
+    p.progress,
+  );
+  p.end();
+  p = phase(n * curveSizes(r.nCand).length);
+  const cumulative = await cumulativeCurve(
+    runner,
+    r.ranking,
+    r.baseScore,
+    p.progress,
+  );
+  p.end();
+  p = phase(n * r.rank * supervisionGroups(plan.addresses).length);
+  const tomo = await tomography(
+    runner,
+    r.ranking.slice(0, r.rank).map((f) => f.feature),
+    p.progress,
+  );
+  p.end();
+  return { random, cumulative, tomo };
 }
 
 /** Record the intervened rollout of every traced example, as trace does. */

@@ -316,89 +316,78 @@ function checkExample(ex: RolloutExample, m: Bundle["manifest"]): void {
   }
 }
 
-/** One batch through the schedule: the only recurrence loop in trminterp. */
-async function runBatch(
-  bundle: Bundle,
-  info: BatchInfo,
-  hooks: readonly Hook[],
-  readoutEveryH: boolean,
-): Promise<ExampleOutcome[]> {
-  const m = bundle.manifest;
-  const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
-  const sched = m.schedule;
-  const B = info.examples.length,
-    S = m.seq_len,
-    P = m.puzzle_emb_len,
-    T = P + S,
-    D = m.hidden_size,
-    V = m.vocab_size;
-  const f64 = m.dtype === "float64";
-  const alloc = (n: number): FloatArray =>
-    f64 ? new Float64Array(n) : new Float32Array(n);
-  const stateDims = [B, T, D];
-  const tensor = (data: FloatArray): HostTensor => ({
-    type: f64 ? "float64" : "float32",
-    data,
-    dims: stateDims,
-  });
-  const s = bundle.sessions;
-  const Lnet = m.family === "trm" ? s.net : s.L_net;
-  const Hnet = m.family === "trm" ? s.net : s.H_net;
+/**
+ * Run one graph and check that every output has the length model.json's
+ * shapes give: a graph whose symbolic dims do not follow the spec would
+ * otherwise return the wrong number of values, and the recurrence would
+ * misread them.
+ */
+async function runChecked(
+  role: string,
+  session: GraphSession,
+  feeds: Record<string, HostTensor>,
+  want: Record<string, number>,
+  B: number,
+): Promise<Record<string, HostTensor>> {
+  let out: Record<string, HostTensor>;
+  try {
+    out = await session.run(feeds);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(
+      `graph "${role}" failed at run time (${
+        String((e as Error)?.message ?? e).split("\n")[0].slice(0, 200)
+      }); check the bundle against references/v0-spec.md §1.2`,
+    );
+  }
+  for (const [name, n] of Object.entries(want)) {
+    const got = out[name]?.data.length;
+    if (got !== n) {
+      throw new InputError(
+        `graph "${role}" returned ${got} values for "${name}", expected ${n} (batch ${B}, model.json's shapes); its symbolic dims do not follow the spec (references/v0-spec.md §1.2)`,
+      );
+    }
+  }
+  return out;
+}
 
+/** The embed graph's feeds for a batch, each example checked first. */
+function embedFeeds(
+  examples: readonly RolloutExample[],
+  m: Bundle["manifest"],
+): Record<string, HostTensor> {
+  const B = examples.length, S = m.seq_len;
   const tokens = new BigInt64Array(B * S);
   const puzzleIds = new BigInt64Array(B);
-  info.examples.forEach((ex, b) => {
+  examples.forEach((ex, b) => {
     checkExample(ex, m);
     for (let i = 0; i < S; i++) tokens[b * S + i] = BigInt(ex.tokens[i]);
     puzzleIds[b] = BigInt(ex.puzzleIdentifier ?? 0);
   });
-  // A graph whose symbolic dims do not follow model.json returns the wrong
-  // number of values; caught here, before the recurrence misreads them.
-  const run = async (
-    role: string,
-    session: GraphSession,
-    feeds: Record<string, HostTensor>,
-    want: Record<string, number>,
-  ): Promise<Record<string, HostTensor>> => {
-    let out: Record<string, HostTensor>;
-    try {
-      out = await session.run(feeds);
-    } catch (e) {
-      if (e instanceof InputError) throw e;
-      throw new InputError(
-        `graph "${role}" failed at run time (${
-          String((e as Error)?.message ?? e).split("\n")[0].slice(0, 200)
-        }); check the bundle against references/v0-spec.md §1.2`,
-      );
-    }
-    for (const [name, n] of Object.entries(want)) {
-      const got = out[name]?.data.length;
-      if (got !== n) {
-        throw new InputError(
-          `graph "${role}" returned ${got} values for "${name}", expected ${n} (batch ${B}, model.json's shapes); its symbolic dims do not follow the spec (references/v0-spec.md §1.2)`,
-        );
-      }
-    }
-    return out;
-  };
-  const lnRole = m.family === "trm" ? "net" : "L_net";
-  const hnRole = m.family === "trm" ? "net" : "H_net";
-  const embedFeeds: Record<string, HostTensor> = {
+  const feeds: Record<string, HostTensor> = {
     tokens: { type: "int64", data: tokens, dims: [B, S] },
   };
-  if (P > 0) {
-    embedFeeds.puzzle_identifiers = {
-      type: "int64",
-      data: puzzleIds,
-      dims: [B],
-    };
+  if (m.puzzle_emb_len > 0) {
+    feeds.puzzle_identifiers = { type: "int64", data: puzzleIds, dims: [B] };
   }
-  const x = (await run("embed", s.embed, embedFeeds, { x: B * T * D })).x
-    .data as FloatArray;
+  return feeds;
+}
 
-  const sup0 = info.examples[0]?.start?.sup ?? 0;
-  let zH = alloc(B * T * D), zL = alloc(B * T * D);
-  info.examples.forEach((ex, b) => {
+/**
+ * The states a batch starts from: each example's carry when it has one (all
+ * examples of a batch share its supervision step), else H_init/L_init at
+ * every position.
+ */
+function startStates(
+  examples: readonly RolloutExample[],
+  m: Bundle["manifest"],
+  alloc: (n: number) => FloatArray,
+): { zH: FloatArray; zL: FloatArray } {
+  const T = m.puzzle_emb_len + m.seq_len, D = m.hidden_size;
+  const { halt_max_steps } = m.schedule;
+  const zH = alloc(examples.length * T * D),
+    zL = alloc(examples.length * T * D);
+  examples.forEach((ex, b) => {
     const c = ex.start;
     if (c) {
       if (
@@ -420,6 +409,50 @@ async function runBatch(
       zL.set(m.L_init, (b * T + i) * D);
     }
   });
+  return { zH, zL };
+}
+
+/** One batch through the schedule: the only recurrence loop in trminterp. */
+async function runBatch(
+  bundle: Bundle,
+  info: BatchInfo,
+  hooks: readonly Hook[],
+  readoutEveryH: boolean,
+): Promise<ExampleOutcome[]> {
+  const m = bundle.manifest;
+  const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
+  const sched = m.schedule;
+  const B = info.examples.length,
+    S = m.seq_len,
+    T = m.puzzle_emb_len + S,
+    D = m.hidden_size,
+    V = m.vocab_size;
+  const f64 = m.dtype === "float64";
+  const alloc = (n: number): FloatArray =>
+    f64 ? new Float64Array(n) : new Float32Array(n);
+  const stateDims = [B, T, D];
+  const tensor = (data: FloatArray): HostTensor => ({
+    type: f64 ? "float64" : "float32",
+    data,
+    dims: stateDims,
+  });
+  const s = bundle.sessions;
+  const Lnet = m.family === "trm" ? s.net : s.L_net;
+  const Hnet = m.family === "trm" ? s.net : s.H_net;
+  const run = (
+    role: string,
+    session: GraphSession,
+    feeds: Record<string, HostTensor>,
+    want: Record<string, number>,
+  ) => runChecked(role, session, feeds, want, B);
+  const lnRole = m.family === "trm" ? "net" : "L_net";
+  const hnRole = m.family === "trm" ? "net" : "H_net";
+  const x = (await run("embed", s.embed, embedFeeds(info.examples, m), {
+    x: B * T * D,
+  })).x.data as FloatArray;
+
+  const sup0 = info.examples[0]?.start?.sup ?? 0;
+  let { zH, zL } = startStates(info.examples, m, alloc);
   const injection = alloc(B * T * D);
   const halted = new Uint8Array(B);
   const haltStep = new Int32Array(B).fill(halt_max_steps - 1);

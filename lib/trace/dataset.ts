@@ -950,18 +950,15 @@ function firstRows(meta: TraceMeta, n: number): Map<string, number> {
   return start;
 }
 
-async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
-  const run = await openRun(path);
+/**
+ * The kept blocks of a (possibly sharded) run and where each part's rows of
+ * each block land among the kept rows, parts in order within a block.
+ */
+function blockLayout(run: TraceRun, filter: TraceFilter) {
   const header = run.header;
-  const D = header.state_dim;
   const sched = header.model.schedule;
   const selector = filter.steps ? StepSelector.parse(filter.steps) : null;
   const keepLatents = filter.latents ?? LATENTS;
-  const positions = header.record.positions;
-  const npos = positions.length;
-  const P = run.parts.length;
-
-  // The kept blocks, and where each part's rows of each land.
   const blockIdx = new Map<string, number>();
   const addressOf = new Map<number, string>();
   const tOf: number[] = [];
@@ -978,23 +975,30 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
   const landAt: number[][] = run.parts.map(() => []);
   let n = 0;
   header.blocks.forEach((_, k) => {
-    for (let p = 0; p < P; p++) {
+    for (let p = 0; p < run.parts.length; p++) {
       landAt[p][k] = n;
       if (kept[k]) n += run.parts[p].header.blocks[k].rows;
     }
   });
-  const half = header.dtype === "float16";
+  return { blockIdx, addressOf, tOf, kept, landAt, n };
+}
+
+/**
+ * Check each part's blocks and open its states.npy. Every row is in
+ * states.npy (checked against the header) or in the file as base64, so a
+ * header cannot make us allocate more than the files hold.
+ */
+async function openParts(run: TraceRun): Promise<NpyReader[]> {
+  const header = run.header;
+  const bytes = header.state_dim * (header.dtype === "float16" ? 2 : 4);
   const readers: NpyReader[] = [];
-  const closeAll = () => readers.forEach((r) => r[Symbol.dispose]());
   try {
     for (const part of run.parts) {
       checkBlocks(part);
-      // Every row is in states.npy (checked against the header) or in the
-      // file as base64: a header cannot make us allocate more than that.
       if (header.states === "npy") readers.push(await openStates(part));
       else {
         const size = (await Deno.stat(part.tracePath)).size;
-        if (part.header.rows * D * (half ? 2 : 4) > size) {
+        if (part.header.rows * bytes > size) {
           throw new InputError(
             `${part.tracePath}: the header claims ${part.header.rows} rows, more than the file holds; the trace is corrupt, re-run trace`,
           );
@@ -1002,9 +1006,26 @@ async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
       }
     }
   } catch (e) {
-    closeAll();
+    readers.forEach((r) => r[Symbol.dispose]());
     throw e;
   }
+  return readers;
+}
+
+async function scanTrace(path: string, filter: TraceFilter): Promise<Scan> {
+  const run = await openRun(path);
+  const header = run.header;
+  const D = header.state_dim;
+  const positions = header.record.positions;
+  const npos = positions.length;
+  const P = run.parts.length;
+  const { blockIdx, addressOf, tOf, kept, landAt, n } = blockLayout(
+    run,
+    filter,
+  );
+  const half = header.dtype === "float16";
+  const readers = await openParts(run);
+  const closeAll = () => readers.forEach((r) => r[Symbol.dispose]());
   const inline = header.states === "inline" ? new Float32Array(n * D) : null;
   const exampleOf = new Int32Array(n),
     t = new Int32Array(n),
