@@ -1,7 +1,7 @@
 /**
  * The run directory: where every output of a run goes. A run dir is
  * trminterp's: new, empty, or marked by {@linkcode RUN_MARKER}; one command
- * at a time holds its lock ({@linkcode RUN_LOCK}); nothing in it is followed
+ * at a time holds its lock (`.trminterp.lock`); nothing in it is followed
  * through a symbolic link; and only temp files trminterp wrote are cleaned up.
  *
  * @module
@@ -16,7 +16,7 @@ export const RUN_MARKER = ".trminterp-run";
 /** Its content. */
 const MARKER_TEXT = '{"format":"trminterp-run/1"}\n';
 /** The lock file a command holds while it uses a run dir. */
-export const RUN_LOCK = ".trminterp.lock";
+const RUN_LOCK = ".trminterp.lock";
 
 /**
  * Names a run dir of an earlier trminterp (before the marker existed) can
@@ -415,7 +415,7 @@ export interface DirLock {
 }
 
 /**
- * Take the lock of `dir`: {@linkcode RUN_LOCK}, created if missing, locked
+ * Take the lock of `dir`: `.trminterp.lock`, created if missing, locked
  * exclusively with `flock` (which the kernel releases when the holder dies,
  * so a lock left by a killed command is simply taken over) and holding the
  * holder's pid. A folder locked by a live process is refused, naming it.

@@ -21,7 +21,7 @@ export const GRAPH_ROLES: {
 } = { trm: ["embed", "net", "head"], hrm: ["embed", "L_net", "H_net", "head"] };
 
 /** A graph file inside a bundle. */
-export const GraphRefSchema = name(
+const GraphRefSchema = name(
   z.object({
     // A plain file name: no path, no "..", so a bundle cannot name a file
     // outside itself.
@@ -69,7 +69,7 @@ export const ScheduleSchema = name(
 );
 
 /** Token meanings. */
-export const TokensSchema = name(
+const TokensSchema = name(
   z.object({
     pad: nonNeg.describe("Padding token id."),
     blank: nonNeg.describe("Blank-cell token id."),

@@ -31,7 +31,7 @@ const metric = <T extends z.ZodType>(v: T) =>
   z.object({ value: v, formula: z.string().min(1) });
 
 /** A log10 feature-density histogram. */
-export const DensityHistogramSchema = name(
+const DensityHistogramSchema = name(
   z.object({
     edges: z.array(num).describe("Bin edges in log10(density), ascending."),
     counts: z.array(nonNeg).describe("Features per bin."),
@@ -42,7 +42,7 @@ export const DensityHistogramSchema = name(
 );
 
 /** The held-out metrics. */
-export const SAEMetricsSchema = name(
+const SAEMetricsSchema = name(
   z.object({
     n_rows: nonNeg.describe("Rows evaluated."),
     mse: metric(num).describe("Mean squared error per element."),
@@ -76,7 +76,7 @@ export const SAEMetricsSchema = name(
 );
 
 /** Task accuracy recovered. */
-export const TaskAccuracySchema = name(
+const TaskAccuracySchema = name(
   z.object({
     formula: z.string().describe("The formula used."),
     value: num.nullable().describe(
@@ -95,7 +95,7 @@ export const TaskAccuracySchema = name(
 );
 
 /** One loss-curve sample. */
-export const LossPointSchema = name(
+const LossPointSchema = name(
   z.object({
     step: nonNeg.describe("Step index, from 0."),
     loss: num.describe("Total loss: mse + aux + l1 (terms already weighted)."),
