@@ -163,7 +163,21 @@ const TomographySchema = name(
   "Each top feature ablated only at the selected steps of one supervision step.",
 );
 
-/** report.json. */
+/**
+ * report.json.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReportSchema } from "./report.ts";
+ * const r = ReportSchema.safeParse({ format: "trminterp-report/1" });
+ * assert.ok(!r.success);
+ * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
+ *   "provenance", "policy", "comparison", "causal", "tomography", "saved_trace",
+ * ]);
+ * assert.ok(!ReportSchema.safeParse({ format: "trminterp-report/0" }).success);
+ * ```
+ */
 export const ReportSchema = name(
   z.object({
     format: z.literal("trminterp-report/1").describe("Format tag."),

@@ -5,7 +5,20 @@
  */
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
 
-/** The `cfg` stored in sae.pt next to the tensors. */
+/**
+ * The `cfg` stored in sae.pt next to the tensors.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SaeFileConfigSchema } from "./sae.ts";
+ * const cfg = { arch: "topk", d_in: 64, d_sae: 256, k: 8, format: "trminterp-sae/1", latent: "z_H",
+ *   steps: "s*.*.H", trace_digest: "ab".repeat(32), model_sha256: "cd".repeat(32), seed: 0,
+ *   training: { lr: 0.0003, steps: 2000 } };
+ * assert.deepEqual(SaeFileConfigSchema.parse(cfg), cfg);
+ * assert.ok(!SaeFileConfigSchema.safeParse({ ...cfg, arch: "jumprelu" }).success);
+ * ```
+ */
 export const SaeFileConfigSchema = name(
   z.object({
     arch: z.enum(["topk", "relu"]).describe("SAE architecture."),
@@ -109,7 +122,21 @@ const LossPointSchema = name(
   "One loss-curve sample, computed on that step's minibatch before the update.",
 );
 
-/** sae_metrics.json. */
+/**
+ * sae_metrics.json.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SaeMetricsJsonSchema } from "./sae.ts";
+ * const r = SaeMetricsJsonSchema.safeParse({ format: "trminterp-sae-metrics/1" });
+ * assert.ok(!r.success);
+ * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
+ *   "provenance", "config", "split", "metrics", "task_accuracy_recovered", "loss_curve",
+ *   "train_dead_fraction",
+ * ]);
+ * ```
+ */
 export const SaeMetricsJsonSchema = name(
   z.object({
     format: z.literal("trminterp-sae-metrics/1").describe("Format tag."),
