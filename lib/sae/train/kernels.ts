@@ -279,6 +279,7 @@ function bwdBody(): number[] {
   ];
 }
 
+// deno-fmt-ignore
 /**
  * The module: imports memory `e.m`, exports `enc`, `dec` and `bwd`.
  *
@@ -293,7 +294,6 @@ function bwdBody(): number[] {
  * assert.deepEqual(WebAssembly.Module.imports(m).map((i) => `${i.module}.${i.name}:${i.kind}`), ["e.m:memory"]);
  * ```
  */
-// deno-fmt-ignore
 export function simdModule(D: number, F: number): Uint8Array<ArrayBuffer> {
   const fn = (params: number[]) => [0x60, params.length, ...params, 0];
   const I = 0x7f;
