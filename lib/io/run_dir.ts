@@ -11,7 +11,24 @@ import { InputError, OptionError } from "../errors.ts";
 import { isStaleTemp, writeFileAtomic } from "./atomic.ts";
 import { checkRoot, confined, ensureDir } from "./paths.ts";
 
-/** The file that marks a folder as a trminterp run dir. */
+/**
+ * The file that marks a folder as a trminterp run dir.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRunDir, RUN_MARKER } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await (await openRunDir(dir)).release(); // an empty folder becomes a run dir
+ *   assert.equal(await Deno.readTextFile(`${dir}/${RUN_MARKER}`), '{"format":"trminterp-run/1"}\n');
+ *   await Deno.writeTextFile(`${dir}/notes.txt`, "mine");
+ *   await (await openRunDir(dir)).release(); // marked: trminterp's, whatever else it holds
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
 export const RUN_MARKER = ".trminterp-run";
 /** Its content. */
 const MARKER_TEXT = '{"format":"trminterp-run/1"}\n';
@@ -55,6 +72,25 @@ export interface PrepareRunDirOptions extends OpenRunDirOptions {
 /**
  * A locked run dir. Hold it for the whole command (`await using`), so no
  * other trminterp command reads or writes the folder meanwhile.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRunDir } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await using run = await openRunDir(`${dir}/run`, { create: true });
+ *   assert.equal(await run.file("trace.jsonl"), `${dir}/run/trace.jsonl`);
+ *   await run.checkOutputs(["trace.jsonl"]); // not there yet: fine
+ *   await Deno.writeTextFile(await run.file("trace.jsonl"), "{}\n");
+ *   await assert.rejects(run.checkOutputs(["trace.jsonl"]), /already holds trace\.jsonl/);
+ *   await run.checkOutputs(["trace.jsonl"], true); // with force
+ *   assert.equal(await run.subdir("interventions"), `${dir}/run/interventions`);
+ *   assert.ok((await Deno.lstat(`${dir}/run/interventions`)).isDirectory);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
  */
 export class RunDir implements AsyncDisposable {
   /** The run dir's path, as given. */
