@@ -34,7 +34,17 @@ export type PolicyName =
   | "clamp_features"
   | "patch_features";
 
-/** The v0 policy names, for `--policy`. */
+/**
+ * The v0 policy names, for `--policy`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AblateFeatures, ClampFeatures, PatchFeatures, POLICY_NAMES } from "./policy.ts";
+ * const policies = [new AblateFeatures([0]), new ClampFeatures([0], { value: 1 }), new PatchFeatures([0], { sourceExample: "p" })];
+ * assert.deepEqual(policies.map((p) => p.name), POLICY_NAMES);
+ * ```
+ */
 export const POLICY_NAMES: readonly PolicyName[] = [
   "ablate_features",
   "clamp_features",

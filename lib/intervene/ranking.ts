@@ -30,7 +30,20 @@ export interface AblationEffect {
 /** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
 export type RankBy = "token" | "kl" | "exact";
 
-/** The `--rank-by` values. */
+/**
+ * The `--rank-by` values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RANK_BY, sortRanking } from "./ranking.ts";
+ * assert.deepEqual(RANK_BY, ["token", "kl", "exact"]);
+ * const r = (feature: number, effect: number, mean_kl: number) =>
+ *   ({ feature, effect, mean_kl, normalized_effect: 0, exact_drop: 0, mean_activation: 0 });
+ * const orders = RANK_BY.map((by) => sortRanking([r(0, 0.5, 0), r(1, 0, 0.2)], by).map((x) => x.feature));
+ * assert.deepEqual(orders, [[0, 1], [1, 0], [0, 1]]);
+ * ```
+ */
 export const RANK_BY: readonly RankBy[] = ["token", "kl", "exact"];
 
 /**
@@ -86,7 +99,35 @@ export function sortRanking(
   return ranking.sort((a, b) => key[rankBy](a, b) || a.feature - b.feature);
 }
 
-/** Each candidate ablated alone on the runner's examples, ranked by `rankBy`. */
+/**
+ * Each candidate ablated alone on the runner's examples, ranked by `rankBy`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { AblationRunner } from "./batched.ts";
+ * // A stand-in runner: one example of 8 positions, all right at baseline;
+ * // ablating features breaks hurt[f] of its positions each.
+ * const hurt = [0, 1, 3, 2];
+ * const outcome = (broken: number) => ({ S: 8, V: 2, examples: [{ example: "a", label: [1, 1, 1, 1, 1, 1, 1, 1],
+ *   pred: [0, 1, 2, 3, 4, 5, 6, 7].map((s) => s < broken ? 0 : 1), predPerSup: [], haltStep: 0,
+ *   logits: new Float32Array(16) }] });
+ * const runner = {
+ *   session: { plan: { selector: null } },
+ *   baseline: () => Promise.resolve(outcome(0)),
+ *   run: (jobs: { features: number[] }[]) =>
+ *     Promise.resolve(jobs.map((j) => outcome(j.features.reduce((n, f) => n + hurt[f], 0)))),
+ * } as unknown as AblationRunner;
+ * import { rankFeatures } from "./ranking.ts";
+ * const baseScore = { exact_acc: 1, token_acc: 0.5, acc_per_sup: [], mean_halt_step: 0 };
+ * const activity = new Float32Array([0.1, 0.2, 0.3, 0.4]);
+ * const ranking = await rankFeatures(runner, baseScore, [0, 1, 2, 3], activity, "token");
+ * assert.deepEqual(ranking.map((f) => f.feature), [2, 3, 1, 0]);
+ * assert.deepEqual(ranking[0], { feature: 2, effect: 0.375, normalized_effect: 0.75, mean_kl: 0,
+ *   exact_drop: 1, mean_activation: 0.3 });
+ * assert.equal(ranking[3].exact_drop, 0); // feature 0 breaks nothing
+ * ```
+ */
 export async function rankFeatures(
   runner: AblationRunner,
   baseScore: SideSummary,
@@ -144,6 +185,31 @@ export function referencePool(
 /**
  * Ablate `n` features drawn with `Rng(seed, 3)` from {@linkcode referencePool},
  * for the reference median a ranked feature is read against.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { AblationRunner } from "./batched.ts";
+ * // A stand-in runner: one example of 8 positions, all right at baseline;
+ * // ablating features breaks hurt[f] of its positions each.
+ * const hurt = [0, 1, 3, 2];
+ * const outcome = (broken: number) => ({ S: 8, V: 2, examples: [{ example: "a", label: [1, 1, 1, 1, 1, 1, 1, 1],
+ *   pred: [0, 1, 2, 3, 4, 5, 6, 7].map((s) => s < broken ? 0 : 1), predPerSup: [], haltStep: 0,
+ *   logits: new Float32Array(16) }] });
+ * const runner = {
+ *   session: { plan: { selector: null } },
+ *   baseline: () => Promise.resolve(outcome(0)),
+ *   run: (jobs: { features: number[] }[]) =>
+ *     Promise.resolve(jobs.map((j) => outcome(j.features.reduce((n, f) => n + hurt[f], 0)))),
+ * } as unknown as AblationRunner;
+ * import { randomReference } from "./ranking.ts";
+ * const activity = new Float32Array([0, 1, 1, 1]); // feature 0 is dead
+ * const ref = await randomReference(runner, activity, [3], 5, 0); // the pool is [1, 2]
+ * assert.deepEqual([...ref.features].sort(), [1, 2]);
+ * assert.deepEqual(ref.effects, ref.features.map((f) => hurt[f] / 8));
+ * assert.equal(ref.median_effect, 0.25);
+ * assert.deepEqual(await randomReference(runner, activity, [3], 5, 0), ref); // seeded
+ * ```
  */
 export async function randomReference(
   runner: AblationRunner,
@@ -205,6 +271,30 @@ export function curveSizes(n: number): number[] {
  * last point is every ranked candidate at once: the all-feature ablation),
  * and the smallest `k` on the curve whose effect reaches half the
  * all-feature effect (`null` when that effect is not positive).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { AblationRunner } from "./batched.ts";
+ * // A stand-in runner: one example of 8 positions, all right at baseline;
+ * // ablating features breaks hurt[f] of its positions each.
+ * const hurt = [0, 1, 3, 2];
+ * const outcome = (broken: number) => ({ S: 8, V: 2, examples: [{ example: "a", label: [1, 1, 1, 1, 1, 1, 1, 1],
+ *   pred: [0, 1, 2, 3, 4, 5, 6, 7].map((s) => s < broken ? 0 : 1), predPerSup: [], haltStep: 0,
+ *   logits: new Float32Array(16) }] });
+ * const runner = {
+ *   session: { plan: { selector: null } },
+ *   baseline: () => Promise.resolve(outcome(0)),
+ *   run: (jobs: { features: number[] }[]) =>
+ *     Promise.resolve(jobs.map((j) => outcome(j.features.reduce((n, f) => n + hurt[f], 0)))),
+ * } as unknown as AblationRunner;
+ * import { cumulativeCurve, rankFeatures } from "./ranking.ts";
+ * const baseScore = { exact_acc: 1, token_acc: 1, acc_per_sup: [], mean_halt_step: 0 };
+ * const ranking = await rankFeatures(runner, baseScore, [0, 1, 2, 3], new Float32Array(4), "token");
+ * const curve = await cumulativeCurve(runner, ranking, baseScore); // top 1, 2 and all 4: [2], [2, 3], [2, 3, 1, 0]
+ * assert.deepEqual(curve.points.map((p) => [p.k, p.effect]), [[1, 0.375], [2, 0.625], [4, 0.75]]);
+ * assert.equal(curve.half_effect_k, 1); // 0.375 is half of 0.75
+ * ```
  */
 export async function cumulativeCurve(
   runner: AblationRunner,

@@ -18,7 +18,7 @@ export interface JsonlRecord {
 
 /** Options for {@linkcode readJsonl}. */
 export interface ReadJsonlOptions {
-  /** Longest line accepted, in UTF-16 units (default {@linkcode MAX_LINE_CHARS}). */
+  /** Longest line accepted, in UTF-16 units (default 2 ** 28: 256 Mi). */
   maxLineChars?: number;
 }
 
@@ -27,7 +27,7 @@ export interface ReadJsonlOptions {
  * string, so a longer line is one clear error rather than an allocation
  * failure.
  */
-export const MAX_LINE_CHARS = 2 ** 28;
+const MAX_LINE_CHARS = 2 ** 28;
 
 /**
  * Stream the records of a JSONL file without loading it whole, in time linear

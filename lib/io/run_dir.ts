@@ -1,7 +1,7 @@
 /**
  * The run directory: where every output of a run goes. A run dir is
  * trminterp's: new, empty, or marked by {@linkcode RUN_MARKER}; one command
- * at a time holds its lock ({@linkcode RUN_LOCK}); nothing in it is followed
+ * at a time holds its lock (`.trminterp.lock`); nothing in it is followed
  * through a symbolic link; and only temp files trminterp wrote are cleaned up.
  *
  * @module
@@ -11,12 +11,29 @@ import { InputError, OptionError } from "../errors.ts";
 import { isStaleTemp, writeFileAtomic } from "./atomic.ts";
 import { checkRoot, confined, ensureDir } from "./paths.ts";
 
-/** The file that marks a folder as a trminterp run dir. */
+/**
+ * The file that marks a folder as a trminterp run dir.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRunDir, RUN_MARKER } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await (await openRunDir(dir)).release(); // an empty folder becomes a run dir
+ *   assert.equal(await Deno.readTextFile(`${dir}/${RUN_MARKER}`), '{"format":"trminterp-run/1"}\n');
+ *   await Deno.writeTextFile(`${dir}/notes.txt`, "mine");
+ *   await (await openRunDir(dir)).release(); // marked: trminterp's, whatever else it holds
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
 export const RUN_MARKER = ".trminterp-run";
 /** Its content. */
 const MARKER_TEXT = '{"format":"trminterp-run/1"}\n';
 /** The lock file a command holds while it uses a run dir. */
-export const RUN_LOCK = ".trminterp.lock";
+const RUN_LOCK = ".trminterp.lock";
 
 /**
  * Names a run dir of an earlier trminterp (before the marker existed) can
@@ -55,6 +72,25 @@ export interface PrepareRunDirOptions extends OpenRunDirOptions {
 /**
  * A locked run dir. Hold it for the whole command (`await using`), so no
  * other trminterp command reads or writes the folder meanwhile.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRunDir } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await using run = await openRunDir(`${dir}/run`, { create: true });
+ *   assert.equal(await run.file("trace.jsonl"), `${dir}/run/trace.jsonl`);
+ *   await run.checkOutputs(["trace.jsonl"]); // not there yet: fine
+ *   await Deno.writeTextFile(await run.file("trace.jsonl"), "{}\n");
+ *   await assert.rejects(run.checkOutputs(["trace.jsonl"]), /already holds trace\.jsonl/);
+ *   await run.checkOutputs(["trace.jsonl"], true); // with force
+ *   assert.equal(await run.subdir("interventions"), `${dir}/run/interventions`);
+ *   assert.ok((await Deno.lstat(`${dir}/run/interventions`)).isDirectory);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
  */
 export class RunDir implements AsyncDisposable {
   /** The run dir's path, as given. */
@@ -415,7 +451,7 @@ export interface DirLock {
 }
 
 /**
- * Take the lock of `dir`: {@linkcode RUN_LOCK}, created if missing, locked
+ * Take the lock of `dir`: `.trminterp.lock`, created if missing, locked
  * exclusively with `flock` (which the kernel releases when the holder dies,
  * so a lock left by a killed command is simply taken over) and holding the
  * holder's pid. A folder locked by a live process is refused, naming it.

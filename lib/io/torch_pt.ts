@@ -337,7 +337,7 @@ function toPlain(
 
 /** Options for {@linkcode decodeTorchPt}. */
 export interface DecodeTorchPtOptions {
-  /** Most bytes of compressed storages to inflate (default {@linkcode TORCH_PT_MAX_BYTES}). */
+  /** Most bytes of compressed storages to inflate (default 1 GiB). */
   maxBytes?: number;
   /**
    * Read the pickle only: tensors come back with their dtype and shape and
@@ -348,7 +348,7 @@ export interface DecodeTorchPtOptions {
 }
 
 /** The default cap on the storage bytes a `.pt` file may inflate to (1 GiB). */
-export const TORCH_PT_MAX_BYTES = 2 ** 30;
+const TORCH_PT_MAX_BYTES = 2 ** 30;
 const MAX_PICKLE_BYTES = 64 * 2 ** 20;
 
 /**

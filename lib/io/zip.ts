@@ -199,12 +199,12 @@ export interface ZipDirEntry {
 
 /** Options for {@linkcode openZip} and {@linkcode decodeZip}. */
 export interface ZipReadOptions {
-  /** Most bytes to inflate over all reads (default {@linkcode ZIP_MAX_BYTES}). */
+  /** Most bytes to inflate over all reads (default 1 GiB). */
   maxBytes?: number;
 }
 
 /** The default cap on the bytes one archive may inflate to. */
-export const ZIP_MAX_BYTES = 2 ** 30;
+const ZIP_MAX_BYTES = 2 ** 30;
 
 // Deflate cannot expand more than 1032:1 (a 258-byte match per 2 bits); a
 // larger declared size is a lie that no inflation needs to confirm.

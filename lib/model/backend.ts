@@ -21,7 +21,17 @@ export type BackendName = "wasm" | "webgpu" | "native";
  */
 export type BackendChoice = BackendName | "auto";
 
-/** The backends trminterp accepts for `--backend`. */
+/**
+ * The backends trminterp accepts for `--backend`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BACKENDS, resolveBackend } from "./backend.ts";
+ * assert.deepEqual(BACKENDS, ["auto", "wasm", "webgpu", "native"]);
+ * assert.equal(await resolveBackend(BACKENDS[1]), "wasm");
+ * ```
+ */
 export const BACKENDS: readonly BackendChoice[] = [
   "auto",
   "wasm",
@@ -186,6 +196,18 @@ export function threadsForModel(positions: number, width: number): number {
 /**
  * Pick the WASM threads for a model about to load, unless a count was set
  * or onnxruntime-web already started (then this does nothing).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pickWasmThreads, setWasmThreads, wasmThreads } from "./backend.ts";
+ * pickWasmThreads(16, 64); // the demo model: 16 positions × 64 wide
+ * assert.equal(wasmThreads(), 1); // too short a net call to share
+ * setWasmThreads(3);
+ * pickWasmThreads(97, 512); // a count was set: no effect
+ * assert.equal(wasmThreads(), 3);
+ * setWasmThreads(0);
+ * ```
  */
 export function pickWasmThreads(positions: number, width: number): void {
   if (!threadsStarted && !threadsAsked) {

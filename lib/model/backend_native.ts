@@ -45,7 +45,7 @@ export function setNativeThreads(n: number): void {
 }
 
 /** The message when `--allow-ffi` is missing. */
-export const FFI_MESSAGE =
+const FFI_MESSAGE =
   "--backend native loads onnxruntime's native library (npm:onnxruntime-node) and needs --allow-ffi, " +
   "which lifts the sandbox; run it only on a trusted workstation, or use the default --backend wasm";
 

@@ -53,25 +53,98 @@ export function name<T extends z.ZodType>(
   return schema;
 }
 
-/** An integer. */
+/**
+ * An integer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { int } from "./common.ts";
+ * assert.ok(int.safeParse(-3).success);
+ * assert.ok(!int.safeParse(1.5).success);
+ * ```
+ */
 export const int: z.ZodNumber = z.number().int();
-/** A non-negative integer. */
+/**
+ * A non-negative integer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nonNeg } from "./common.ts";
+ * assert.ok(nonNeg.safeParse(0).success);
+ * assert.ok(!nonNeg.safeParse(-1).success);
+ * ```
+ */
 export const nonNeg: z.ZodNumber = int.nonnegative();
-/** A positive integer. */
+/**
+ * A positive integer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pos } from "./common.ts";
+ * assert.ok(pos.safeParse(1).success);
+ * assert.ok(!pos.safeParse(0).success);
+ * ```
+ */
 export const pos: z.ZodNumber = int.positive();
-/** Any finite number. */
+/**
+ * Any finite number.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { num } from "./common.ts";
+ * assert.ok(num.safeParse(-0.25).success);
+ * assert.ok(!num.safeParse(Infinity).success);
+ * assert.ok(!num.safeParse(NaN).success);
+ * ```
+ */
 export const num: z.ZodNumber = z.number();
-/** A sha256 as 64 lowercase hex digits. */
+/**
+ * A sha256 as 64 lowercase hex digits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sha } from "./common.ts";
+ * assert.ok(sha.safeParse("ab".repeat(32)).success);
+ * assert.ok(!sha.safeParse("AB".repeat(32)).success);
+ * assert.ok(!sha.safeParse("ab".repeat(31)).success);
+ * ```
+ */
 export const sha: z.ZodString = z.string().regex(
   /^[0-9a-f]{64}$/,
   "expected 64 lowercase hex digits",
 );
-/** A step address such as `s0.h1.l2` or `s0.h1.H`. */
+/**
+ * A step address such as `s0.h1.l2` or `s0.h1.H`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { addressText } from "./common.ts";
+ * assert.ok(addressText.safeParse("s0.h1.l2").success);
+ * assert.ok(addressText.safeParse("s15.h2.H").success);
+ * assert.ok(!addressText.safeParse("s*.*.H").success); // a selector, not an address
+ * ```
+ */
 export const addressText: z.ZodString = z.string().regex(
   /^s\d+\.h\d+\.(l\d+|H)$/,
   "expected a step address like s0.h1.l2 or s0.h1.H",
 );
-/** A latent name. */
+/**
+ * A latent name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latent } from "./common.ts";
+ * assert.equal(latent.parse("z_L"), "z_L");
+ * assert.ok(!latent.safeParse("z_X").success);
+ * ```
+ */
 export const latent: z.ZodEnum<{ z_H: "z_H"; z_L: "z_L" }> = z.enum([
   "z_H",
   "z_L",

@@ -21,7 +21,7 @@ export const GRAPH_ROLES: {
 } = { trm: ["embed", "net", "head"], hrm: ["embed", "L_net", "H_net", "head"] };
 
 /** A graph file inside a bundle. */
-export const GraphRefSchema = name(
+const GraphRefSchema = name(
   z.object({
     // A plain file name: no path, no "..", so a bundle cannot name a file
     // outside itself.
@@ -50,7 +50,19 @@ export const GraphRefSchema = name(
  */
 export const MAX_SCHEDULE_STEPS = 65536;
 
-/** The recurrence schedule. */
+/**
+ * The recurrence schedule.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ScheduleSchema } from "./model.ts";
+ * const s = { H_cycles: 3, L_cycles: 6, halt_max_steps: 16, halt_mode: "max_steps" };
+ * assert.deepEqual(ScheduleSchema.parse(s), s);
+ * assert.ok(!ScheduleSchema.safeParse({ ...s, halt_mode: "never" }).success);
+ * assert.ok(!ScheduleSchema.safeParse({ ...s, L_cycles: 0 }).success);
+ * ```
+ */
 export const ScheduleSchema = name(
   z.object({
     H_cycles: pos.describe("H cycles per supervision step."),
@@ -69,7 +81,7 @@ export const ScheduleSchema = name(
 );
 
 /** Token meanings. */
-export const TokensSchema = name(
+const TokensSchema = name(
   z.object({
     pad: nonNeg.describe("Padding token id."),
     blank: nonNeg.describe("Blank-cell token id."),
@@ -80,7 +92,21 @@ export const TokensSchema = name(
   "Token meanings: token `symbol_offset + i` means `symbols[i]`.",
 );
 
-/** `model.json`. */
+/**
+ * `model.json`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ModelManifestSchema } from "./model.ts";
+ * const url = new URL("../../references/models/sudoku4-trm/model.json", import.meta.url);
+ * const m = ModelManifestSchema.parse(JSON.parse(await Deno.readTextFile(url)));
+ * assert.equal(m.family, "trm");
+ * assert.equal(m.H_init.length, m.hidden_size);
+ * const bad = ModelManifestSchema.safeParse({ ...m, H_init: [0] }); // not length D
+ * assert.ok(!bad.success && bad.error.issues[0].path[0] === "H_init");
+ * ```
+ */
 export const ModelManifestSchema = name(
   z.object({
     format: z.literal("trminterp-bundle/1").describe("Manifest version."),

@@ -6,7 +6,7 @@
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
 
 /** One side of a comparison. */
-export const SideSummarySchema = name(
+const SideSummarySchema = name(
   z.object({
     exact_acc: num.describe("Fraction of examples solved exactly."),
     token_acc: num.describe("Mean token accuracy."),
@@ -25,7 +25,7 @@ const outcome = z.object({
 });
 
 /** One example's deltas. */
-export const ExampleDeltaSchema = name(
+const ExampleDeltaSchema = name(
   z.object({
     example: z.string().describe("Example id."),
     baseline: outcome.describe("Baseline exact, token accuracy, halting step."),
@@ -41,7 +41,7 @@ export const ExampleDeltaSchema = name(
 );
 
 /** Evaluator.compare's result. */
-export const ComparisonSchema = name(
+const ComparisonSchema = name(
   z.object({
     examples: pos.describe("Examples compared."),
     baseline: SideSummarySchema.describe("Baseline scores."),
@@ -64,7 +64,7 @@ export const ComparisonSchema = name(
 );
 
 /** One ranked feature. */
-export const CausalFeatureSchema = name(
+const CausalFeatureSchema = name(
   z.object({
     feature: nonNeg.describe("Feature index."),
     effect: num.describe(
@@ -82,7 +82,7 @@ export const CausalFeatureSchema = name(
 );
 
 /** The random reference. */
-export const RandomReferenceSchema = name(
+const RandomReferenceSchema = name(
   z.object({
     features: z.array(nonNeg).describe("The random alive features drawn."),
     effects: z.array(num).describe("Their effects."),
@@ -95,7 +95,7 @@ export const RandomReferenceSchema = name(
 );
 
 /** The cumulative ablation curve. */
-export const CumulativeAblationSchema = name(
+const CumulativeAblationSchema = name(
   z.object({
     metric: z.string().describe("What the curve measures."),
     points: z.array(
@@ -120,7 +120,7 @@ export const CumulativeAblationSchema = name(
 );
 
 /** The causal section of report.json. */
-export const CausalSectionSchema = name(
+const CausalSectionSchema = name(
   z.object({
     metric: z.string().describe("What `effect` measures."),
     tie_break: z.string().describe("How ties in the ranking are broken."),
@@ -152,7 +152,7 @@ export const CausalSectionSchema = name(
 );
 
 /** The tomography. */
-export const TomographySchema = name(
+const TomographySchema = name(
   z.object({
     metric: z.string().describe("What `effect` measures."),
     groups: z.array(z.string()).describe("Row labels: s0, s1, …"),
@@ -163,7 +163,21 @@ export const TomographySchema = name(
   "Each top feature ablated only at the selected steps of one supervision step.",
 );
 
-/** report.json. */
+/**
+ * report.json.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReportSchema } from "./report.ts";
+ * const r = ReportSchema.safeParse({ format: "trminterp-report/1" });
+ * assert.ok(!r.success);
+ * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
+ *   "provenance", "policy", "comparison", "causal", "tomography", "saved_trace",
+ * ]);
+ * assert.ok(!ReportSchema.safeParse({ format: "trminterp-report/0" }).success);
+ * ```
+ */
 export const ReportSchema = name(
   z.object({
     format: z.literal("trminterp-report/1").describe("Format tag."),

@@ -5,7 +5,20 @@
  */
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
 
-/** The `cfg` stored in sae.pt next to the tensors. */
+/**
+ * The `cfg` stored in sae.pt next to the tensors.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SaeFileConfigSchema } from "./sae.ts";
+ * const cfg = { arch: "topk", d_in: 64, d_sae: 256, k: 8, format: "trminterp-sae/1", latent: "z_H",
+ *   steps: "s*.*.H", trace_digest: "ab".repeat(32), model_sha256: "cd".repeat(32), seed: 0,
+ *   training: { lr: 0.0003, steps: 2000 } };
+ * assert.deepEqual(SaeFileConfigSchema.parse(cfg), cfg);
+ * assert.ok(!SaeFileConfigSchema.safeParse({ ...cfg, arch: "jumprelu" }).success);
+ * ```
+ */
 export const SaeFileConfigSchema = name(
   z.object({
     arch: z.enum(["topk", "relu"]).describe("SAE architecture."),
@@ -31,7 +44,7 @@ const metric = <T extends z.ZodType>(v: T) =>
   z.object({ value: v, formula: z.string().min(1) });
 
 /** A log10 feature-density histogram. */
-export const DensityHistogramSchema = name(
+const DensityHistogramSchema = name(
   z.object({
     edges: z.array(num).describe("Bin edges in log10(density), ascending."),
     counts: z.array(nonNeg).describe("Features per bin."),
@@ -42,7 +55,7 @@ export const DensityHistogramSchema = name(
 );
 
 /** The held-out metrics. */
-export const SAEMetricsSchema = name(
+const SAEMetricsSchema = name(
   z.object({
     n_rows: nonNeg.describe("Rows evaluated."),
     mse: metric(num).describe("Mean squared error per element."),
@@ -76,7 +89,7 @@ export const SAEMetricsSchema = name(
 );
 
 /** Task accuracy recovered. */
-export const TaskAccuracySchema = name(
+const TaskAccuracySchema = name(
   z.object({
     formula: z.string().describe("The formula used."),
     value: num.nullable().describe(
@@ -95,7 +108,7 @@ export const TaskAccuracySchema = name(
 );
 
 /** One loss-curve sample. */
-export const LossPointSchema = name(
+const LossPointSchema = name(
   z.object({
     step: nonNeg.describe("Step index, from 0."),
     loss: num.describe("Total loss: mse + aux + l1 (terms already weighted)."),
@@ -109,7 +122,21 @@ export const LossPointSchema = name(
   "One loss-curve sample, computed on that step's minibatch before the update.",
 );
 
-/** sae_metrics.json. */
+/**
+ * sae_metrics.json.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SaeMetricsJsonSchema } from "./sae.ts";
+ * const r = SaeMetricsJsonSchema.safeParse({ format: "trminterp-sae-metrics/1" });
+ * assert.ok(!r.success);
+ * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
+ *   "provenance", "config", "split", "metrics", "task_accuracy_recovered", "loss_curve",
+ *   "train_dead_fraction",
+ * ]);
+ * ```
+ */
 export const SaeMetricsJsonSchema = name(
   z.object({
     format: z.literal("trminterp-sae-metrics/1").describe("Format tag."),

@@ -15,7 +15,22 @@ import {
 } from "./common.ts";
 import { ScheduleSchema } from "./model.ts";
 
-/** The header line. */
+/**
+ * The header line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceHeaderSchema } from "./trace.ts";
+ * const r = TraceHeaderSchema.safeParse({ kind: "header", format: "trminterp-trace/2" });
+ * assert.ok(!r.success);
+ * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
+ *   "tool", "command", "seed", "model", "backend", "inputs", "record", "shard",
+ *   "state_dim", "states", "dtype", "rows", "blocks", "states_npy",
+ * ]);
+ * assert.ok(!TraceHeaderSchema.safeParse({ kind: "header", format: "trminterp-trace/1" }).success);
+ * ```
+ */
 export const TraceHeaderSchema = name(
   z.object({
     kind: z.literal("header").describe("Record kind."),
@@ -95,7 +110,18 @@ export const TraceHeaderSchema = name(
   "The header line of trace.jsonl (v0-spec §3.1).",
 );
 
-/** A `step` record. */
+/**
+ * A `step` record.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceStepSchema } from "./trace.ts";
+ * const step = { kind: "step", example: "p0", address: "s0.h0.l1", row: 0, rows: 16, norm: 7.5, delta: null };
+ * assert.deepEqual(TraceStepSchema.parse(step), step);
+ * assert.ok(!TraceStepSchema.safeParse({ ...step, rows: 0 }).success);
+ * ```
+ */
 export const TraceStepSchema = name(
   z.object({
     kind: z.literal("step").describe("Record kind."),
@@ -121,7 +147,19 @@ export const TraceStepSchema = name(
   "A `step` record: one latent of one example after one net call (v0-spec §3.2).",
 );
 
-/** A `readout` record. */
+/**
+ * A `readout` record.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceReadoutSchema } from "./trace.ts";
+ * const r = { kind: "readout", example: "p0", address: "s0.h2.H", sup: 0, final: true,
+ *   pred: [2, 3, 4, 5], token_acc: 0.75, exact: false, q_halt: -1.5 };
+ * assert.deepEqual(TraceReadoutSchema.parse(r), r);
+ * assert.ok(!TraceReadoutSchema.safeParse({ ...r, token_acc: 1.5 }).success);
+ * ```
+ */
 export const TraceReadoutSchema = name(
   z.object({
     kind: z.literal("readout").describe("Record kind."),
@@ -142,7 +180,20 @@ export const TraceReadoutSchema = name(
   "A `readout` record: the head after a z_H update (v0-spec §3.3).",
 );
 
-/** An `example` record. */
+/**
+ * An `example` record.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceExampleSchema } from "./trace.ts";
+ * const e = { kind: "example", example: "p0", index: 0, puzzle_identifier: 0, tokens: [1, 3],
+ *   label: [-100, 2], pred: [2, 2], token_acc: 1, exact: true, halt_step: 15, logits: "",
+ *   states_sha256: "ab".repeat(32) };
+ * assert.deepEqual(TraceExampleSchema.parse(e), e);
+ * assert.ok(!TraceExampleSchema.safeParse({ ...e, states_sha256: "x" }).success);
+ * ```
+ */
 export const TraceExampleSchema = name(
   z.object({
     kind: z.literal("example").describe("Record kind."),
@@ -170,7 +221,20 @@ export const TraceExampleSchema = name(
   "An `example` record: the outcome for one example (v0-spec §3.4).",
 );
 
-/** Any record after the header. */
+/**
+ * Any record after the header: `step`, `readout` or `example`, told apart by
+ * `kind`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceRecordSchema } from "./trace.ts";
+ * const step = { kind: "step", example: "p0", address: "s0.h0.H", row: 0, rows: 1, norm: 1, delta: null };
+ * assert.equal(TraceRecordSchema.parse(step).kind, "step");
+ * const r = TraceRecordSchema.safeParse({ ...step, kind: "header" });
+ * assert.ok(!r.success && r.error.issues[0].path[0] === "kind");
+ * ```
+ */
 export const TraceRecordSchema = z.discriminatedUnion("kind", [
   TraceStepSchema,
   TraceReadoutSchema,

@@ -387,6 +387,34 @@ export class TraceDataset {
 /**
  * A trace opened for streaming with {@linkcode TraceDataset.open}: the row
  * metadata, and `rows()` to copy selected rows out.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TraceDataset } from "./dataset.ts";
+ * import { runTrace } from "./trace.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 2, latents: ["z_H"] });
+ *   const rows = await TraceDataset.open(dir);
+ *   try {
+ *     assert.equal(rows.residence, "memory"); // small enough to hold
+ *     assert.equal(rows.n, 2 * 16 * 16); // examples × z_H updates × positions
+ *     assert.equal(rows.dim, 64);
+ *     assert.equal(rows.select({ steps: "s0.h0.H" }).length, 2 * 16);
+ *     assert.equal(rows.examples().length, 2);
+ *     assert.equal(rows.outcomes().S, 16);
+ *     const out = new Float32Array(rows.dim);
+ *     rows.rows(Int32Array.of(5), out);
+ *     assert.ok(out.some((v) => v !== 0));
+ *   } finally {
+ *     rows.close();
+ *   }
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
  */
 export class TraceRows {
   /** Path of trace.jsonl, or of the `shards/` folder of a sharded run. */

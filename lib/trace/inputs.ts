@@ -41,10 +41,33 @@ export interface PuzzleSet {
   puzzles: Puzzle[];
 }
 
-/** The longest example id, in UTF-8 bytes (ids are copied into every record). */
+/**
+ * The longest example id, in UTF-8 bytes (ids are copied into every record).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPuzzles, MAX_ID_BYTES } from "./inputs.ts";
+ * import { readManifest } from "../model/bundle.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const { manifest } = await readManifest(demo);
+ * const line = (id: string) => JSON.stringify({ id, tokens: new Array(16).fill(1), label: new Array(16).fill(2) });
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await Deno.writeTextFile(`${dir}/ok.jsonl`, line("é".repeat(MAX_ID_BYTES / 2)) + "\n"); // 2 bytes each
+ *   assert.equal((await loadPuzzles(`${dir}/ok.jsonl`, manifest)).total, 1);
+ *   await Deno.writeTextFile(`${dir}/long.jsonl`, line("x".repeat(MAX_ID_BYTES + 1)) + "\n");
+ *   await assert.rejects(loadPuzzles(`${dir}/long.jsonl`, manifest), /"id" is longer than 256 bytes/);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
 export const MAX_ID_BYTES = 256;
 
-/** Label value that marks a position to ignore (the official IGNORE_LABEL_ID).  *
+/**
+ * Label value that marks a position to ignore (the official IGNORE_LABEL_ID).
+ *
  * @example
  * ```ts
  * import assert from "node:assert/strict";

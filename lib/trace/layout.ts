@@ -24,7 +24,20 @@ export type StatesStorage = "npy" | "inline";
 /** The element type the states are stored in. */
 export type StatesDtype = "float32" | "float16";
 
-/** The latents, in block order. */
+/**
+ * The latents, in block order.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StepSelector } from "../model/address.ts";
+ * import { LATENT_ORDER, layoutBlocks } from "./layout.ts";
+ * assert.deepEqual(LATENT_ORDER, ["z_H", "z_L"]);
+ * const sched = { H_cycles: 1, L_cycles: 2, halt_max_steps: 1 };
+ * const blocks = layoutBlocks(sched, ["z_L", "z_H"], StepSelector.parse("all"));
+ * assert.deepEqual(blocks.map((b) => b.latent), ["z_H", "z_L", "z_L"]); // by latent first, whatever the order asked
+ * ```
+ */
 export const LATENT_ORDER: readonly Latent[] = ["z_H", "z_L"];
 
 /** One recorded step: its rows form one block of states.npy. */
@@ -105,7 +118,17 @@ export function shardSlice(
   return { first, examples: Math.floor((index + 1) * total / count) - first };
 }
 
-/** The name of shard `index` of `count`: its folder under `RUN/shards/`. */
+/**
+ * The name of shard `index` of `count`: its folder under `RUN/shards/`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shardName } from "./layout.ts";
+ * assert.equal(shardName(0, 4), "0-of-4");
+ * assert.deepEqual([0, 1, 2].map((i) => shardName(i, 3)), ["0-of-3", "1-of-3", "2-of-3"]);
+ * ```
+ */
 export function shardName(index: number, count: number): string {
   return `${index}-of-${count}`;
 }

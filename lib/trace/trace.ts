@@ -219,6 +219,35 @@ export interface WriteTraceOptions extends
  * shares, with its policy among `opts.hooks`. The header records the model
  * and inputs paths relative to `opts.runDir`. With `outputs`, the files are
  * staged there and land when the caller commits it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writeTrace } from "./trace.ts";
+ * import { loadPuzzles } from "./inputs.ts";
+ * import { TraceDataset } from "./dataset.ts";
+ * import { loadBundle } from "../model/bundle.ts";
+ * import { StepSelector } from "../model/address.ts";
+ * import { openRunDir } from "../io/run_dir.ts";
+ * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
+ * const dir = await Deno.makeTempDir();
+ * const bundle = await loadBundle(demo, { backend: "wasm" });
+ * try {
+ *   await using _run = await openRunDir(dir);
+ *   const set = await loadPuzzles(`${demo}/test.jsonl`, bundle.manifest, () => [4, 7]);
+ *   const spec = { latents: ["z_H"] as const, selector: StepSelector.parse("s0.*.H"), positions: [0, 1],
+ *     states: "npy" as const, dtype: "float32" as const };
+ *   const summary = await writeTrace(bundle, set, set.indices, dir, spec,
+ *     { runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0 });
+ *   assert.equal(summary.examples, 2);
+ *   assert.equal(summary.rows, 2 * 2 * 2); // examples × H cycles of s0 × positions
+ *   const ds = await TraceDataset.load(dir);
+ *   assert.deepEqual(ds.meta.examples, set.puzzles.map((p) => p.id));
+ * } finally {
+ *   await bundle.release();
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
  */
 export async function writeTrace(
   bundle: Bundle,

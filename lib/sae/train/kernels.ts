@@ -35,16 +35,55 @@ import {
   wasmName,
 } from "./wasm_asm.ts";
 
-/** Rows per register block of the dense encoder kernel. */
+/**
+ * Rows per register block of the dense encoder kernel.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { R, RC } from "./kernels.ts";
+ * assert.equal(R, 4);
+ * assert.equal(RC % R, 0); // a chunk is whole blocks
+ * ```
+ */
 export const R = 4;
-/** Rows per chunk: the weights stream from memory once per chunk, so a chunk
- * is as large as fits in L2 next to a pair of weight rows (64 × D floats). */
+/**
+ * Rows per chunk: the weights stream from memory once per chunk, so a chunk
+ * is as large as fits in L2 next to a pair of weight rows (64 × D floats).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RC } from "./kernels.ts";
+ * import { jsWorkspace } from "./workspace.ts";
+ * const ws = jsWorkspace(8, 4, 1, 0);
+ * assert.equal(ws.xc.length, RC * 8); // the input rows of one chunk
+ * assert.equal(ws.pre.length, RC * 4); // and their pre-activations
+ * ```
+ */
 export const RC = 64;
 
 /**
  * pre[r, j] = b_enc[j] + xc[r] · WT[j] for nr ≤ 4 rows. Four rows share each
  * loaded weight and two latents share each loaded input, with eight
  * independent accumulators so the adds pipeline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeBlock } from "./kernels.ts";
+ * const D = 2, F = 3;
+ * const xc = new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]); // four rows
+ * const WT = new Float32Array([1, 0, 0, 1, 1, 1]); // latents read x0, x1, x0 + x1
+ * const be = new Float32Array([0.5, 0, 0]);
+ * const pre = new Float32Array(4 * F);
+ * encodeBlock(xc, WT, be, pre, 4, D, F, 0);
+ * assert.deepEqual([...pre.subarray(9)], [7.5, 8, 15]); // row 3
+ * pre.fill(0);
+ * encodeBlock(xc, WT, be, pre, 1, D, F, 2); // one row, row 2
+ * assert.deepEqual([...pre.subarray(6, 9)], [5.5, 6, 11]);
+ * assert.equal(pre[0], 0);
+ * ```
  */
 export function encodeBlock(
   xc: Float32Array,
@@ -240,8 +279,21 @@ function bwdBody(): number[] {
   ];
 }
 
-/** The module: imports memory `e.m`, exports `enc`, `dec` and `bwd`. */
 // deno-fmt-ignore
+/**
+ * The module: imports memory `e.m`, exports `enc`, `dec` and `bwd`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { simdModule } from "./kernels.ts";
+ * const bytes = simdModule(8, 4);
+ * assert.ok(WebAssembly.validate(bytes));
+ * const m = new WebAssembly.Module(bytes);
+ * assert.deepEqual(WebAssembly.Module.exports(m).map((e) => e.name).sort(), ["bwd", "dec", "enc"]);
+ * assert.deepEqual(WebAssembly.Module.imports(m).map((i) => `${i.module}.${i.name}:${i.kind}`), ["e.m:memory"]);
+ * ```
+ */
 export function simdModule(D: number, F: number): Uint8Array<ArrayBuffer> {
   const fn = (params: number[]) => [0x60, params.length, ...params, 0];
   const I = 0x7f;

@@ -41,6 +41,27 @@ export interface Workspace {
   backward(list: 0 | 1, n: number, add: number, r: number): void;
 }
 
+/**
+ * The workspace in plain typed arrays, for any D and F: `actCap` and `auxCap`
+ * entries in the two latent lists.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsWorkspace } from "./workspace.ts";
+ * const ws = jsWorkspace(2, 2, 2, 0);
+ * ws.WT.set([1, 0, 0, 1]); // W_encᵀ: latent j reads dimension j
+ * ws.be.set([0, -1]);
+ * ws.xc.set([3, 4]);
+ * ws.encode(1);
+ * assert.deepEqual([...ws.pre.subarray(0, 2)], [3, 3]);
+ * ws.Wd.set([1, 1, 0, 2]);
+ * ws.actIdx[0] = 1;
+ * ws.actVal[0] = 0.5;
+ * ws.decode(0, 1); // e += 0.5 * W_dec[1]
+ * assert.deepEqual([...ws.e], [0, 1]);
+ * ```
+ */
 export function jsWorkspace(
   D: number,
   F: number,
@@ -105,7 +126,28 @@ export function jsWorkspace(
   };
 }
 
-/** The same workspace in WASM memory with SIMD kernels, or null if unusable. */
+/**
+ * The same workspace in WASM memory with SIMD kernels, or null if unusable
+ * (D not a multiple of 4, F odd, or no WebAssembly SIMD).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsWorkspace, simdWorkspace } from "./workspace.ts";
+ * assert.equal(simdWorkspace(6, 4, 1, 0), null);
+ * const simd = simdWorkspace(4, 2, 1, 0);
+ * assert.ok(simd !== null);
+ * const js = jsWorkspace(4, 2, 1, 0);
+ * for (const ws of [simd, js]) {
+ *   ws.WT.set([1, 2, 3, 4, -1, 0, 1, 0]);
+ *   ws.be.set([0.5, 0]);
+ *   ws.xc.set([1, 1, 1, 1, 0, 1, 0, 2]); // two rows
+ *   ws.encode(2);
+ * }
+ * assert.deepEqual([...simd.pre.subarray(0, 4)], [10.5, 0, 10.5, 0]);
+ * assert.deepEqual([...simd.pre.subarray(0, 4)], [...js.pre.subarray(0, 4)]);
+ * ```
+ */
 export function simdWorkspace(
   D: number,
   F: number,
