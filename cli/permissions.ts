@@ -119,15 +119,15 @@ export function permissionFlags(needs: PermissionNeeds): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { checkPermissions } from "./permissions.ts";
- * await checkPermissions({ command: "trace", read: ["."], write: [] }); // granted in doc tests
- * assert.ok(true);
+ * // granted in doc tests; a missing grant throws one InputError naming every flag
+ * await assert.doesNotReject(checkPermissions({ command: "trace", read: ["."], write: [] }));
  * ```
  */
 export async function checkPermissions(needs: PermissionNeeds): Promise<void> {
   const missing = await missingGrants(needs);
   if (!missing.length) return;
   const ffiNote = needs.ffi && missing.includes("--allow-ffi")
-    ? " (--backend native loads onnxruntime's native library: --allow-ffi lifts the sandbox; use it on trusted workstations only, or --backend wasm)"
+    ? " (--backend native loads onnxruntime's native library: --allow-ffi lifts the sandbox; use it on trusted workstations only, or --backend wasm, which --backend auto picks without it)"
     : "";
   throw new InputError(
     `${needs.command} lacks ${missing.join(" ")}; run with ${

@@ -116,9 +116,11 @@ interface Term {
  * ```ts
  * import assert from "node:assert/strict";
  * import { SELECTOR_GRAMMAR, StepSelector } from "./address.ts";
- * // Every example the grammar shows parses.
- * for (const ex of SELECTOR_GRAMMAR.split("examples:")[1].trim().split(/\s+/)) StepSelector.parse(ex);
- * assert.ok(true);
+ * // Every example the grammar shows parses and selects steps of an 8-step, H2/L2 schedule.
+ * const shape = { H_cycles: 2, L_cycles: 2, halt_max_steps: 8 };
+ * const counts = SELECTOR_GRAMMAR.split("examples:")[1].trim().split(/\s+/)
+ *   .map((ex) => StepSelector.parse(ex).select(shape).length);
+ * assert.deepEqual(counts, [48, 16, 24, 3]);
  * ```
  */
 export const SELECTOR_GRAMMAR: string = `selector := "all" | term ("," term)*
