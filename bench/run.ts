@@ -677,7 +677,10 @@ async function main() {
       const fastest = ["native-1t", "native-defaultt"].map((k) => best[k])
         .reduce((x, y) => x.seconds < y.seconds ? x : y);
       add(
-        `  trminterp fastest backend (${fastest.impl})`,
+        `  trminterp fastest backend (${
+          fastest.impl.replace(/-defaultt$/, ", default threads")
+            .replace(/-(\d+)t$/, ", $1 threads")
+        })`,
         "",
         ratio(
           fastest.net_calls_per_s,
