@@ -1016,7 +1016,9 @@ onnx.save(m, out)
         PUZZLES,
       ]);
       refused(p, pattern, `net.onnx ${kind}`);
-      assert.deepEqual(await outputs(runDir), []);
+      // The run dir this trace created is gone again: a refused first run
+      // leaves no folder behind.
+      assert.equal(await Deno.lstat(runDir).catch(() => null), null);
     }
   });
 });

@@ -70,6 +70,8 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
   // Held for the whole command: no other command replaces the trace or the
   // SAE meanwhile.
   await using run = await openRunDir(opts.runDir);
+  // A link where the saved trace goes is refused before the work.
+  if (opts.saveTrace) await run.file("interventions/trace.jsonl");
   // Everything the trace header claims (every shard's, for a sharded run)
   // is checked against the bundle before the schedule it names is used.
   const header = await readTraceHeader(opts.runDir);

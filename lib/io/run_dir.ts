@@ -96,11 +96,33 @@ export class RunDir implements AsyncDisposable {
   /** The run dir's path, as given. */
   readonly path: string;
   #lock: DirLock;
+  #created: boolean;
 
-  /** Used by {@linkcode openRunDir}. */
-  constructor(path: string, lock: DirLock) {
+  /** Used by {@linkcode openRunDir}; `created`: this command made the folder. */
+  constructor(path: string, lock: DirLock, created = false) {
     this.path = path;
     this.#lock = lock;
+    this.#created = created;
+  }
+
+  /**
+   * After a failed command: remove the run dir again if this command created
+   * it and it holds nothing but trminterp's bookkeeping (marker, .gitignore,
+   * lock, temps), so a refused first run leaves no folder behind. Anything
+   * else in it stays.
+   */
+  async discardIfCreated(): Promise<void> {
+    if (!this.#created) return;
+    const names: string[] = [];
+    for await (const e of Deno.readDir(this.path)) names.push(e.name);
+    const ours = [RUN_MARKER, ".gitignore", RUN_LOCK];
+    if (!names.every((n) => ours.includes(n) || isTemp(n))) return;
+    for (const n of names) {
+      if (n !== RUN_LOCK) await Deno.remove(join(this.path, n));
+    }
+    await this.release(); // removes the lock file
+    // Another command may have taken the folder meanwhile: then it stays.
+    await Deno.remove(this.path).catch(() => {});
   }
 
   /**
@@ -198,6 +220,7 @@ export async function openRunDir(
       `run dir ${dir} is a file; pass a directory as {runDir}`,
     );
   }
+  const created = kind === "missing";
   if (kind === "missing") {
     if (!opts.create) {
       throw new InputError(
@@ -236,7 +259,7 @@ export async function openRunDir(
     await lock.release();
     throw e;
   }
-  return new RunDir(dir, lock);
+  return new RunDir(dir, lock, created);
 }
 
 /**

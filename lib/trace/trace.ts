@@ -179,14 +179,19 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         `run dir ${opts.runDir} holds a sharded trace (shards/); trace without {shard} into another {runDir}`,
       );
     }
-    await run.checkOutputs(["states.npy"], true);
-    return await writeTrace(bundle, set, set.indices, run.path, {
-      latents,
-      selector,
-      positions,
-      states: opts.states ?? "npy",
-      dtype: opts.statesDtype ?? "float32",
-    }, { ...opts, shard, selected });
+    try {
+      await run.checkOutputs(["states.npy"], true);
+      return await writeTrace(bundle, set, set.indices, run.path, {
+        latents,
+        selector,
+        positions,
+        states: opts.states ?? "npy",
+        dtype: opts.statesDtype ?? "float32",
+      }, { ...opts, shard, selected });
+    } catch (e) {
+      await run.discardIfCreated().catch(() => {});
+      throw e;
+    }
   } finally {
     await bundle.release();
   }
