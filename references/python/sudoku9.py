@@ -320,7 +320,7 @@ def main(argv=None):
     ap.add_argument("--blanks", default="35-45", help="blank-count range of the moderate split")
     ap.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     ap.add_argument("--no-train-files", action="store_true",
-                    help="skip writing the training split (the test splits stay the same)")
+                    help="skip the training split (the test splits stay the same)")
     a = ap.parse_args(argv)
     lo, hi = (int(v) for v in a.blanks.split("-"))
     t0 = time.time()
@@ -328,8 +328,10 @@ def main(argv=None):
     # test grids are drawn first and train grids must differ from them
     te_g, te_p = generate("test", a.test, lo, hi, a.seed, a.workers, taken)
     hd_g, hd_p = generate("hard", a.hard, a.hard_tries, 0, a.seed, a.workers, taken)
-    tr_g, tr_p = generate("train", a.train, lo, hi, a.seed, a.workers, taken)
-    assert len(taken) == a.train + a.test + a.hard
+    # train comes last, so leaving it out cannot change the test splits
+    n_train = 0 if a.no_train_files else a.train
+    tr_g, tr_p = generate("train", n_train, lo, hi, a.seed, a.workers, taken)
+    assert len(taken) == n_train + a.test + a.hard
     for g, p in zip(te_g + hd_g + tr_g, te_p + hd_p + tr_p):
         assert all(v == 0 or v == gv for v, gv in zip(p, g))
     print(f"generated in {time.time() - t0:.0f}s", file=sys.stderr)
