@@ -21,7 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export import official_base_config  # noqa: E402
+from export import official_base_config, resolve_dataset_json  # noqa: E402
 from train import evaluate, exact_by_blanks, load_split  # noqa: E402
 from trm_model import load_checkpoint  # noqa: E402
 
@@ -41,8 +41,12 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     base = None
     if a.official_config:
-        dj = a.dataset_json or (os.path.join(a.inputs, "dataset.json") if os.path.isdir(a.inputs) else None)
-        base = official_base_config(a.official_config, dj, None)
+        dj = a.dataset_json or (a.inputs if os.path.isdir(a.inputs) else None)
+        meta = None
+        if dj is not None:
+            with open(resolve_dataset_json(dj)) as f:
+                meta = json.load(f)
+        base, _ = official_base_config(a.official_config, meta, None)
     model = load_checkpoint(a.checkpoint, base)
     model = model.to(torch.float64 if a.dtype == "float64" else torch.float32).eval()
     d = load_split(a.inputs)
