@@ -74,6 +74,10 @@ for (const split of ["moderate/test", "hard/test"]) {
         String(N),
         "--json",
         json,
+        "--no-by-blanks",
+        // two torch threads spin against each other on a loaded 2-core box
+        "--threads",
+        "1",
       ]);
       const torch: Counts[] = JSON.parse(await Deno.readTextFile(json))
         .per_step.map((e: { sup: number; exact: number; token: number }) => ({
