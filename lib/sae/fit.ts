@@ -133,7 +133,7 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   // Held for the whole fit: no other command replaces the trace meanwhile.
   await using run = await openRunDir(opts.runDir);
   // A link where the export goes is refused before the work, not after it.
-  if (opts.exportSaelens) await run.file("saelens/cfg.json");
+  if (opts.exportSaeLens) await run.file("saelens/cfg.json");
   // Reads every shard of a sharded run. Streams rows from states.npy when
   // the trace is large, so memory stays bounded by the batch and the
   // parameters (plus a few bytes of metadata per row).
