@@ -168,7 +168,12 @@ export interface RolloutOptions {
   readouts?: "final" | "every_H";
   /** Keep and return the outcomes (default true); false returns `[]`. */
   collect?: boolean;
-  /** Called after each batch with the examples done so far and the total. */
+  /**
+   * Called with the examples done so far and the total: after each batch
+   * (a whole number), and within a batch after each graph call, with the
+   * batch's examples counted by the fraction of its planned calls done (a
+   * batch of large examples can take minutes).
+   */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -278,11 +283,15 @@ export async function rollout(
     const batch = examples.slice(offset, end);
     const info: BatchInfo = { examples: batch, offset };
     for (const h of hooks) await h.onBatchStart?.(info);
+    const n = end - offset;
     const outcomes = await runBatch(
       bundle,
       info,
       hooks,
       opts.readouts === "every_H",
+      opts.onProgress &&
+        ((part: number) =>
+          opts.onProgress!(offset + n * part, examples.length)),
     );
     for (const h of hooks) await h.onBatchEnd?.({ ...info, outcomes });
     if (collect) out.push(...outcomes);
@@ -322,6 +331,7 @@ async function runBatch(
   info: BatchInfo,
   hooks: readonly Hook[],
   readoutEveryH: boolean,
+  onPart?: (fraction: number) => void,
 ): Promise<ExampleOutcome[]> {
   const m = bundle.manifest;
   const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
@@ -352,6 +362,14 @@ async function runBatch(
     for (let i = 0; i < S; i++) tokens[b * S + i] = BigInt(ex.tokens[i]);
     puzzleIds[b] = BigInt(ex.puzzleIdentifier ?? 0);
   });
+  const sup0 = info.examples[0]?.start?.sup ?? 0;
+  // Progress within the batch: graph calls done of those planned (embed,
+  // then per supervision step the net calls and the readouts); an early halt
+  // leaves the rest to the batch's end.
+  const planned = 1 +
+    (halt_max_steps - sup0) *
+      (H_cycles * (L_cycles + 1) + (readoutEveryH ? H_cycles : 1));
+  let calls = 0;
   // A graph whose symbolic dims do not follow model.json returns the wrong
   // number of values; caught here, before the recurrence misreads them.
   const run = async (
@@ -371,6 +389,7 @@ async function runBatch(
         }); check the bundle against references/v0-spec.md §1.2`,
       );
     }
+    if (++calls < planned) onPart?.(calls / planned);
     for (const [name, n] of Object.entries(want)) {
       const got = out[name]?.data.length;
       if (got !== n) {
@@ -396,7 +415,6 @@ async function runBatch(
   const x = (await run("embed", s.embed, embedFeeds, { x: B * T * D })).x
     .data as FloatArray;
 
-  const sup0 = info.examples[0]?.start?.sup ?? 0;
   let zH = alloc(B * T * D), zL = alloc(B * T * D);
   info.examples.forEach((ex, b) => {
     const c = ex.start;
