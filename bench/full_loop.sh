@@ -14,6 +14,7 @@
 #   EXAMPLES     puzzles traced (default 16)
 #   CAP          seconds per stage before it is stopped (default none); a stopped stage
 #                reports its wall time, its peak RSS so far and its last progress line
+#   INTERVENE_CAP  the same for intervene alone (default CAP)
 #   TRAIN_STEPS  sae fit --train-steps (default: sae fit's default)
 #   HIDDEN       D of the models (default 512, the official size; small for a smoke test)
 #   OUT          folder to use instead of a temp one (kept)
@@ -29,6 +30,7 @@ PY=${PY:-$ROOT/.venv/bin/python}
 CASES=${CASES:-trm_mlp_sudoku,trm_att_arc}
 EXAMPLES=${EXAMPLES:-16}
 CAP=${CAP:-}
+INTERVENE_CAP=${INTERVENE_CAP:-$CAP}
 TRAIN_STEPS=${TRAIN_STEPS:-}
 HIDDEN=${HIDDEN:-512}
 if [[ -n ${OUT:-} ]]; then
@@ -58,14 +60,15 @@ ROWS=()
 # stage CASE NAME ARGS...: run `trminterp ARGS --progress` under time -v (and the cap),
 # append a row named NAME.
 stage() {
-  local case=$1 name=$2
+  local case=$1 name=$2 cap=$CAP
   shift 2
+  [[ $name == intervene ]] && cap=$INTERVENE_CAP
   local log="$OUT/$case/${name// /_}.log" tv="$OUT/$case/${name// /_}.time"
   local before after rc=0 wall rss status last
   before=$(load1)
   echo "== $case: trminterp $*" >&2
-  if [[ -n $CAP ]]; then
-    /usr/bin/time -v -o "$tv" timeout --signal=INT --kill-after=30 "$CAP" "${TRM[@]}" "$@" --progress >"$log.out" 2>"$log" || rc=$?
+  if [[ -n $cap ]]; then
+    /usr/bin/time -v -o "$tv" timeout --signal=INT --kill-after=30 "$cap" "${TRM[@]}" "$@" --progress >"$log.out" 2>"$log" || rc=$?
   else
     /usr/bin/time -v -o "$tv" "${TRM[@]}" "$@" --progress >"$log.out" 2>"$log" || rc=$?
   fi
@@ -73,7 +76,7 @@ stage() {
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.1f", s}' "$tv")
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$tv")
   last=$(grep -E '^(trace|sae fit|intervene)' "$log" | tail -1 || true)
-  if [[ $rc == 0 ]]; then status=done; elif [[ $rc == 124 ]]; then status="stopped at ${CAP}s"; else status="exit $rc"; fi
+  if [[ $rc == 0 ]]; then status=done; elif [[ $rc == 124 ]]; then status="stopped at ${cap}s"; else status="exit $rc"; fi
   # The first three progress lines and the last.
   grep -E '^(trace|sae fit|intervene)' "$log" | awk 'NR <= 3 {print "   " $0; next} {l = $0} END {if (l != "") print "   " l}' >&2 || true
   [[ $rc == 0 || $rc == 124 ]] || { cat "$log" >&2; }
