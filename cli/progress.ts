@@ -32,6 +32,19 @@ const stderrSink: ProgressSink = {
  * p.done();
  * assert.equal(lines.length, 1); // only the final line: the run took under five seconds
  * assert.match(lines[0], /^trace: 100\/100 examples/);
+ *
+ * // A slow run: a line every five seconds, with parts of a unit and an ETA.
+ * let now = 0;
+ * const slow: string[] = [];
+ * const q = new Progress("trace", 16, "examples", true, { tty: false, write: (t) => void slow.push(t) }, () => now);
+ * for (let s = 1; s <= 64; s++) {
+ *   now = 1875 * s; // ms: a quarter example every 1.875 s
+ *   q.update(s / 4);
+ * }
+ * assert.equal(slow[0], "trace: 0.75/16 examples, 0.13 examples/s, ETA 1m54s\n");
+ * assert.equal(slow[1], "trace: 1.5/16 examples, 0.13 examples/s, ETA 1m49s\n");
+ * assert.equal(slow.length, 22); // at least 5 s apart over two minutes, and the last
+ * assert.equal(slow.at(-1), "trace: 16/16 examples, 0.13 examples/s, 2m00s\n");
  * ```
  */
 export class Progress {
@@ -40,23 +53,29 @@ export class Progress {
   #unit: string;
   #enabled: boolean;
   #sink: ProgressSink;
-  #start = performance.now();
-  #last = 0;
+  #clock: () => number;
+  #start: number;
+  #last: number;
 
-  /** Create a reporter for `total` units of work. */
+  /**
+   * Create a reporter for `total` units of work; `clock` (milliseconds,
+   * default `performance.now`) is for tests.
+   */
   constructor(
     label: string,
     total: number,
     unit: string,
     enabled: boolean,
     sink: ProgressSink = stderrSink,
+    clock: () => number = () => performance.now(),
   ) {
     this.#label = label;
     this.#total = total;
     this.#unit = unit;
     this.#enabled = enabled;
     this.#sink = sink;
-    this.#last = this.#start;
+    this.#clock = clock;
+    this.#start = this.#last = clock();
   }
 
   /** Change the total (when it becomes known later). */
@@ -64,19 +83,22 @@ export class Progress {
     this.#total = n;
   }
 
-  /** Report that `done` units are finished. */
+  /**
+   * Report that `done` units are finished; a fraction (part of a batch) is
+   * shown to two decimals.
+   */
   update(done: number): void {
     if (!this.#enabled) return;
-    const now = performance.now();
+    const now = this.#clock();
     const every = this.#sink.tty ? 250 : 5000;
     if (done < this.#total && now - this.#last < every) return;
     this.#last = now;
     const secs = (now - this.#start) / 1000;
     const rate = done / Math.max(secs, 1e-9);
     const eta = rate > 0 ? (this.#total - done) / rate : 0;
-    const line = `${this.#label}: ${done}/${this.#total} ${this.#unit}, ${
-      rate.toFixed(1)
-    } ${this.#unit}/s, ${
+    const line = `${this.#label}: ${
+      formatCount(done)
+    }/${this.#total} ${this.#unit}, ${formatRate(rate)} ${this.#unit}/s, ${
       done < this.#total
         ? `ETA ${formatSeconds(eta)}`
         : `${formatSeconds(secs)}`
@@ -86,10 +108,20 @@ export class Progress {
 
   /** Finish the progress line and return the elapsed seconds. */
   done(): number {
-    const secs = (performance.now() - this.#start) / 1000;
+    const secs = (this.#clock() - this.#start) / 1000;
     if (this.#enabled && this.#sink.tty) this.#sink.write("\n");
     return secs;
   }
+}
+
+/** A count: whole, or to two decimals without trailing zeros. */
+function formatCount(n: number): string {
+  return Number.isInteger(n) ? String(n) : String(Number(n.toFixed(2)));
+}
+
+/** A rate: one decimal, or two significant digits below 1. */
+function formatRate(r: number): string {
+  return r >= 1 || r === 0 ? r.toFixed(1) : r.toPrecision(2);
 }
 
 /**

@@ -194,6 +194,8 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
   };
   const missing = await missingGrants(needs);
   const progress = new Progress("sae fit", 0, "steps", wantProgress(v));
+  // Task accuracy recovered rolls the held-out examples out after training.
+  let task: Progress | undefined;
   const m = await runSaeFit({
     runDir,
     seed: intFlag(v.seed, "--seed") ?? 0,
@@ -223,9 +225,19 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
       progress.total = total;
       progress.update(done);
     },
+    onTaskProgress: (done, total) => {
+      if (!task) progress.done(); // the training line ends
+      task ??= new Progress(
+        "sae fit: task accuracy",
+        total,
+        "example rollouts",
+        wantProgress(v),
+      );
+      task.update(done);
+    },
     command: provenanceArgs(["sae", "fit"], args),
   });
-  progress.done();
+  (task ?? progress).done();
   console.log(saeSummary(m, runDir));
   return m;
 }

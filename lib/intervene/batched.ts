@@ -90,8 +90,13 @@ export class AblationRunner {
     this.examples = examples;
   }
 
-  /** Roll out the baseline once, keeping its carries and active features. */
-  async baseline(): Promise<OutcomeTrace> {
+  /**
+   * Roll out the baseline once, keeping its carries and active features;
+   * `onProgress` counts its examples (as in {@linkcode rollout}).
+   */
+  async baseline(
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<OutcomeTrace> {
     if (this.#base) return this.#base;
     const { plan, sae } = this.session;
     const m = this.session.bundle.manifest;
@@ -124,6 +129,7 @@ export class AblationRunner {
       examples: await rollout(this.session.bundle, this.examples, {
         batch: this.session.batch,
         hooks: [probe, this.#carries],
+        onProgress,
       }),
     };
     return this.#base;

@@ -165,7 +165,10 @@ async function intervene(
 
   const means = opts.ablateTo === "mean" ? session.featureMeans() : undefined;
   let p = phase(n);
-  const sub = { examples: subExamples, base: await runner.baseline() };
+  const sub = {
+    examples: subExamples,
+    base: await runner.baseline(p.progress),
+  };
   p.end();
   const baseScore = Evaluator.compare(sub.base, sub.base).baseline;
   const activity = session.featureMeans(subExamples.map((e) => e.id));
@@ -183,8 +186,9 @@ async function intervene(
   );
   p.end();
 
-  // Baseline over every example: reuse trace.jsonl when the schedule matches.
-  p = phase(examples.length);
+  // Baseline over every example: reuse trace.jsonl when the schedule matches
+  // (no rollouts, none counted in the total).
+  p = phase(sameSchedule ? 0 : examples.length);
   const baseline = sameSchedule
     ? outcomes
     : await session.run(examples, null, undefined, p.progress);

@@ -168,7 +168,12 @@ export interface RolloutOptions {
   readouts?: "final" | "every_H";
   /** Keep and return the outcomes (default true); false returns `[]`. */
   collect?: boolean;
-  /** Called after each batch with the examples done so far and the total. */
+  /**
+   * Called with the examples done so far and the total: after each batch
+   * (a whole number), and within a batch after each graph call, with the
+   * batch's examples counted by the fraction of its planned calls done (a
+   * batch of large examples can take minutes).
+   */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -278,11 +283,15 @@ export async function rollout(
     const batch = examples.slice(offset, end);
     const info: BatchInfo = { examples: batch, offset };
     for (const h of hooks) await h.onBatchStart?.(info);
+    const n = end - offset;
     const outcomes = await runBatch(
       bundle,
       info,
       hooks,
       opts.readouts === "every_H",
+      opts.onProgress &&
+        ((part: number) =>
+          opts.onProgress!(offset + n * part, examples.length)),
     );
     for (const h of hooks) await h.onBatchEnd?.({ ...info, outcomes });
     if (collect) out.push(...outcomes);
@@ -418,6 +427,7 @@ async function runBatch(
   info: BatchInfo,
   hooks: readonly Hook[],
   readoutEveryH: boolean,
+  onPart?: (fraction: number) => void,
 ): Promise<ExampleOutcome[]> {
   const m = bundle.manifest;
   const { H_cycles, L_cycles, halt_max_steps } = m.schedule;
@@ -439,19 +449,30 @@ async function runBatch(
   const s = bundle.sessions;
   const Lnet = m.family === "trm" ? s.net : s.L_net;
   const Hnet = m.family === "trm" ? s.net : s.H_net;
-  const run = (
+  const sup0 = info.examples[0]?.start?.sup ?? 0;
+  // Progress within the batch: graph calls done of those planned (embed,
+  // then per supervision step the net calls and the readouts); an early halt
+  // leaves the rest to the batch's end.
+  const planned = 1 +
+    (halt_max_steps - sup0) *
+      (H_cycles * (L_cycles + 1) + (readoutEveryH ? H_cycles : 1));
+  let calls = 0;
+  const run = async (
     role: string,
     session: GraphSession,
     feeds: Record<string, HostTensor>,
     want: Record<string, number>,
-  ) => runChecked(role, session, feeds, want, B);
+  ) => {
+    const out = await runChecked(role, session, feeds, want, B);
+    if (++calls < planned) onPart?.(calls / planned);
+    return out;
+  };
   const lnRole = m.family === "trm" ? "net" : "L_net";
   const hnRole = m.family === "trm" ? "net" : "H_net";
   const x = (await run("embed", s.embed, embedFeeds(info.examples, m), {
     x: B * T * D,
   })).x.data as FloatArray;
 
-  const sup0 = info.examples[0]?.start?.sup ?? 0;
   let { zH, zL } = startStates(info.examples, m, alloc);
   const injection = alloc(B * T * D);
   const halted = new Uint8Array(B);

@@ -130,3 +130,37 @@ Deno.test("rollout: a bad batch size is an OptionError naming the option", async
     await bundle.release();
   }
 });
+
+Deno.test("rollout: progress counts each batch's examples by its graph calls, rising to whole batches", async () => {
+  const bundle = await loadBundle(join(TINY, "tiny_trm"));
+  try {
+    const examples = await puzzles("trm");
+    const { H_cycles, L_cycles, halt_max_steps, halt_mode } =
+      bundle.manifest.schedule;
+    assert.equal(halt_mode, "max_steps");
+    let calls = 0;
+    for (const s of Object.values(bundle.sessions)) {
+      const run = s.run.bind(s);
+      s.run = (feeds) => (calls++, run(feeds));
+    }
+    const seen: [number, number][] = [];
+    await rollout(bundle, examples, {
+      batch: 3,
+      readouts: "every_H",
+      onProgress: (done, total) => seen.push([done, total]),
+    });
+    assert.equal(examples.length, 4);
+    assert.ok(seen.every(([, t]) => t === 4));
+    const done = seen.map(([d]) => d);
+    for (let i = 1; i < done.length; i++) assert.ok(done[i] > done[i - 1]);
+    // One report per graph call: fractions within a batch, whole at its end.
+    const perBatch = 1 + halt_max_steps * H_cycles * (L_cycles + 2);
+    assert.equal(calls, 2 * perBatch);
+    assert.equal(done.length, calls);
+    assert.deepEqual(done.filter(Number.isInteger), [3, 4]);
+    assert.ok(Math.abs(done[0] - 3 / perBatch) < 1e-12);
+    assert.ok(Math.abs(done[perBatch] - (3 + 1 / perBatch)) < 1e-12);
+  } finally {
+    await bundle.release();
+  }
+});

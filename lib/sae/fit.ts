@@ -86,6 +86,12 @@ export interface SaeFitOptions {
   force?: boolean;
   /** Progress: optimiser steps done of total. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Progress of task accuracy recovered, after training: held-out example
+   * rollouts done of total (three per example: clean, SAE, zeros), in parts
+   * of a batch as {@linkcode rollout} reports them.
+   */
+  onTaskProgress?: (done: number, total: number) => void;
   /** The command line, recorded in provenance. */
   command?: string[];
 }
@@ -275,6 +281,7 @@ async function fitAndWrite(
         backend: header.backend as BackendName,
         batch: header.record.batch,
       },
+      opts.onTaskProgress,
     );
   checkPayload(schemas.SaeFileConfig, cfg, "the sae.pt cfg");
   const ptBytes = encodeSaePt(fit.sae, cfg);
@@ -344,6 +351,7 @@ async function taskAccuracy(
   modelSha: string,
   sae: SAE,
   spec: SpliceSpec,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<TaskAccuracy | { value: null; reason: string }> {
   let bundle: Bundle;
   try {
@@ -367,10 +375,12 @@ async function taskAccuracy(
       steps: spec.selector,
       positions: spec.positions,
     };
-    const acc = async (policy: InterventionPolicy | null) => {
+    const n = spec.examples.length;
+    const acc = async (policy: InterventionPolicy | null, k: number) => {
       const outcomes = await rollout(bundle, spec.examples, {
         batch: spec.batch,
         hooks: policy ? [policyHook(policy, sae, site)] : [],
+        onProgress: onProgress && ((d) => onProgress(k * n + d, 3 * n)),
       });
       let tok = 0, exact = 0;
       for (const o of outcomes) {
@@ -380,9 +390,9 @@ async function taskAccuracy(
       }
       return { tok: tok / outcomes.length, exact: exact / outcomes.length };
     };
-    const clean = await acc(null);
-    const spliced = await acc(new ReconstructPolicy());
-    const zero = await acc(new ZeroPolicy());
+    const clean = await acc(null, 0);
+    const spliced = await acc(new ReconstructPolicy(), 1);
+    const zero = await acc(new ZeroPolicy(), 2);
     const denom = clean.tok - zero.tok;
     return {
       formula:
