@@ -30,11 +30,12 @@ export interface Proc {
 export async function run(
   cmd: string,
   args: string[],
-  opts: { cwd?: string } = {},
+  opts: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<Proc> {
   const out = await new Deno.Command(cmd, {
     args,
     cwd: opts.cwd ?? ROOT,
+    env: opts.env,
     stdout: "piped",
     stderr: "piped",
   })
@@ -252,4 +253,22 @@ export function rawZip(entries: RawZipEntry[]): Uint8Array {
     q += x.length;
   }
   return out;
+}
+
+/**
+ * A copy of the bundle `from` in `dir` with `halt_mode: "q_halt"`, so that
+ * examples halt at different steps (the tiny fixture's random q_head halts
+ * some early).
+ */
+export async function qhaltBundle(from: string, dir: string): Promise<string> {
+  await Deno.mkdir(dir);
+  for (const f of ["embed.onnx", "net.onnx", "head.onnx"]) {
+    await Deno.copyFile(join(from, f), join(dir, f));
+  }
+  const manifest = JSON.parse(
+    await Deno.readTextFile(join(from, "model.json")),
+  );
+  manifest.schedule.halt_mode = "q_halt";
+  await Deno.writeTextFile(join(dir, "model.json"), JSON.stringify(manifest));
+  return dir;
 }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { TraceDataset } from "../lib/trace/dataset.ts";
-import { cli, fileSha, listDir, ROOT } from "./helpers.ts";
+import { cli, fileSha, listDir, ROOT, run } from "./helpers.ts";
 
 const SLURM_DIR = Deno.env.get("TRMINTERP_SLURM_DIR") ?? "/tmp/trminterp-slurm";
 const SLURM_CONF = Deno.env.get("SLURM_CONF") ??
@@ -25,21 +25,10 @@ const FIT = [
 
 /** Run a Slurm client command against the test cluster. */
 async function slurm(cmd: string, args: string[]) {
-  const env = SLURM_CONF ? { SLURM_CONF } : undefined;
   try {
-    const out = await new Deno.Command(cmd, {
-      args,
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    const dec = new TextDecoder();
-    return {
-      code: out.code,
-      stdout: dec.decode(out.stdout),
-      stderr: dec.decode(out.stderr),
-    };
+    return await run(cmd, args, {
+      env: SLURM_CONF ? { SLURM_CONF } : undefined,
+    });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       return { code: 127, stdout: "", stderr: `${cmd} is not installed` };

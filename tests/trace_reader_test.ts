@@ -8,6 +8,7 @@ import {
   FIXTURES,
   PY,
   python,
+  qhaltBundle,
   withTempDir,
   writePuzzles,
 } from "./helpers.ts";
@@ -52,19 +53,7 @@ async function denoRead(run: string, latent: Latent, steps: string) {
 Deno.test("trace_reader.py: load_trace equals TraceDataset (states and row table) for npy, inline, float16, shards and q_halt", async () => {
   await withTempDir(async (tmp) => {
     // The tiny fixture with halting on, so blocks hold different examples.
-    const qhalt = join(tmp, "qhalt");
-    await Deno.mkdir(qhalt);
-    for (const f of ["embed.onnx", "net.onnx", "head.onnx"]) {
-      await Deno.copyFile(join(TINY, f), join(qhalt, f));
-    }
-    const manifest = JSON.parse(
-      await Deno.readTextFile(join(TINY, "model.json")),
-    );
-    manifest.schedule.halt_mode = "q_halt";
-    await Deno.writeTextFile(
-      join(qhalt, "model.json"),
-      JSON.stringify(manifest),
-    );
+    const qhalt = await qhaltBundle(TINY, join(tmp, "qhalt"));
     const inputs = join(tmp, "p.jsonl");
     await writePuzzles(inputs, 14, 5);
     const trace = async (run: string, model: string, extra: string[] = []) => {

@@ -12,6 +12,7 @@ import {
   FIXTURES,
   listDir,
   python,
+  qhaltBundle,
   withTempDir,
   writePuzzles,
 } from "./helpers.ts";
@@ -474,19 +475,7 @@ Deno.test("trace: TraceDataset.open streams rows from states.npy and agrees with
 Deno.test("trace: with q_halt, each step's block holds only the examples still running; rows match the rollout, in any storage and shard count", async () => {
   await withTempDir(async (tmp) => {
     // The tiny fixture with halting on: its random q_head halts some examples early.
-    const model = join(tmp, "qhalt");
-    await Deno.mkdir(model);
-    for (const f of ["embed.onnx", "net.onnx", "head.onnx"]) {
-      await Deno.copyFile(join(TINY, f), join(model, f));
-    }
-    const manifest = JSON.parse(
-      await Deno.readTextFile(join(TINY, "model.json")),
-    );
-    manifest.schedule.halt_mode = "q_halt";
-    await Deno.writeTextFile(
-      join(model, "model.json"),
-      JSON.stringify(manifest, null, 1),
-    );
+    const model = await qhaltBundle(TINY, join(tmp, "qhalt"));
     const inputs = join(tmp, "p.jsonl");
     await writePuzzles(inputs, 24, 5);
     const args = (run: string, extra: string[] = []) => [

@@ -213,13 +213,7 @@ export async function openRunDir(
   dir: string,
   opts: OpenRunDirOptions = {},
 ): Promise<RunDir> {
-  const kind = await checkRoot(dir, "run dir");
-  if (kind === "file") {
-    throw new OptionError(
-      "runDir",
-      `run dir ${dir} is a file; pass a directory as {runDir}`,
-    );
-  }
+  const kind = await runDirKind(dir);
   const created = kind === "missing";
   if (kind === "missing") {
     if (!opts.create) {
@@ -295,6 +289,18 @@ export async function prepareRunDir(
   return run;
 }
 
+/** The run dir's kind, refusing a link or a file where the folder goes. */
+async function runDirKind(dir: string): Promise<"missing" | "directory"> {
+  const kind = await checkRoot(dir, "run dir");
+  if (kind === "file") {
+    throw new OptionError(
+      "runDir",
+      `run dir ${dir} is a file; pass a directory as {runDir}`,
+    );
+  }
+  return kind;
+}
+
 /**
  * Check that `dir` is trminterp's: marked, or holding only names trminterp
  * writes. Returns whether it is marked.
@@ -348,13 +354,7 @@ export async function openShardDir(
   name: string,
   opts: { force?: boolean; gitignore?: boolean },
 ): Promise<RunDir> {
-  const kind = await checkRoot(dir, "run dir");
-  if (kind === "file") {
-    throw new OptionError(
-      "runDir",
-      `run dir ${dir} is a file; pass a directory as {runDir}`,
-    );
-  }
+  const kind = await runDirKind(dir);
   let created = false;
   if (kind === "missing") {
     try {

@@ -12,6 +12,7 @@ import { parseAddress, stepIndex, StepSelector } from "../model/address.ts";
 import { InputError } from "../errors.ts";
 import { sha256File } from "../io/atomic.ts";
 import { readJsonl } from "../io/jsonl.ts";
+import { pathExists } from "../io/run_dir.ts";
 import { NpyReader } from "../io/npy.ts";
 import { checkRegular, confined, confinedFile } from "../io/paths.ts";
 import { IGNORE_LABEL, MAX_ID_BYTES } from "./inputs.ts";
@@ -523,7 +524,7 @@ async function runFiles(
   }
   const single = await confined(path, "trace.jsonl");
   const shardsDir = await confined(path, "shards");
-  const hasSingle = await exists(single);
+  const hasSingle = await pathExists(single);
   const names: string[] = [];
   try {
     for await (const e of Deno.readDir(shardsDir)) {
@@ -566,7 +567,7 @@ async function runFiles(
       path,
       `shards/${shardName(i, n)}/trace.jsonl`,
     );
-    if (await exists(file)) {
+    if (await pathExists(file)) {
       files.push(
         (await confinedFile(path, `shards/${shardName(i, n)}/trace.jsonl`))
           .path,
@@ -583,16 +584,6 @@ async function runFiles(
     );
   }
   return { runDir: path, path: shardsDir, files, sharded: true };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Read and check the headers of a run's trace files, and merge them. */
