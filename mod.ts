@@ -90,15 +90,16 @@ export {
   AblateFeatures,
   ClampFeatures,
   PatchFeatures,
-  policyHook,
 } from "./lib/intervene/policy.ts";
+export type { PolicyName } from "./lib/intervene/policy.ts";
+export { policyHook } from "./lib/edit/policy.ts";
 export type {
+  FeatureDictionary,
   InterventionPolicy,
   PolicyContext,
-  PolicyName,
   PolicySite,
   SourceLookup,
-} from "./lib/intervene/policy.ts";
+} from "./lib/edit/policy.ts";
 export { Evaluator } from "./lib/intervene/evaluate.ts";
 export type {
   Comparison,

@@ -5,6 +5,7 @@
  */
 import type { Comparison, ExampleDelta, SideSummary } from "../schema/mod.ts";
 import { InputError } from "../errors.ts";
+import { round7 } from "../round.ts";
 import type { ExampleOutcome, OutcomeTrace } from "../model/rollout.ts";
 import { scorePrediction } from "../trace/inputs.ts";
 import { TraceDataset } from "../trace/dataset.ts";
@@ -183,20 +184,6 @@ export class Evaluator {
   }
 }
 
-/**
- * Round to 7 significant digits, as every figure in the JSON payloads is:
- * stable text, and no float noise in byte-compared files.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { round7 } from "./evaluate.ts";
- * assert(round7(1 / 3) === 0.3333333);
- * ```
- */
-export function round7(x: number): number {
-  return x === 0 ? 0 : Number(x.toPrecision(7));
-}
 export type { ExampleOutcome, OutcomeTrace };
 
 export type { Comparison, ExampleDelta, SideSummary };

@@ -28,7 +28,7 @@ import { VERSION } from "../version.ts";
 import { checkPayload, schemas } from "../schema/mod.ts";
 import { Evaluator } from "./evaluate.ts";
 import { type InterveneOptions, type Plan, planIntervention } from "./plan.ts";
-import type { InterventionPolicy } from "./policy.ts";
+import type { InterventionPolicy } from "../edit/policy.ts";
 import { AblationRunner } from "./batched.ts";
 import {
   cumulativeCurve,

@@ -18,10 +18,10 @@ import type { SaeFileConfig } from "../sae/sae_pt.ts";
 import type { TraceDataset } from "../trace/dataset.ts";
 import { parsePositions } from "../trace/positions.ts";
 import type { RankBy } from "./ranking.ts";
+import type { InterventionPolicy } from "../edit/policy.ts";
 import {
   AblateFeatures,
   ClampFeatures,
-  type InterventionPolicy,
   PatchFeatures,
   type PolicyName,
 } from "./policy.ts";

@@ -15,7 +15,8 @@ import type {
 import type { OutcomeTrace } from "../model/rollout.ts";
 import { Rng } from "../rng.ts";
 import type { AblationRunner } from "./batched.ts";
-import { Evaluator, round7 } from "./evaluate.ts";
+import { Evaluator } from "./evaluate.ts";
+import { round7 } from "../round.ts";
 
 /** The effect of an ablation. */
 export interface AblationEffect {

@@ -19,7 +19,7 @@ import {
   type InterventionPolicy,
   policyHook,
   type SourceLookup,
-} from "./policy.ts";
+} from "../edit/policy.ts";
 
 /**
  * The shared state of one intervention run.

@@ -17,7 +17,7 @@ import { InputError, OptionError } from "../errors.ts";
 import { architecture } from "./arch/mod.ts";
 import { SAE_DEFAULTS } from "./defaults.ts";
 import { splitByGroup } from "./holdout.ts";
-import { round7 } from "../intervene/evaluate.ts";
+import { round7 } from "../round.ts";
 import { scorePrediction } from "../trace/inputs.ts";
 import { OutputSet, sha256Hex } from "../io/atomic.ts";
 import { type Latent, rollout, type RolloutExample } from "../model/rollout.ts";
@@ -27,7 +27,7 @@ import {
   policyHook,
   ReconstructPolicy,
   ZeroPolicy,
-} from "../intervene/policy.ts";
+} from "../edit/policy.ts";
 import { openRunDir, type RunDir } from "../io/run_dir.ts";
 import { Rng } from "../rng.ts";
 import { headerPath } from "../trace/trace.ts";
