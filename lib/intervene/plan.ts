@@ -199,6 +199,28 @@ export function planIntervention(
       ]}`,
     );
   }
+  if (opts.policy === "patch_features") {
+    // The source values come from the trace: a step it did not record would
+    // leave the rows unpatched without a word.
+    const traced = new Set(
+      StepSelector.parse(header.record.steps).select(sched).map(formatAddress),
+    );
+    const needed = sourceStep !== undefined
+      ? [sourceStep]
+      : addresses.map(formatAddress);
+    const missing = needed.filter((a) => !traced.has(a));
+    if (missing.length > 0) {
+      const option = sourceStep !== undefined ? "sourceSteps" : "steps";
+      throw new OptionError(
+        option,
+        `patch_features reads its source from the trace, which did not record ${
+          missing.slice(0, 3).join(", ")
+        }${
+          missing.length > 3 ? ` (and ${missing.length - 3} more)` : ""
+        }; pick {${option}} among the recorded steps "${header.record.steps}"`,
+      );
+    }
+  }
   const policy = (features: number[], means?: Float32Array) =>
     opts.policy === "ablate_features"
       ? new AblateFeatures(features, opts.ablateTo ?? "zero", means)

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { StepAddress } from "../model/address.ts";
+import { parseAddress, type StepAddress } from "../model/address.ts";
 import { InputError, OptionError } from "../errors.ts";
 import type { SAE } from "../sae/sae.ts";
 import {
@@ -184,13 +184,25 @@ export class ClampFeatures implements InterventionPolicy {
 
 /**
  * `patch_features`: take the features' activations from a source: another
- * example at the same address, or other steps of the same example.
+ * example (`sourceExample`), another step (`sourceStep`, one address), or
+ * both. The unnamed half of the source is the edited row's own: its example,
+ * its step. The values come from the policy context's `source` lookup (the
+ * clean trace, in `intervene`).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { PatchFeatures } from "./policy.ts";
- * assert(new PatchFeatures([4], { sourceExample: "p1" }).params().source_example === "p1");
+ * import { SAE } from "../sae/sae.ts";
+ * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 2 });
+ * sae.W_enc.set([1, 0, 0, 1]);
+ * sae.W_dec.set([1, 0, 0, 1]);
+ * // The source holds feature 1's value 9 only at s0.h0.H of example "a".
+ * const source = (s: { sup: number }, ex: string) =>
+ *   s.sup === 0 && ex === "a" ? Float32Array.of(0, 9) : Float32Array.of(0, 0);
+ * const patch = new PatchFeatures([1], { sourceStep: "s0.h0.H" });
+ * const out = patch.apply({ sup: 3, h: 1, l: "H" }, Float32Array.of(2, 1), sae, { example: "a", positions: [0], source });
+ * assert.deepEqual([...out], [2, 9]);
  * ```
  */
 export class PatchFeatures implements InterventionPolicy {
@@ -202,6 +214,7 @@ export class PatchFeatures implements InterventionPolicy {
   readonly sourceExample?: string;
   /** Source step address text, if patching across steps. */
   readonly sourceStep?: string;
+  #sourceAddress?: StepAddress;
 
   /** Patch `features` from `sourceExample` (same address) and/or `sourceStep` (same example). */
   constructor(
@@ -218,6 +231,9 @@ export class PatchFeatures implements InterventionPolicy {
     this.features = features;
     this.sourceExample = source.sourceExample;
     this.sourceStep = source.sourceStep;
+    if (source.sourceStep !== undefined) {
+      this.#sourceAddress = parseAddress(source.sourceStep);
+    }
   }
 
   /** Recorded parameters. */
@@ -236,7 +252,10 @@ export class PatchFeatures implements InterventionPolicy {
     sae: SAE,
     context: PolicyContext,
   ): Float32Array {
-    const src = context.source?.(step, this.sourceExample ?? context.example);
+    const src = context.source?.(
+      this.#sourceAddress ?? step,
+      this.sourceExample ?? context.example,
+    );
     if (!src) return h;
     const F = sae.cfg.d_sae;
     return editActivations(h, sae, (a) => {
