@@ -56,7 +56,8 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   steps: {
     type: "string",
     arg: "SELECTOR",
-    help: "steps to act on (default all steps of the SAE's latent)",
+    help:
+      "steps to act on (default the steps the SAE was fitted on; steps outside them print a warning)",
   },
   positions: {
     type: "string",
@@ -259,6 +260,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
       progress.update(done);
     },
     command: provenanceArgs(["intervene"], args),
+    onWarning: (m) => console.error(`intervene: ${m}`),
   });
   progress.done();
   console.log(interveneSummary(r, runDir));

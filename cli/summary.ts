@@ -189,6 +189,34 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
 }
 
 /**
+ * Where the policy acted, in words: the concrete selector, how many steps it
+ * names, and whether they are the SAE's fitted steps.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { editedStepsText } from "./summary.ts";
+ * const p = { steps: "s0-7.h2.H", addresses: 8, steps_source: "fitted" as const, fitted_steps: "s0-7.h2.H", outside_fitted: 0 };
+ * assert.equal(editedStepsText(p), "s0-7.h2.H (8 steps: the SAE's fitted steps)");
+ * assert.equal(editedStepsText({ ...p, steps: "s0-7.h0-2.H", addresses: 24, steps_source: "requested", outside_fitted: 16 }),
+ *   "s0-7.h0-2.H (24 steps, 16 of them outside the SAE's fitted steps s0-7.h2.H)");
+ * ```
+ */
+export function editedStepsText(
+  p: Pick<
+    Report["policy"],
+    "steps" | "addresses" | "steps_source" | "fitted_steps" | "outside_fitted"
+  >,
+): string {
+  const n = `${p.addresses} step${p.addresses === 1 ? "" : "s"}`;
+  return p.outside_fitted > 0
+    ? `${p.steps} (${n}, ${p.outside_fitted} of them outside the SAE's fitted steps ${p.fitted_steps})`
+    : p.steps_source === "fitted"
+    ? `${p.steps} (${n}: the SAE's fitted steps)`
+    : `${p.steps} (${n}, within the SAE's fitted steps)`;
+}
+
+/**
  * The summary `intervene` prints: the effect of the policy, per-step
  * accuracy as bars, the top causal features against the random reference,
  * the cumulative ablation curve, and the tomography as a heat map.
@@ -199,7 +227,8 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
  * import { interveneSummary } from "./summary.ts";
  * const side = (e: number) => ({ exact_acc: e, token_acc: e, mean_halt_step: 1, acc_per_sup: [{ sup: 0, exact: e, token: e }] });
  * const text = interveneSummary({
- *   policy: { name: "ablate_features", latent: "z_H", steps: "all", positions: [0], params: { features: [3] } },
+ *   policy: { name: "ablate_features", latent: "z_H", steps: "s0.h0.H", addresses: 1, steps_source: "fitted",
+ *     fitted_steps: "s0.h0.H", outside_fitted: 0, positions: [0], params: { features: [3] } },
  *   comparison: { examples: 2, baseline: side(1), intervened: side(0.5),
  *     delta: { exact_acc: -0.5, token_acc: -0.5, mean_halt_step: 0, mean_kl: 0.1, flipped_fraction: 0.25 }, per_example: [] },
  *   causal: { subsample: { examples: 2 }, ranking: [{ feature: 3, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1,
@@ -220,9 +249,9 @@ export function interveneSummary(r: Report, runDir: string): string {
     `${k} ${Array.isArray(v) ? v.join(",") : v}`
   ).join(", ");
   const lines = [
-    `intervene: ${r.policy.name} (${params}) on ${r.policy.latent} at ${r.policy.steps}, ${c.examples} examples -> ${
-      join(runDir, "report.json")
-    }`,
+    `intervene: ${r.policy.name} (${params}) on ${r.policy.latent} at ${
+      editedStepsText(r.policy)
+    }, ${c.examples} examples -> ${join(runDir, "report.json")}`,
     "",
     `  token accuracy ${c.baseline.token_acc.toFixed(4)} -> ${
       c.intervened.token_acc.toFixed(4)

@@ -242,11 +242,16 @@ async function intervene(
       name: policy.name,
       latent: plan.latent,
       steps: plan.selector.text,
+      addresses: plan.addresses.length,
+      steps_source: plan.steps.source,
+      fitted_steps: plan.steps.fitted,
+      outside_fitted: plan.steps.outside,
       positions: plan.positions,
       params: policy.params(),
     },
     comparison,
     causal: causalSection({
+      steps: { selector: plan.selector.text, addresses: plan.addresses.length },
       source: opts.features ? "features" : "most_active",
       candidates,
       examples: subExamples.length,
@@ -344,7 +349,9 @@ async function saveIntervenedTrace(
   outputs: OutputSet,
 ): Promise<string> {
   const id = `${policy.name}-${
-    sha256Hex(JSON.stringify({ p: policy.params(), s: opts.steps ?? "all" }))
+    sha256Hex(
+      JSON.stringify({ p: policy.params(), s: session.plan.selector.text }),
+    )
       .slice(0, 12)
   }`;
   const rel = `interventions/${id}`;

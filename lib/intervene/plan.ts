@@ -10,6 +10,7 @@ import {
   type StepAddress,
   StepSelector,
 } from "../model/address.ts";
+import { type EditSteps, editSteps } from "../sae/fitted_steps.ts";
 import type { BackendChoice } from "../model/backend.ts";
 import type { Latent } from "../model/rollout.ts";
 import { InputError, OptionError } from "../errors.ts";
@@ -34,7 +35,7 @@ export interface InterveneOptions {
   policy: PolicyName;
   /** Features to edit and rank; default: rank the most active, edit the top one. */
   features?: number[];
-  /** Steps to act on (default all steps of the SAE's latent). */
+  /** Steps to act on (default the steps the SAE was fitted on; others are warned about). */
   steps?: string;
   /** Positions to act on (default the traced positions). */
   positions?: string;
@@ -74,16 +75,20 @@ export interface InterveneOptions {
   onProgress?: (done: number, total: number) => void;
   /** The command line for provenance. */
   command?: string[];
+  /** Told one line when `steps` edits outside the SAE's fitted steps. */
+  onWarning?: (message: string) => void;
 }
 
 /** Where and how an intervention acts, checked against the trace and the SAE. */
 export interface Plan {
   /** The SAE's latent. */
   latent: Latent;
-  /** Steps to act on. */
+  /** Steps to act on: a concrete selector, naming exactly `addresses`. */
   selector: StepSelector;
   /** The selected steps of the SAE's latent, in execution order. */
   addresses: StepAddress[];
+  /** The steps and how they relate to the SAE's fitted steps. */
+  steps: EditSteps;
   /** Positions to act on (prefix first). */
   positions: number[];
   /** patch_features: the one source step, as text. */
@@ -123,7 +128,7 @@ export function planIntervention(
   opts: InterveneOptions,
   ds: TraceDataset,
   sae: SAE,
-  cfg: Pick<SaeFileConfig, "latent">,
+  cfg: Pick<SaeFileConfig, "latent"> & { steps?: string },
 ): Plan {
   const header = ds.header;
   if (sae.cfg.d_in !== header.state_dim) {
@@ -147,16 +152,32 @@ export function planIntervention(
       );
     }
   }
-  const selector = StepSelector.parse(opts.steps ?? "all");
   const sched = header.model.schedule;
   const ofLatent = (a: StepAddress) => (a.l === "H") === (cfg.latent === "z_H");
-  const addresses = selector.select(sched).filter(ofLatent);
+  const steps = editSteps(sched, {
+    recorded: header.record.steps,
+    fitted: cfg.steps ?? "all",
+    latent: cfg.latent,
+    requested: opts.steps,
+  });
+  const { selector, addresses } = steps;
   if (addresses.length === 0) {
-    throw new OptionError(
-      "steps",
-      `{steps} "${selector.text}" matches no ${cfg.latent} step (the SAE was fitted on ${cfg.latent}); e.g. ${
-        cfg.latent === "z_H" ? "s*.*.H" : "s*.*.l*"
-      }`,
+    throw opts.steps === undefined
+      ? new InputError(
+        `sae.pt was fitted on no ${cfg.latent} step that this trace recorded (its steps "${cfg.steps}", the trace's "${header.record.steps}"); fit the SAE on this run again`,
+      )
+      : new OptionError(
+        "steps",
+        `{steps} "${opts.steps}" matches no ${cfg.latent} step (the SAE was fitted on ${cfg.latent}); e.g. ${
+          cfg.latent === "z_H" ? "s*.*.H" : "s*.*.l*"
+        }`,
+      );
+  }
+  if (steps.outside > 0) {
+    opts.onWarning?.(
+      `warning: ${steps.outside} of the ${addresses.length} edited steps (${selector.text}) lie outside the steps the SAE was fitted on (${
+        steps.fitted || "none"
+      }); there the SAE encodes states it never saw`,
     );
   }
   const positions = opts.positions
@@ -236,6 +257,7 @@ export function planIntervention(
     latent: cfg.latent,
     selector,
     addresses,
+    steps,
     positions,
     sourceStep,
     policy,

@@ -6,6 +6,7 @@
 import type {
   CausalFeature,
   CumulativeAblation,
+  EditedSteps,
   RandomReference,
   Report,
   SideSummary,
@@ -16,6 +17,8 @@ export type { Report };
 
 /** The ranking's own part of report.json. */
 export interface CausalParts {
+  /** Where every ablation acted. */
+  steps: EditedSteps;
   /** Where the candidates came from. */
   source: "most_active" | "features";
   /** The candidates. */
@@ -66,7 +69,7 @@ const RANK_METRIC: Record<RankBy, { metric: string; tie_break: string }> = {
  * ```ts
  * import assert from "node:assert/strict";
  * import { causalSection } from "./report.ts";
- * const c = causalSection({ source: "features", candidates: [3], examples: 8, seed: 0,
+ * const c = causalSection({ steps: { selector: "s0-7.h0-1.H", addresses: 16 }, source: "features", candidates: [3], examples: 8, seed: 0,
  *   base: { exact_acc: 1, token_acc: 1, acc_per_sup: [], mean_halt_step: 7 }, ranking: [],
  *   random: { features: [], effects: [], median_effect: 0, kls: [], median_kl: 0 },
  *   cumulative: { metric: "", points: [], half_effect_k: null } });
@@ -80,6 +83,7 @@ export function causalSection(p: CausalParts): Report["causal"] {
   return {
     ...RANK_METRIC[rankBy],
     rank_by: rankBy,
+    steps: p.steps,
     candidates: { source: p.source, features: p.candidates },
     subsample: {
       examples: p.examples,

@@ -5,7 +5,8 @@
  * @module
  */
 import type { Tomography } from "../schema/mod.ts";
-import { formatAddress, StepSelector } from "../model/address.ts";
+import { StepSelector } from "../model/address.ts";
+import { concreteSelector } from "../sae/fitted_steps.ts";
 import type { AblationRunner } from "./batched.ts";
 import { ablationEffect } from "./ranking.ts";
 
@@ -58,12 +59,13 @@ export async function tomography(
   const { addresses } = runner.session.plan;
   const sups = supervisionGroups(addresses);
   const base = await runner.baseline();
-  const jobs = sups.flatMap((sup) => {
-    const where = StepSelector.parse(
-      addresses.filter((a) => a.sup === sup).map(formatAddress).join(","),
-    );
-    return features.map((f) => ({ features: [f], where }));
+  const wheres = sups.map((sup) => {
+    const at = addresses.filter((a) => a.sup === sup);
+    return { where: StepSelector.parse(concreteSelector(at)), n: at.length };
   });
+  const jobs = wheres.flatMap(({ where }) =>
+    features.map((f) => ({ features: [f], where }))
+  );
   const outs = await runner.run(jobs, onProgress);
   const effect = sups.map((_, g) =>
     features.map((_, i) =>
@@ -74,6 +76,10 @@ export async function tomography(
     metric:
       "drop in token accuracy when the feature is ablated only at the steps of one supervision step",
     groups: sups.map((s) => `s${s}`),
+    steps: wheres.map(({ where, n }) => ({
+      selector: where.text,
+      addresses: n,
+    })),
     features: [...features],
     effect,
   };

@@ -12,6 +12,7 @@ import {
 } from "../schema/mod.ts";
 import { join } from "node:path";
 import { StepSelector } from "../model/address.ts";
+import { editSteps } from "./fitted_steps.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
 import { InputError, OptionError } from "../errors.ts";
 import { architecture } from "./arch/mod.ts";
@@ -126,7 +127,8 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
   }
   const latent = opts.latent ?? SAE_DEFAULTS.latent;
   const select = opts.steps ?? SAE_DEFAULTS.steps;
-  const selector = StepSelector.parse(select);
+  // A bad selector fails here, before the run dir is touched.
+  StepSelector.parse(select);
   if (
     opts.maxRows !== undefined &&
     !(Number.isInteger(opts.maxRows) && opts.maxRows >= 1)
@@ -153,7 +155,6 @@ export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
       holdout,
       latent,
       select,
-      selector,
     });
   } finally {
     ds.close();
@@ -168,10 +169,9 @@ async function fitAndWrite(
     holdout: number;
     latent: Latent;
     select: string;
-    selector: StepSelector;
   },
 ): Promise<SaeMetricsJson> {
-  const { holdout, latent, select, selector } = c;
+  const { holdout, latent, select } = c;
   const D = ds.dim;
   // --max-rows: a seeded subsample of the rows, in trace order.
   const pick = opts.maxRows !== undefined && opts.maxRows < ds.n
@@ -275,7 +275,13 @@ async function fitAndWrite(
       fit.sae,
       {
         latent,
-        selector,
+        // The splice acts where the SAE was fitted: the recorded steps its
+        // selector chose, never the updates the trace did not record.
+        selector: editSteps(header.model.schedule, {
+          recorded: header.record.steps,
+          fitted: select,
+          latent,
+        }).selector,
         positions: header.record.positions,
         examples: ds.examples().filter((e) => heldoutExamples.has(e.id)),
         backend: header.backend as BackendName,
@@ -397,7 +403,7 @@ async function taskAccuracy(
     return {
       formula:
         "(acc_sae - acc_zero) / (acc_clean - acc_zero), token accuracy at the halting step on the held-out " +
-        "examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps and positions",
+        `examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps (${spec.selector.text}) and positions`,
       value: Math.abs(denom) > 1e-12
         ? round7((spliced.tok - zero.tok) / denom)
         : null,

@@ -63,6 +63,18 @@ const ComparisonSchema = name(
   "Baseline versus intervened outcomes, as Evaluator.compare returns them.",
 );
 
+/** Where an edit acted. */
+const EditedStepsSchema = name(
+  z.object({
+    selector: z.string().describe(
+      "A concrete step selector naming exactly the edited addresses (v0-spec §2).",
+    ),
+    addresses: nonNeg.describe("How many step addresses it names."),
+  }),
+  "EditedSteps",
+  "The steps an edit acted at: a concrete selector and the number of addresses it names.",
+);
+
 /** One ranked feature. */
 const CausalFeatureSchema = name(
   z.object({
@@ -127,6 +139,9 @@ const CausalSectionSchema = name(
     rank_by: z.enum(["token", "kl", "exact"]).describe(
       "What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.",
     ),
+    steps: EditedStepsSchema.describe(
+      "Where every ablation of this section acted.",
+    ),
     candidates: z.object({
       source: z.enum(["most_active", "features"]),
       features: z.array(nonNeg),
@@ -156,6 +171,9 @@ const TomographySchema = name(
   z.object({
     metric: z.string().describe("What `effect` measures."),
     groups: z.array(z.string()).describe("Row labels: s0, s1, …"),
+    steps: z.array(EditedStepsSchema).describe(
+      "Where each group's ablations acted, in the order of groups.",
+    ),
     features: z.array(nonNeg).describe("Column labels: the top features."),
     effect: z.array(z.array(num)).describe("effect[group][feature]."),
   }),
@@ -196,7 +214,19 @@ export const ReportSchema = name(
     policy: z.object({
       name: z.string(),
       latent: latent,
-      steps: z.string(),
+      steps: z.string().describe(
+        "A concrete step selector naming exactly the edited addresses.",
+      ),
+      addresses: nonNeg.describe("How many step addresses `steps` names."),
+      steps_source: z.enum(["fitted", "requested"]).describe(
+        "`fitted`: the steps the SAE was fitted on (the default); `requested`: --steps.",
+      ),
+      fitted_steps: z.string().describe(
+        "A concrete selector of the steps the SAE was fitted on (trace-recorded and chosen by sae.pt's cfg.steps).",
+      ),
+      outside_fitted: nonNeg.describe(
+        "Edited addresses outside the fitted steps (a warning was printed when > 0).",
+      ),
       positions: z.array(nonNeg),
       params: z.record(z.string(), z.unknown()),
     }).describe("The policy and where it acted."),

@@ -744,6 +744,19 @@ export interface Comparison {
   per_example: ExampleDelta[];
 }
 /**
+ * The steps an edit acted at: a concrete selector and the number of addresses it names.
+ */
+export interface EditedSteps {
+  /**
+   * A concrete step selector naming exactly the edited addresses (v0-spec §2).
+   */
+  selector: string;
+  /**
+   * How many step addresses it names.
+   */
+  addresses: number;
+}
+/**
  * One ranked feature.
  */
 export interface CausalFeature {
@@ -852,6 +865,10 @@ export interface CausalSection {
    */
   rank_by: "token" | "kl" | "exact";
   /**
+   * Where every ablation of this section acted.
+   */
+  steps: EditedSteps;
+  /**
    * The ranked candidates and where they came from.
    */
   candidates: {
@@ -893,6 +910,10 @@ export interface Tomography {
    */
   groups: string[];
   /**
+   * Where each group's ablations acted, in the order of groups.
+   */
+  steps: EditedSteps[];
+  /**
    * Column labels: the top features.
    */
   features: number[];
@@ -931,7 +952,26 @@ export interface Report {
   policy: {
     name: string;
     latent: "z_H" | "z_L";
+    /**
+     * A concrete step selector naming exactly the edited addresses.
+     */
     steps: string;
+    /**
+     * How many step addresses `steps` names.
+     */
+    addresses: number;
+    /**
+     * `fitted`: the steps the SAE was fitted on (the default); `requested`: --steps.
+     */
+    steps_source: "fitted" | "requested";
+    /**
+     * A concrete selector of the steps the SAE was fitted on (trace-recorded and chosen by sae.pt's cfg.steps).
+     */
+    fitted_steps: string;
+    /**
+     * Edited addresses outside the fitted steps (a warning was printed when > 0).
+     */
+    outside_fitted: number;
     positions: number[];
     params: {
       [k: string]: unknown;
