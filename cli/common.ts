@@ -8,6 +8,7 @@ import { type BackendChoice, BACKENDS } from "../lib/model/backend.ts";
 import type { Latent } from "../lib/model/rollout.ts";
 import { InputError } from "../lib/errors.ts";
 import { type FlagSpec, formatFlags, intFlag } from "./flags.ts";
+import { LOG_EVERY } from "./progress.ts";
 
 /** Parsed flag values of one command. */
 export type FlagValues = Record<string, string | boolean | undefined>;
@@ -53,7 +54,8 @@ export const COMMON: Record<string, FlagSpec> = {
   },
   progress: {
     type: "boolean",
-    help: "print progress to stderr even when it is not a terminal",
+    help:
+      "progress lines every 5 s when stderr is not a terminal (default there: every 30 s on long work)",
   },
   help: { type: "boolean", short: "h", help: "show this help" },
 };
@@ -265,17 +267,19 @@ export function provenanceArgs(cmd: string[], args: string[]): string[] {
 }
 
 /**
- * Whether to show progress: on a terminal, or when asked.
+ * How to show progress: `true` (on a terminal, or lines every 5 s when asked
+ * with `--progress`), else the seconds between lines in a log (30).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { wantProgress } from "./common.ts";
  * assert.equal(wantProgress({ progress: true }), true);
+ * if (!Deno.stderr.isTerminal()) assert.equal(wantProgress({}), 30);
  * ```
  */
-export function wantProgress(v: FlagValues): boolean {
-  return v.progress === true || Deno.stderr.isTerminal();
+export function wantProgress(v: FlagValues): true | number {
+  return v.progress === true || Deno.stderr.isTerminal() || LOG_EVERY.quiet;
 }
 
 /**

@@ -17,10 +17,16 @@ const stderrSink: ProgressSink = {
   write: (text) => void Deno.stderr.writeSync(new TextEncoder().encode(text)),
 };
 
+/** Seconds between plain progress lines in a log, by default and with `--progress`. */
+export const LOG_EVERY = { quiet: 30, asked: 5 } as const;
+
 /**
  * Reports progress on stderr: on a terminal, one line redrawn at most four
- * times a second; otherwise (a log file, CI) a new line at most every five
- * seconds, so a long run leaves a short log. Silent unless enabled.
+ * times a second; otherwise (a log file, CI) a new line at most every
+ * `enabled` seconds (`true`: five), so a long run leaves a short log that
+ * still shows it is alive. With the quiet default of {@linkcode LOG_EVERY}
+ * (30 s), work that ends before its first line writes nothing at all.
+ * Silent when `enabled` is false.
  *
  * @example
  * ```ts
@@ -45,6 +51,20 @@ const stderrSink: ProgressSink = {
  * assert.equal(slow[1], "trace: 1.5/16 examples, 0.13 examples/s, ETA 1m49s\n");
  * assert.equal(slow.length, 22); // at least 5 s apart over two minutes, and the last
  * assert.equal(slow.at(-1), "trace: 16/16 examples, 0.13 examples/s, 2m00s\n");
+ *
+ * // The default in a log: a line every 30 s, nothing for short work.
+ * now = 0;
+ * const log: string[] = [];
+ * const r = new Progress("sae fit", 100, "steps", 30, { tty: false, write: (t) => void log.push(t) }, () => now);
+ * for (let s = 1; s <= 100; s++) {
+ *   now = 1000 * s; // a step a second
+ *   r.update(s);
+ * }
+ * assert.deepEqual(log.map((l) => l.split(",")[0]), ["sae fit: 30/100 steps", "sae fit: 60/100 steps", "sae fit: 90/100 steps", "sae fit: 100/100 steps"]);
+ * const short: string[] = [];
+ * const t = new Progress("sae fit", 10, "steps", 30, { tty: false, write: (x) => void short.push(x) });
+ * for (let s = 1; s <= 10; s++) t.update(s);
+ * assert.equal(short.length, 0);
  * ```
  */
 export class Progress {
@@ -52,27 +72,34 @@ export class Progress {
   #total: number;
   #unit: string;
   #enabled: boolean;
+  #every: number;
+  #quietStart: boolean;
+  #lines = 0;
   #sink: ProgressSink;
   #clock: () => number;
   #start: number;
   #last: number;
 
   /**
-   * Create a reporter for `total` units of work; `clock` (milliseconds,
-   * default `performance.now`) is for tests.
+   * Create a reporter for `total` units of work. `enabled`: false (silent),
+   * true (a log line every 5 s), or the seconds between log lines; `clock`
+   * (milliseconds, default `performance.now`) is for tests.
    */
   constructor(
     label: string,
     total: number,
     unit: string,
-    enabled: boolean,
+    enabled: boolean | number,
     sink: ProgressSink = stderrSink,
     clock: () => number = () => performance.now(),
   ) {
     this.#label = label;
     this.#total = total;
     this.#unit = unit;
-    this.#enabled = enabled;
+    this.#enabled = enabled !== false;
+    const every = enabled === true ? LOG_EVERY.asked : Number(enabled);
+    this.#every = every * 1000;
+    this.#quietStart = every >= LOG_EVERY.quiet;
     this.#sink = sink;
     this.#clock = clock;
     this.#start = this.#last = clock();
@@ -90,9 +117,15 @@ export class Progress {
   update(done: number): void {
     if (!this.#enabled) return;
     const now = this.#clock();
-    const every = this.#sink.tty ? 250 : 5000;
+    const every = this.#sink.tty ? 250 : this.#every;
     if (done < this.#total && now - this.#last < every) return;
+    // Quiet logs: short work (done before the first line was due) stays silent.
+    if (
+      !this.#sink.tty && this.#quietStart && this.#lines === 0 &&
+      now - this.#last < every
+    ) return;
     this.#last = now;
+    this.#lines++;
     const secs = (now - this.#start) / 1000;
     const rate = done / Math.max(secs, 1e-9);
     const eta = rate > 0 ? (this.#total - done) / rate : 0;
