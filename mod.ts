@@ -92,7 +92,7 @@ export {
   PatchFeatures,
 } from "./lib/intervene/policy.ts";
 export type { PolicyName } from "./lib/intervene/policy.ts";
-export { policyHook } from "./lib/edit/policy.ts";
+export { editActivations, policyHook } from "./lib/edit/policy.ts";
 export type {
   FeatureDictionary,
   InterventionPolicy,

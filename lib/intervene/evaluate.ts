@@ -124,11 +124,56 @@ export class Evaluator {
     return Evaluator.compare(await load(baselineTrace), await load(newTrace));
   }
 
-  /** Compare two outcome traces over the baseline's examples. */
+  /**
+   * Compare two outcome traces over the baseline's examples. Either side may
+   * be what {@linkcode rollout} returned, as it is: an array of outcomes, whose
+   * `[S, V]` shape is read from the labels and logits.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Evaluator } from "./evaluate.ts";
+   * import { editActivations, type InterventionPolicy, policyHook } from "../edit/policy.ts";
+   * import { loadBundle } from "../model/bundle.ts";
+   * import { StepSelector } from "../model/address.ts";
+   * import { rollout } from "../model/rollout.ts";
+   * import { SAE } from "../sae/sae.ts";
+   * const bundle = await loadBundle(new URL("../../references/models/sudoku4-trm", import.meta.url).pathname);
+   * try {
+   *   const puzzle = { id: "p", tokens: [1, 3, 4, 1, 4, 1, 1, 3, 3, 1, 1, 4, 1, 4, 3, 1],
+   *     label: [2, 3, 4, 5, 4, 5, 2, 3, 3, 2, 5, 4, 5, 4, 3, 2] };
+   *   // Feature 0 reads and writes dimension 0 of z_H.
+   *   const sae = new SAE({ arch: "relu", d_in: 64, d_sae: 2 });
+   *   sae.W_enc[0] = 1;
+   *   sae.W_dec[0] = 1;
+   *   // A feature-level policy in a few lines: editActivations keeps the error term.
+   *   const boost: InterventionPolicy = {
+   *     name: "boost_f0",
+   *     params: () => ({ feature: 0, factor: 50 }),
+   *     apply: (_step, h, dict) =>
+   *       editActivations(h, dict, (a) => {
+   *         for (let i = 0; i < a.length; i += dict.cfg.d_sae) a[i] *= 50;
+   *       }),
+   *   };
+   *   const site = { latent: "z_H" as const, steps: StepSelector.parse("s*.*.H"), positions: [...Array(16).keys()] };
+   *   const clean = await rollout(bundle, [puzzle]);
+   *   const boosted = await rollout(bundle, [puzzle], { hooks: [policyHook(boost, sae, site)] });
+   *   const same = Evaluator.compare(clean, clean);
+   *   assert.equal(same.delta.mean_kl, 0);
+   *   const c = Evaluator.compare(clean, boosted); // rollout's results, unwrapped
+   *   assert.equal(c.examples, 1);
+   *   assert.ok(c.delta.mean_kl > 0);
+   * } finally {
+   *   await bundle.release();
+   * }
+   * ```
+   */
   static compare(
-    baselineTrace: OutcomeTrace,
-    newTrace: OutcomeTrace,
+    baseline: OutcomeTrace | readonly ExampleOutcome[],
+    intervened: OutcomeTrace | readonly ExampleOutcome[],
   ): Comparison {
+    const baselineTrace = asOutcomeTrace(baseline);
+    const newTrace = asOutcomeTrace(intervened);
     const byId = new Map(newTrace.examples.map((e) => [e.example, e]));
     const base = baselineTrace.examples.filter((e) => byId.has(e.example));
     if (base.length === 0) {
@@ -182,6 +227,24 @@ export class Evaluator {
       per_example: perExample,
     };
   }
+}
+
+/** An outcome trace as it is, or rollout's outcomes with their shape read off. */
+function asOutcomeTrace(
+  t: OutcomeTrace | readonly ExampleOutcome[],
+): OutcomeTrace {
+  if (!Array.isArray(t)) return t as OutcomeTrace;
+  const examples = t as ExampleOutcome[];
+  const first = examples[0];
+  if (!first) return { S: 0, V: 0, examples };
+  const S = first.label.length;
+  const V = first.logits.length / S;
+  if (!Number.isInteger(V)) {
+    throw new InputError(
+      `outcome ${first.example}: ${first.logits.length} logits is not a whole number per ${S} labels`,
+    );
+  }
+  return { S, V, examples };
 }
 
 export type { ExampleOutcome, OutcomeTrace };
