@@ -13,6 +13,7 @@ import { readJsonl } from "../lib/io/jsonl.ts";
 import { decodeZip } from "../lib/io/zip.ts";
 import { openRunDir, RUN_MARKER } from "../lib/io/run_dir.ts";
 import { InputError } from "../lib/errors.ts";
+import { ortWasmFiles } from "../cli/permissions.ts";
 import {
   cli,
   FIXTURES,
@@ -1082,6 +1083,183 @@ Deno.test("hostile: intervene refuses an sae.pt fitted on another trace, and tra
       await editTrace(d, edit);
       p = await cli(["sae", "fit", "--run-dir", d, ...QUICK_SAE, "--force"]);
       refused(p, pattern, what);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Issue #21: the last escapes. One case per cause; each takes the class of
+// the problem (several payloads), not only the probe that found it.
+
+/** A file outside every run dir, with text the test checks is untouched. */
+async function victim(dir: string, name = "victim.txt"): Promise<string> {
+  const path = join(dir, name);
+  await Deno.writeTextFile(path, "the user's own data\n");
+  return path;
+}
+
+async function intact(path: string, what: string): Promise<void> {
+  assert.equal(
+    await Deno.readTextFile(path),
+    "the user's own data\n",
+    `${what}: ${path} was written`,
+  );
+}
+
+Deno.test("hostile #21.1: a lock file that is a hard link is never written through (deno task flags, scoped wasm, shard locks, a link to trace.jsonl)", async () => {
+  const base = await fittedRun();
+  const wasm = ortWasmFiles("wasm")[0];
+  await withTempDir(async (tmp) => {
+    const outside = await Deno.makeTempDir({ prefix: "hostile_outside_" });
+    try {
+      const taskFlags = ["--allow-read", "--allow-write", "--allow-ffi"];
+      // The run dir's lock, hard-linked to a file outside the run dir.
+      const runA = join(tmp, "a");
+      await copyDir(base, runA);
+      const v1 = await victim(outside, "v1.txt");
+      await Deno.link(v1, join(runA, ".trminterp.lock"));
+      let p = await cli(
+        ["sae", "fit", "--run-dir", runA, "--force", ...QUICK_SAE],
+        taskFlags,
+      );
+      assert.equal(p.code, 0, p.stderr);
+      await intact(v1, "sae fit, deno task flags");
+      // The scoped line (wasm): the linked file lies outside --allow-write.
+      const runB = join(tmp, "b");
+      await copyDir(base, runB);
+      const v2 = await victim(outside, "v2.txt");
+      await Deno.link(v2, join(runB, ".trminterp.lock"));
+      p = await cli(
+        [
+          "trace",
+          "--run-dir",
+          runB,
+          "--model",
+          TINY,
+          "--inputs",
+          PUZZLES,
+          "--backend",
+          "wasm",
+          "--force",
+        ],
+        [
+          `--allow-read=${TINY},${PUZZLES},${runB},${wasm}`,
+          `--allow-write=${runB}`,
+        ],
+      );
+      assert.equal(p.code, 0, p.stderr);
+      await intact(v2, "scoped trace");
+      // A shard's lock.
+      const runC = join(tmp, "c");
+      const shard = join(runC, "shards", "0-of-2");
+      await Deno.mkdir(shard, { recursive: true });
+      await Deno.writeTextFile(
+        join(runC, RUN_MARKER),
+        '{"format":"trminterp-run/1"}\n',
+      );
+      await Deno.writeTextFile(
+        join(shard, RUN_MARKER),
+        '{"format":"trminterp-run/1"}\n',
+      );
+      const v3 = await victim(outside, "v3.txt");
+      await Deno.link(v3, join(shard, ".trminterp.lock"));
+      p = await cli(
+        [
+          "trace",
+          "--run-dir",
+          runC,
+          "--model",
+          TINY,
+          "--inputs",
+          PUZZLES,
+          "--shard",
+          "0/2",
+        ],
+        taskFlags,
+      );
+      assert.equal(p.code, 0, p.stderr);
+      await intact(v3, "shard lock");
+      // The lock, a hard link to the run dir's own trace.jsonl.
+      const runD = join(tmp, "d");
+      await copyDir(base, runD);
+      const before = await Deno.readFile(join(runD, "trace.jsonl"));
+      await Deno.link(join(runD, "trace.jsonl"), join(runD, ".trminterp.lock"));
+      p = await cli(
+        ["intervene", "--run-dir", runD, ...QUICK_ITV],
+        taskFlags,
+      );
+      assert.equal(p.code, 0, p.stderr);
+      assert.deepEqual(await Deno.readFile(join(runD, "trace.jsonl")), before);
+      for (const r of [runA, runB, runC, shard, runD]) {
+        assert.ok(!(await listDir(r)).includes(".trminterp.lock"), r);
+      }
+    } finally {
+      await Deno.remove(outside, { recursive: true });
+    }
+  });
+});
+
+Deno.test("hostile #21.2: a run dir swapped for a symbolic link while the command runs: exit 2, nothing written where the link points", async () => {
+  await withTempDir(async (tmp) => {
+    const outside = await Deno.makeTempDir({ prefix: "hostile_outside_" });
+    try {
+      const grant = join(tmp, "grant");
+      await Deno.mkdir(grant);
+      const inputs = join(tmp, "p.jsonl");
+      await writePuzzles(inputs, 256, 3);
+      // The user's own files, where the link will point.
+      const mine = await victim(outside, "trace.jsonl");
+      const wasm = ortWasmFiles("wasm")[0];
+      for (const when of ["states.npy", "trace.jsonl"]) {
+        const runDir = join(grant, `run-${when}`);
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--quiet",
+            "--no-prompt",
+            `--allow-read=${TINY},${inputs},${grant},${wasm}`,
+            `--allow-write=${grant}`,
+            join(ROOT, "cli.ts"),
+            "trace",
+            "--run-dir",
+            runDir,
+            "--model",
+            TINY,
+            "--inputs",
+            inputs,
+            "--backend",
+            "wasm",
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const out = child.output();
+        // Swap as soon as the command streams into its temp file.
+        let swapped = false;
+        for (let i = 0; i < 4000 && !swapped; i++) {
+          const names = await listDir(runDir).catch(() => []);
+          if (names.some((n) => n.startsWith(`.${when}.trminterp-`))) {
+            await Deno.rename(runDir, `${runDir}.orig`);
+            await Deno.symlink(outside, runDir);
+            swapped = true;
+          } else await new Promise((r) => setTimeout(r, 2));
+        }
+        const o = await out;
+        assert.ok(swapped, `${when}: the command finished before the swap`);
+        refused(
+          {
+            code: o.code,
+            stdout: "",
+            stderr: new TextDecoder().decode(o.stderr),
+          },
+          /was moved or replaced while trminterp was using it/,
+          `swap during ${when}`,
+        );
+        await intact(mine, `swap during ${when}`);
+        assert.deepEqual(await listDir(outside), ["trace.jsonl"], when);
+      }
+    } finally {
+      await Deno.remove(outside, { recursive: true });
     }
   });
 });

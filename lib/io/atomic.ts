@@ -8,6 +8,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
+import { checkPinned } from "./pins.ts";
 
 /**
  * The sha256 of `data` as lowercase hex.
@@ -142,6 +143,20 @@ async function writeAll(
 }
 
 /**
+ * Remove a file this command wrote, unless its folder was swapped meanwhile
+ * (the path would then name someone else's file).
+ */
+function removeIfPinned(path: string): Promise<void> {
+  try {
+    checkPinned(path);
+    Deno.removeSync(path);
+  } catch {
+    // gone already, or no longer ours to remove
+  }
+  return Promise.resolve();
+}
+
+/**
  * Write `data` to `path` atomically: temp file in the same directory, fsync, rename.
  * The temp file is removed if anything fails.
  *
@@ -210,14 +225,22 @@ export class AtomicWriter implements AsyncDisposable {
   }
 
   /** Create the temp file next to `path`. */
-  static async open(path: string): Promise<AtomicWriter> {
+  static open(path: string): Promise<AtomicWriter> {
     const tempPath = tempPathFor(path);
-    const file = await Deno.open(tempPath, {
-      read: true, // commit() re-reads the file to hash it after writeAt
-      write: true,
-      createNew: true,
-    });
-    return new AtomicWriter(path, tempPath, file);
+    // A fresh name, created new: nothing is written into an existing file
+    // (a hard link to one elsewhere, say). Synchronous, right after the
+    // check that the folder is still the one the command opened.
+    try {
+      checkPinned(tempPath);
+      const file = Deno.openSync(tempPath, {
+        read: true, // commit() re-reads the file to hash it after writeAt
+        write: true,
+        createNew: true,
+      });
+      return Promise.resolve(new AtomicWriter(path, tempPath, file));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Total bytes written so far (the current file length). */
@@ -347,7 +370,8 @@ export class AtomicWriter implements AsyncDisposable {
       throw new Error(`AtomicWriter for ${this.path} is not prepared`);
     }
     try {
-      await Deno.rename(this.tempPath, this.path);
+      checkPinned(this.path);
+      Deno.renameSync(this.tempPath, this.path);
       this.#prepared = false;
     } catch (err) {
       await this.abort();
@@ -365,7 +389,7 @@ export class AtomicWriter implements AsyncDisposable {
         // already closed
       }
     }
-    await Deno.remove(this.tempPath).catch(() => {});
+    await removeIfPinned(this.tempPath);
   }
 
   /** Abort unless committed, so `await using` cleans up after errors. */
@@ -453,7 +477,7 @@ export class OutputSet implements AsyncDisposable {
         published.push(w);
       }
     } catch (e) {
-      for (const w of published) await Deno.remove(w.path).catch(() => {});
+      for (const w of published) await removeIfPinned(w.path);
       await this.abort();
       throw e;
     }

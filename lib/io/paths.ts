@@ -8,12 +8,15 @@
  *
  * The checks use `lstat` on each component, so a link planted between the
  * check and the open can still win a race; what they close is the standing
- * link, which is what a hostile bundle or run dir can ship.
+ * link, which is what a hostile bundle or run dir can ship. Writes inside a
+ * run dir are checked once more, just before each create and rename, against
+ * the folder identities pinned when the command opened it (see pins.ts).
  *
  * @module
  */
 import { join } from "node:path";
 import { InputError } from "../errors.ts";
+import { checkPinned } from "./pins.ts";
 
 /**
  * Whether `name` is a plain relative path: no empty, `.` or `..` component,
@@ -238,7 +241,8 @@ export async function ensureDir(root: string, name: string): Promise<string> {
   for (const part of name.split("/")) {
     path = join(path, part);
     try {
-      await Deno.mkdir(path);
+      checkPinned(path);
+      Deno.mkdirSync(path);
     } catch (e) {
       if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
     }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { InputError, OptionError } from "../errors.ts";
 import { isStaleTemp, writeFileAtomic } from "./atomic.ts";
 import { checkRoot, confined, ensureDir } from "./paths.ts";
+import { checkPinned, pinFolder } from "./pins.ts";
 
 /**
  * The file that marks a folder as a trminterp run dir.
@@ -118,7 +119,9 @@ export class RunDir implements AsyncDisposable {
     const ours = [RUN_MARKER, ".gitignore", RUN_LOCK];
     if (!names.every((n) => ours.includes(n) || isTemp(n))) return;
     for (const n of names) {
-      if (n !== RUN_LOCK) await Deno.remove(join(this.path, n));
+      if (n === RUN_LOCK) continue;
+      checkPinned(join(this.path, n));
+      Deno.removeSync(join(this.path, n));
     }
     await this.release(); // removes the lock file
     // Another command may have taken the folder meanwhile: then it stays.
@@ -358,7 +361,11 @@ export async function openShardDir(
   let created = false;
   if (kind === "missing") {
     try {
-      await Deno.mkdir(join(dir, ".."), { recursive: true });
+      // Only a missing parent is created with the parent's grant: the run
+      // dir itself needs only its own (the README's scoped line).
+      if (!(await pathExists(join(dir, "..")))) {
+        await Deno.mkdir(join(dir, ".."), { recursive: true });
+      }
       await Deno.mkdir(dir);
       created = true;
     } catch (e) {
@@ -368,6 +375,20 @@ export async function openShardDir(
       throw new InputError(`run dir ${dir} changed while it was created`);
     }
   }
+  const unpin = pinFolder(dir);
+  try {
+    return await openShard(dir, name, created, opts);
+  } finally {
+    unpin(); // the shard's own lock pins the path through dir from here on
+  }
+}
+
+async function openShard(
+  dir: string,
+  name: string,
+  created: boolean,
+  opts: { force?: boolean; gitignore?: boolean },
+): Promise<RunDir> {
   if (created) {
     // Only the creator writes these, so no two shards write one file.
     if (opts.gitignore !== false) {
@@ -462,7 +483,12 @@ function isTemp(name: string): boolean {
 export async function removeStaleTemps(dir: string): Promise<void> {
   for await (const entry of Deno.readDir(dir)) {
     if (entry.isFile && isStaleTemp(entry.name)) {
-      await Deno.remove(join(dir, entry.name)).catch(() => {});
+      try {
+        checkPinned(join(dir, entry.name));
+        Deno.removeSync(join(dir, entry.name));
+      } catch {
+        // gone, or the folder was swapped: then it is not ours
+      }
     }
   }
 }
@@ -496,25 +522,41 @@ export interface DirLock {
  */
 export async function lockDir(dir: string): Promise<DirLock> {
   const path = await confined(dir, RUN_LOCK);
+  // The lock pins the folder (see pins.ts): every later create, rename and
+  // remove in it first checks that it is still the folder locked here.
+  const unpin = pinFolder(dir);
+  try {
+    return await takeLock(dir, path, unpin);
+  } catch (e) {
+    unpin();
+    throw e;
+  }
+}
+
+async function takeLock(
+  dir: string,
+  path: string,
+  unpin: () => void,
+): Promise<DirLock> {
   for (let attempt = 0; attempt < 8; attempt++) {
     let file: Deno.FsFile;
+    let fresh = true;
     try {
-      // createNew does not follow a link; an existing lock is opened only
-      // after lstat shows a regular file.
-      file = await Deno.open(path, {
-        read: true,
-        write: true,
-        createNew: true,
-      });
+      // createNew does not follow a link and never opens an existing file.
+      checkPinned(path);
+      file = Deno.openSync(path, { read: true, write: true, createNew: true });
     } catch (e) {
       if (!(e instanceof Deno.errors.AlreadyExists)) throw cannotWrite(dir, e);
+      fresh = false;
       const st = await Deno.lstat(path).catch(() => null);
       if (!st) continue;
       if (!st.isFile) {
         throw new InputError(`${path} is not a regular file; remove it`);
       }
       try {
-        file = await Deno.open(path, { read: true, write: true });
+        // Read-only: an existing lock file is never written to, since it
+        // may be a hard link to a file elsewhere; flock needs no write.
+        file = await Deno.open(path, { read: true });
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) continue;
         throw cannotWrite(dir, e);
@@ -537,6 +579,23 @@ export async function lockDir(dir: string): Promise<DirLock> {
       file.close();
       continue;
     }
+    if (!fresh) {
+      // A lock left by a killed command: unlink it while holding it (its
+      // other links, if any, keep their data) and create a fresh one.
+      try {
+        checkPinned(path);
+        Deno.removeSync(path);
+      } finally {
+        file.close();
+      }
+      continue;
+    }
+    if ((mine.nlink ?? 1) > 1) {
+      file.close();
+      throw new InputError(
+        `${path} gained a second link while trminterp created it; something else writes to run dir ${dir}: stop it, then re-run`,
+      );
+    }
     try {
       await file.truncate(0);
       await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
@@ -547,13 +606,21 @@ export async function lockDir(dir: string): Promise<DirLock> {
     }
     let released = false;
     return {
-      async release() {
-        if (released) return;
+      release() {
+        if (released) return Promise.resolve();
         released = true;
         // Remove before unlocking, so the path never names a free lock
-        // that a waiting command could take while we still clean up.
-        await Deno.remove(path).catch(() => {});
+        // that a waiting command could take while we still clean up; but
+        // not through a folder swapped meanwhile.
+        try {
+          checkPinned(path);
+          Deno.removeSync(path);
+        } catch {
+          // gone, or no longer ours
+        }
         file.close();
+        unpin();
+        return Promise.resolve();
       },
     };
   }
