@@ -130,7 +130,11 @@ export type {
   RandomReference,
   RankBy,
 } from "./lib/intervene/ranking.ts";
-export type { CausalSection, EditedSteps } from "./lib/schema/mod.ts";
+export type {
+  CausalSection,
+  EditedSteps,
+  Selectivity,
+} from "./lib/schema/mod.ts";
 export type { Tomography } from "./lib/intervene/tomography.ts";
 export type {
   GraphRef,

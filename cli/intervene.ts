@@ -110,6 +110,12 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
     help:
       "random alive features, outside the candidates, ablated for the reference median (default 16)",
   },
+  "control-draws": {
+    type: "string",
+    arg: "N",
+    help:
+      "random draws of matched activation mass beside each point of the cumulative curve (default 3)",
+  },
   "rank-by": {
     type: "string",
     arg: "token|kl|exact",
@@ -248,6 +254,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
     candidates: intFlag(v.candidates, "--candidates", 1),
     examples: intFlag(v.examples, "--examples", 1),
     randomFeatures: intFlag(v["random-features"], "--random-features", 0),
+    controlDraws: intFlag(v["control-draws"], "--control-draws", 0),
     rankBy: rankBy as RankBy | undefined,
     seed: intFlag(v.seed, "--seed") ?? 0,
     model: str(v, "model"),

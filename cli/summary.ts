@@ -189,6 +189,99 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
 }
 
 /**
+ * The cumulative curve with its control: each point's effect beside the
+ * median effect of random features of matched activation mass.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cumulativeLines } from "./summary.ts";
+ * const control = { draws: [], median_effect: 0.2, median_kl: 0.5, median_exact_drop: 0.9 };
+ * const text = cumulativeLines({ metric: "", half_effect_k: 2, points: [
+ *   { k: 1, effect: 0.01, normalized_effect: 0, mean_kl: 0.1, exact_drop: 0.1, mass: 1, mass_fraction: 0.1, control },
+ *   { k: 2, effect: 0.21, normalized_effect: 0, mean_kl: 0.6, exact_drop: 0.9, mass: 5, mass_fraction: 0.52, control },
+ * ] }).join("\n");
+ * assert.match(text, /2 +0\.2100 +0\.6000 +0\.9000 +52\.0% +0\.2000/);
+ * ```
+ */
+export function cumulativeLines(cum: Report["causal"]["cumulative"]): string[] {
+  if (!cum.points.length) return [];
+  const all = cum.points[cum.points.length - 1];
+  const max = Math.max(...cum.points.map((p) => p.effect), 1e-12);
+  return [
+    "",
+    `  cumulative: the top k features ablated together (k = ${all.k}: every candidate)${
+      cum.half_effect_k === null
+        ? ""
+        : `; half the all-feature effect at k = ${cum.half_effect_k}`
+    }`,
+    `  control: the median of ${all.control.draws.length} draws of random non-candidate features with the same activation mass`,
+    "  k         effect    KL        exact drop  mass    control",
+    ...cum.points.map((p) =>
+      `  ${String(p.k).padEnd(9)} ${fmt(p.effect).padEnd(9)} ${
+        fmt(p.mean_kl).padEnd(9)
+      } ${fmt(p.exact_drop).padEnd(11)} ${
+        `${(p.mass_fraction * 100).toFixed(1)}%`.padEnd(7)
+      } ${fmt(p.control.median_effect).padEnd(9)} ${
+        bar(Math.max(p.effect, 0), max, 16)
+      }`
+    ),
+  ];
+}
+
+const SPARK = "▁▂▃▄▅▆▇█";
+
+/**
+ * What the ranked features mean: one line each with the answer it is most
+ * selective for, its selectivity for given clues or blanks, and its mean
+ * activation per supervision step as a sparkline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { selectivityLines } from "./summary.ts";
+ * const text = selectivityLines({ metric: "", groups: ["s0", "s1"], features: [{ feature: 812, rows: 10,
+ *   active_fraction: 0.1, label: { token: 5, symbol: "4", precision: 0.951, recall: 0.993 },
+ *   input: { given: { precision: 0.2, recall: 0.1 }, blank: { precision: 0.8, recall: 0.12 } },
+ *   activation_per_sup: [0.5, 1] }] }, 8).join("\n");
+ * assert.match(text, /f812: answer 4 \(precision 0\.95, recall 0\.99\); blank cells \(precision 0\.80, recall 0\.12\); fires on 10\.0% of rows; per step ▄█/);
+ * ```
+ */
+export function selectivityLines(
+  s: Report["causal"]["selectivity"],
+  top: number,
+): string[] {
+  if (!s.features.length) return [];
+  const spark = (xs: number[]) => {
+    const max = Math.max(0, ...xs);
+    return xs.map((x) =>
+      max > 0 ? SPARK[Math.min(7, Math.floor((x / max) * 7.999))] : " "
+    ).join("");
+  };
+  return [
+    "",
+    `  what the ranked features mean (their rows in the subsample; per step: mean activation ${
+      s.groups[0] ?? ""
+    }..${s.groups.at(-1) ?? ""})`,
+    ...s.features.slice(0, top).map((f) => {
+      const inp = f.input.blank.precision >= f.input.given.precision
+        ? ["blank cells", f.input.blank] as const
+        : ["given clues", f.input.given] as const;
+      const answer = f.label
+        ? `answer ${f.label.symbol} (precision ${
+          f.label.precision.toFixed(2)
+        }, recall ${f.label.recall.toFixed(2)})`
+        : "never fires";
+      return `  f${f.feature}: ${answer}; ${inp[0]} (precision ${
+        inp[1].precision.toFixed(2)
+      }, recall ${inp[1].recall.toFixed(2)}); fires on ${
+        (f.active_fraction * 100).toFixed(1)
+      }% of rows; per step ${spark(f.activation_per_sup)}`;
+    }),
+  ];
+}
+
+/**
  * Where the policy acted, in words: the concrete selector, how many steps it
  * names, and whether they are the SAE's fitted steps.
  *
@@ -234,7 +327,9 @@ export function editedStepsText(
  *   causal: { subsample: { examples: 2 }, ranking: [{ feature: 3, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1,
  *     exact_drop: 0.5, mean_activation: 1 }], random_features: { features: [1], median_effect: 0, median_kl: 0 },
  *     rank_by: "token", cumulative: { metric: "", half_effect_k: 1, points: [
- *       { k: 1, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1, exact_drop: 0.5 }] } },
+ *       { k: 1, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1, exact_drop: 0.5, mass: 1, mass_fraction: 0.5,
+ *         control: { draws: [], median_effect: 0, median_kl: 0, median_exact_drop: 0 } }] },
+ *     selectivity: { metric: "", groups: [], features: [] } },
  *   tomography: { groups: ["s0"], features: [3], effect: [[0.5]] },
  * } as never, "r");
  * assert.match(text, /token accuracy 1\.0000 -> 0\.5000/);
@@ -284,27 +379,8 @@ export function interveneSummary(r: Report, runDir: string): string {
         } ${fmt(f.exact_drop)}`
       ),
     );
-    const cum = causal.cumulative;
-    if (cum.points.length) {
-      const all = cum.points[cum.points.length - 1];
-      const max = Math.max(...cum.points.map((p) => p.effect), 1e-12);
-      lines.push(
-        "",
-        `  cumulative: the top k features ablated together (k = ${all.k}: every candidate)${
-          cum.half_effect_k === null
-            ? ""
-            : `; half the all-feature effect at k = ${cum.half_effect_k}`
-        }`,
-        "  k         effect    KL        exact drop",
-        ...cum.points.map((p) =>
-          `  ${String(p.k).padEnd(9)} ${fmt(p.effect).padEnd(9)} ${
-            fmt(p.mean_kl).padEnd(9)
-          } ${fmt(p.exact_drop).padEnd(9)} ${
-            bar(Math.max(p.effect, 0), max, 16)
-          }`
-        ),
-      );
-    }
+    lines.push(...cumulativeLines(causal.cumulative));
+    lines.push(...selectivityLines(causal.selectivity, 8));
   }
   const tomo = r.tomography;
   if (tomo.features.length && tomo.groups.length) {

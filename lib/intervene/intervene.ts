@@ -38,6 +38,8 @@ import {
   topIndices,
 } from "./ranking.ts";
 import { causalSection, type Report } from "./report.ts";
+import { CONTROL_DRAWS, controlCurve } from "./control.ts";
+import { selectivity } from "./selectivity.ts";
 import type { CausalFeature, SideSummary } from "../schema/mod.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
@@ -158,7 +160,9 @@ async function intervene(
   // Progress counts example rollouts; an ablation that cannot change an
   // example is counted done without one.
   const n = subExamples.length;
-  const total = n * (1 + nCand + nRandom + curveSizes(nCand).length +
+  const draws = opts.controlDraws ?? CONTROL_DRAWS;
+  const total = n * (1 + nCand + nRandom +
+        curveSizes(nCand).length * (1 + draws) +
         rank * supervisionGroups(plan.addresses).length) +
     examples.length * (sameSchedule ? 1 : 2);
   const phase = phases(total, opts.onProgress);
@@ -215,7 +219,7 @@ async function intervene(
 
   const { random, cumulative, tomo } = await causalReferences(
     runner,
-    { ranking, activity, candidates, baseScore, rank, nRandom, nCand },
+    { ranking, activity, candidates, baseScore, rank, nRandom, nCand, draws },
     plan,
     opts.seed,
     phase,
@@ -261,6 +265,15 @@ async function intervene(
       random,
       rankBy,
       cumulative,
+      selectivity: selectivity(
+        ds,
+        session.sae,
+        plan,
+        subExamples.map((e) => e.id),
+        ranking.map((f) => f.feature),
+        bundle.manifest,
+        supervisionGroups(plan.addresses),
+      ),
     }),
     tomography: tomo,
     saved_trace: savedTrace,
@@ -306,6 +319,7 @@ async function causalReferences(
     rank: number;
     nRandom: number;
     nCand: number;
+    draws: number;
   },
   plan: Plan,
   seed: number,
@@ -323,10 +337,21 @@ async function causalReferences(
   );
   p.end();
   p = phase(n * curveSizes(r.nCand).length);
-  const cumulative = await cumulativeCurve(
+  const bare = await cumulativeCurve(
     runner,
     r.ranking,
     r.baseScore,
+    p.progress,
+  );
+  p.end();
+  p = phase(n * curveSizes(r.nCand).length * r.draws);
+  const cumulative = await controlCurve(
+    runner,
+    bare,
+    r.ranking.map((f) => f.feature),
+    r.activity,
+    r.draws,
+    seed,
     p.progress,
   );
   p.end();

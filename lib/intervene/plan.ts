@@ -57,6 +57,8 @@ export interface InterveneOptions {
   examples?: number;
   /** Random features ablated for the reference median (default 16); drawn from the alive features outside the candidates. */
   randomFeatures?: number;
+  /** Mass-matched random draws beside each point of the cumulative curve (default 3). */
+  controlDraws?: number;
   /** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
   rankBy?: RankBy;
   /** The seed. */

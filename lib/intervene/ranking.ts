@@ -18,6 +18,19 @@ import type { AblationRunner } from "./batched.ts";
 import { Evaluator } from "./evaluate.ts";
 import { round7 } from "../round.ts";
 
+/** The cumulative curve before its control is added (see control.ts). */
+export interface BareCumulative {
+  /** What the curve measures. */
+  metric: string;
+  /** The points, without `mass` and `control`. */
+  points: Omit<
+    CumulativeAblation["points"][number],
+    "mass" | "mass_fraction" | "control"
+  >[];
+  /** See {@linkcode CumulativeAblation}. */
+  half_effect_k: number | null;
+}
+
 /** The effect of an ablation. */
 export interface AblationEffect {
   /** Drop in token accuracy. */
@@ -302,7 +315,7 @@ export async function cumulativeCurve(
   ranking: readonly CausalFeature[],
   baseScore: SideSummary,
   onProgress?: (done: number, total: number) => void,
-): Promise<CumulativeAblation> {
+): Promise<BareCumulative> {
   const base = await runner.baseline();
   const where = runner.session.plan.selector;
   const sizes = curveSizes(ranking.length);

@@ -9,6 +9,7 @@ import type {
   EditedSteps,
   RandomReference,
   Report,
+  Selectivity,
   SideSummary,
 } from "../schema/mod.ts";
 import type { RankBy } from "./ranking.ts";
@@ -37,6 +38,8 @@ export interface CausalParts {
   rankBy?: RankBy;
   /** The cumulative curve. */
   cumulative: CumulativeAblation;
+  /** What the ranked features mean. */
+  selectivity: Selectivity;
 }
 
 const RANK_METRIC: Record<RankBy, { metric: string; tie_break: string }> = {
@@ -72,7 +75,8 @@ const RANK_METRIC: Record<RankBy, { metric: string; tie_break: string }> = {
  * const c = causalSection({ steps: { selector: "s0-7.h0-1.H", addresses: 16 }, source: "features", candidates: [3], examples: 8, seed: 0,
  *   base: { exact_acc: 1, token_acc: 1, acc_per_sup: [], mean_halt_step: 7 }, ranking: [],
  *   random: { features: [], effects: [], median_effect: 0, kls: [], median_kl: 0 },
- *   cumulative: { metric: "", points: [], half_effect_k: null } });
+ *   cumulative: { metric: "", points: [], half_effect_k: null },
+ *   selectivity: { metric: "", groups: [], features: [] } });
  * assert.match(c.metric, /token accuracy/);
  * assert.equal(c.rank_by, "token");
  * assert.equal(c.subsample.baseline_token_acc, 1);
@@ -94,5 +98,6 @@ export function causalSection(p: CausalParts): Report["causal"] {
     ranking: p.ranking,
     random_features: p.random,
     cumulative: p.cumulative,
+    selectivity: p.selectivity,
   };
 }

@@ -119,6 +119,30 @@ const CumulativeAblationSchema = name(
         normalized_effect: num.describe("effect / baseline token accuracy."),
         mean_kl: num.describe("Mean KL(baseline ‖ ablated) of the outputs."),
         exact_drop: num.describe("Drop in exact accuracy."),
+        mass: num.describe(
+          "The top k's activation mass: the sum of their mean activations over the subsample's selected rows.",
+        ),
+        mass_fraction: num.describe(
+          "mass / the summed mean activation of every feature.",
+        ),
+        control: z.object({
+          draws: z.array(z.object({
+            features: z.array(nonNeg).describe(
+              "Alive features outside the candidates, ablated together.",
+            ),
+            mass: num.describe("Their summed mean activation."),
+            effect: num,
+            mean_kl: num,
+            exact_drop: num,
+          })).describe(
+            "Mass-matched random draws (Rng(seed, 5)): k features whose mass comes within 5% of the point's, or more features where no k of them reach it.",
+          ),
+          median_effect: num.describe("Median effect of the draws."),
+          median_kl: num.describe("Median mean_kl of the draws."),
+          median_exact_drop: num.describe("Median exact_drop of the draws."),
+        }).describe(
+          "The control: random features of matched activation mass ablated together at the same steps and positions.",
+        ),
       }),
     ).describe(
       "k = 1, 2, 4, … and, last, the number of ranked candidates: the all-feature ablation.",
@@ -129,6 +153,43 @@ const CumulativeAblationSchema = name(
   }),
   "CumulativeAblation",
   "The top-ranked features ablated together: how many carry the causal mass.",
+);
+
+const precisionRecall = z.object({
+  precision: num.describe("P(variable | active)."),
+  recall: num.describe("P(active | variable)."),
+});
+
+/** What the ranked features mean. */
+const SelectivitySchema = name(
+  z.object({
+    metric: z.string().describe("What the figures measure, in words."),
+    groups: z.array(z.string()).describe(
+      "Labels of activation_per_sup: s0, s1, …",
+    ),
+    features: z.array(z.object({
+      feature: nonNeg.describe("Feature index."),
+      rows: nonNeg.describe("Rows counted."),
+      active_fraction: num.describe("Fraction of the rows where it fires."),
+      label: z.object({
+        token: nonNeg.describe("The answer token t."),
+        symbol: z.string().describe("Its symbol (model.json tokens)."),
+        precision: num.describe("P(label = t | active)."),
+        recall: num.describe("P(active | label = t)."),
+      }).nullable().describe(
+        "The answer token with the highest F1 of precision and recall (the lower id on a tie); null when it never fires.",
+      ),
+      input: z.object({
+        given: precisionRecall.describe("The cell is a given clue."),
+        blank: precisionRecall.describe("The cell is blank in the puzzle."),
+      }).describe("Selectivity for the cell's input."),
+      activation_per_sup: z.array(num).describe(
+        "Mean activation (zeros included) over the rows of each supervision step in groups.",
+      ),
+    })).describe("One entry per ranked feature, in ranking order."),
+  }),
+  "Selectivity",
+  "What each ranked feature means in the task's own variables.",
 );
 
 /** The causal section of report.json. */
@@ -160,6 +221,9 @@ const CausalSectionSchema = name(
     ),
     cumulative: CumulativeAblationSchema.describe(
       "The top-ranked features ablated together.",
+    ),
+    selectivity: SelectivitySchema.describe(
+      "What each ranked feature means: its selectivity for the answer and the input at a cell, and its activation per supervision step.",
     ),
   }),
   "CausalSection",

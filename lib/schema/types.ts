@@ -842,11 +842,138 @@ export interface CumulativeAblation {
      * Drop in exact accuracy.
      */
     exact_drop: number;
+    /**
+     * The top k's activation mass: the sum of their mean activations over the subsample's selected rows.
+     */
+    mass: number;
+    /**
+     * mass / the summed mean activation of every feature.
+     */
+    mass_fraction: number;
+    /**
+     * The control: random features of matched activation mass ablated together at the same steps and positions.
+     */
+    control: {
+      /**
+       * Mass-matched random draws (Rng(seed, 5)): k features whose mass comes within 5% of the point's, or more features where no k of them reach it.
+       */
+      draws: {
+        /**
+         * Alive features outside the candidates, ablated together.
+         */
+        features: number[];
+        /**
+         * Their summed mean activation.
+         */
+        mass: number;
+        effect: number;
+        mean_kl: number;
+        exact_drop: number;
+      }[];
+      /**
+       * Median effect of the draws.
+       */
+      median_effect: number;
+      /**
+       * Median mean_kl of the draws.
+       */
+      median_kl: number;
+      /**
+       * Median exact_drop of the draws.
+       */
+      median_exact_drop: number;
+    };
   }[];
   /**
    * The smallest k on the curve whose effect reaches half the all-feature effect; null when that effect is not positive.
    */
   half_effect_k: number | null;
+}
+/**
+ * What each ranked feature means in the task's own variables.
+ */
+export interface Selectivity {
+  /**
+   * What the figures measure, in words.
+   */
+  metric: string;
+  /**
+   * Labels of activation_per_sup: s0, s1, …
+   */
+  groups: string[];
+  /**
+   * One entry per ranked feature, in ranking order.
+   */
+  features: {
+    /**
+     * Feature index.
+     */
+    feature: number;
+    /**
+     * Rows counted.
+     */
+    rows: number;
+    /**
+     * Fraction of the rows where it fires.
+     */
+    active_fraction: number;
+    /**
+     * The answer token with the highest F1 of precision and recall (the lower id on a tie); null when it never fires.
+     */
+    label: {
+      /**
+       * The answer token t.
+       */
+      token: number;
+      /**
+       * Its symbol (model.json tokens).
+       */
+      symbol: string;
+      /**
+       * P(label = t | active).
+       */
+      precision: number;
+      /**
+       * P(active | label = t).
+       */
+      recall: number;
+    } | null;
+    /**
+     * Selectivity for the cell's input.
+     */
+    input: {
+      /**
+       * The cell is a given clue.
+       */
+      given: {
+        /**
+         * P(variable | active).
+         */
+        precision: number;
+        /**
+         * P(active | variable).
+         */
+        recall: number;
+      };
+      /**
+       * The cell is blank in the puzzle.
+       */
+      blank: {
+        /**
+         * P(variable | active).
+         */
+        precision: number;
+        /**
+         * P(active | variable).
+         */
+        recall: number;
+      };
+    };
+    /**
+     * Mean activation (zeros included) over the rows of each supervision step in groups.
+     */
+    activation_per_sup: number[];
+  }[];
 }
 /**
  * The single-feature ablation ranking on a seeded subsample, its random reference and its cumulative curve.
@@ -896,6 +1023,10 @@ export interface CausalSection {
    * The top-ranked features ablated together.
    */
   cumulative: CumulativeAblation;
+  /**
+   * What each ranked feature means: its selectivity for the answer and the input at a cell, and its activation per supervision step.
+   */
+  selectivity: Selectivity;
 }
 /**
  * Each top feature ablated only at the selected steps of one supervision step.
