@@ -1264,6 +1264,116 @@ Deno.test("hostile #21.2: a run dir swapped for a symbolic link while the comman
   });
 });
 
+/** Point a trace.jsonl's header pin at the states.npy now beside it. */
+async function repin(dir: string): Promise<void> {
+  const path = join(dir, "trace.jsonl");
+  const lines = (await Deno.readTextFile(path)).split("\n");
+  const h = JSON.parse(lines[0]);
+  h.states_npy.sha256 = sha256Hex(await Deno.readFile(join(dir, "states.npy")));
+  lines[0] = JSON.stringify(h);
+  await Deno.writeTextFile(path, lines.join("\n"));
+}
+
+Deno.test("hostile #21.3: the digest binds the states read: replaced states (re-pinned), states swapped between shards, missing or repeated example records", async () => {
+  const base = await fittedRun();
+  await withTempDir(async (tmp) => {
+    const cases: [string, (run: string) => Promise<void>, RegExp][] = [
+      ["one value nudged, header re-pinned", async (run) => {
+        const f = join(run, "states.npy");
+        const b = await Deno.readFile(f);
+        b[b.length - 2] ^= 0x10;
+        await Deno.writeFile(f, b);
+        await repin(run);
+      }, /do not match the states_sha256 of its example record/],
+      ["another trace's states, header re-pinned", async (run) => {
+        const other = join(tmp, "other");
+        await Deno.remove(other, { recursive: true }).catch(() => {});
+        const inputs = join(tmp, "p.jsonl");
+        await writePuzzles(inputs, 16, 4);
+        const p = await cli([
+          "trace",
+          "--run-dir",
+          other,
+          "--model",
+          TINY,
+          "--inputs",
+          inputs,
+          "--seed",
+          "7",
+          "--force",
+        ]);
+        assert.equal(p.code, 0, p.stderr);
+        await Deno.copyFile(join(other, "states.npy"), join(run, "states.npy"));
+        await repin(run);
+      }, /do not match the states_sha256 of its example record/],
+      [
+        "the last example record removed",
+        (run) =>
+          editTrace(run, (recs) => {
+            const i = recs.findLastIndex((r: Json) => r.kind === "example");
+            recs.splice(i, 1);
+          }),
+        /has step records but no example record|example records, but its header selected/,
+      ],
+      ["an example record repeated", (run) =>
+        editTrace(run, (recs) => {
+          recs.push(recs.find((r: Json) => r.kind === "example"));
+        }), /has a second example record/],
+    ];
+    for (const [what, edit, pattern] of cases) {
+      for (
+        const cmd of [["sae", "fit", ...QUICK_SAE], ["intervene", ...QUICK_ITV]]
+      ) {
+        const run = join(tmp, `run-${cmd[0]}`);
+        await Deno.remove(run, { recursive: true }).catch(() => {});
+        await copyDir(base, run);
+        await edit(run);
+        const before = await listDir(run);
+        const p = await cli([
+          cmd[0],
+          ...(cmd[0] === "sae" ? ["fit"] : []),
+          "--run-dir",
+          run,
+          "--force",
+          ...cmd.slice(cmd[0] === "sae" ? 2 : 1),
+        ]);
+        refused(p, pattern, `${cmd[0]}: ${what}`);
+        assert.deepEqual(await listDir(run), before, `${what}: no output`);
+      }
+    }
+    // Two shards' states swapped, each header re-pinned.
+    const run = join(tmp, "sharded");
+    for (const i of [0, 1]) {
+      const p = await cli([
+        "trace",
+        "--run-dir",
+        run,
+        "--model",
+        TINY,
+        "--inputs",
+        PUZZLES,
+        "--shard",
+        `${i}/2`,
+      ]);
+      assert.equal(p.code, 0, p.stderr);
+    }
+    const [a, b] = [0, 1].map((i) => join(run, "shards", `${i}-of-2`));
+    const sa = await Deno.readFile(join(a, "states.npy"));
+    const sb = await Deno.readFile(join(b, "states.npy"));
+    assert.equal(sa.length, sb.length, "equal shards for a clean swap");
+    await Deno.writeFile(join(a, "states.npy"), sb);
+    await Deno.writeFile(join(b, "states.npy"), sa);
+    await repin(a);
+    await repin(b);
+    const p = await cli(["sae", "fit", "--run-dir", run, ...QUICK_SAE]);
+    refused(
+      p,
+      /do not match the states_sha256 of its example record/,
+      "states swapped between shards",
+    );
+  });
+});
+
 Deno.test({
   name: "hostile: clean up the shared run",
   async fn() {

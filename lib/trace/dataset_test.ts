@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decodeNpy, encodeNpy } from "../io/npy.ts";
-import { sha256File } from "../io/atomic.ts";
+import { sha256File, sha256Hex } from "../io/atomic.ts";
 import { TraceDataset } from "./dataset.ts";
 import { runTrace } from "./trace.ts";
 
@@ -63,12 +63,22 @@ Deno.test("TraceDataset refuses a non-finite state, naming its example and step"
     const data = npy.data as Float32Array;
     data[50 * 64 + 3] = NaN; // row 50: example 0 at s0.h1.H
     await Deno.writeFile(file, encodeNpy(data, npy.shape));
-    // Re-pin the header so that only the NaN check stands in the way.
+    // Re-pin the header and the example's states_sha256 (its rows at
+    // s0.h0.H, then at s0.h1.H), so that only the NaN check stands in the way.
+    const bytes = new Uint8Array(data.buffer);
+    const ex0 = new Uint8Array(32 * 64 * 4);
+    ex0.set(bytes.subarray(0, 16 * 64 * 4));
+    ex0.set(bytes.subarray(48 * 64 * 4, 64 * 64 * 4), 16 * 64 * 4);
     const path = join(dir, "trace.jsonl");
-    const text = await Deno.readTextFile(path);
-    const header = JSON.parse(text.slice(0, text.indexOf("\n")));
-    const old = header.states_npy.sha256;
-    await Deno.writeTextFile(path, text.replace(old, await sha256File(file)));
+    const lines = (await Deno.readTextFile(path)).trimEnd().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    lines[0].states_npy.sha256 = await sha256File(file);
+    lines.find((r) => r.kind === "example").states_sha256 = sha256Hex(ex0);
+    await Deno.writeTextFile(
+      path,
+      lines.map((r) => JSON.stringify(r) + "\n").join(""),
+    );
     const ds = await TraceDataset.load(dir, { steps: "s0.h0.H" });
     assert.equal(ds.shape[0], 48); // the NaN is not among the kept rows
     const ex = ds.meta.examples[0];

@@ -22,7 +22,8 @@ import {
 } from "../schema/mod.ts";
 import { LATENT_ORDER, TraceDigest, traceSettings } from "./layout.ts";
 import { openRun, type TraceRun } from "./trace_run.ts";
-import { openParts, StateStore } from "./state_store.ts";
+import { checkPin, openParts, StateStore } from "./state_store.ts";
+import { ExampleStates, StatesMismatch } from "./states_check.ts";
 
 /** Per-row metadata, stored column-wise so large traces stay compact. */
 export interface TraceMeta {
@@ -200,9 +201,17 @@ export async function scanTrace(
   const examples: string[] = [], exampleIdx = new Map<string, number>();
   const outcomes: TraceExample[] = [], readouts: TraceReadout[] = [];
   const digest = new TraceDigest(traceSettings(header));
+  let p = 0;
   try {
-    for (let p = 0; p < P; p++) {
+    for (; p < P; p++) {
       const part = run.parts[p];
+      const check = new ExampleStates(
+        part.tracePath,
+        inline ? null : readers[p],
+        D * (half ? 2 : 4),
+        part.header.shard?.examples ?? part.header.inputs.selected,
+        header.record.batch * npos,
+      );
       let first = true;
       for await (const { line, value } of readJsonl(part.tracePath)) {
         if (first) {
@@ -218,6 +227,7 @@ export async function scanTrace(
         const rec = r.data;
         checkRecord(rec, part.header, `${part.tracePath}:${line}`);
         if (rec.kind === "example") {
+          check.example(rec, `${part.tracePath}:${line}`);
           outcomes.push(rec);
           digest.add(rec);
           continue;
@@ -233,7 +243,6 @@ export async function scanTrace(
             `${where}: step ${rec.address} is not among the header's blocks; the trace is corrupt, re-run trace`,
           );
         }
-        if (!kept[k]) continue;
         const block = part.header.blocks[k];
         const local = rec.row - block.row;
         if (rec.rows !== npos || local < 0 || local + npos > block.rows) {
@@ -245,6 +254,8 @@ export async function scanTrace(
             }); the trace is corrupt, re-run trace`,
           );
         }
+        check.step(rec, where);
+        if (!kept[k]) continue;
         let ex = exampleIdx.get(rec.example);
         if (ex === undefined) {
           ex = examples.length;
@@ -272,9 +283,11 @@ export async function scanTrace(
         }
         if (inline) decodeInline(rec.data, inline, at, npos, D, half, where);
       }
+      check.finish();
     }
   } catch (e) {
     closeAll();
+    if (e instanceof StatesMismatch && !inline) await checkPin(run.parts[p]);
     throw e;
   }
   const unfilled = filled.indexOf(0);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { sha256File } from "../io/atomic.ts";
 import { scanTrace, selectRows } from "./row_index.ts";
 import { runTrace } from "./trace.ts";
 
@@ -105,8 +106,10 @@ Deno.test("scanTrace refuses a step record twice over or outside the header's bl
     const write = (ls: string[]) =>
       Deno.writeTextFile(path, ls.join("\n") + "\n");
 
-    await write([...lines, lines[step]]);
+    await write([...lines.slice(0, step + 1), ...lines.slice(step)]);
     await assert.rejects(scanTrace(dir, {}), /belongs to two step records/);
+    await write([...lines, lines[step]]);
+    await assert.rejects(scanTrace(dir, {}), /follows its example record/);
 
     const moved = JSON.parse(lines[step]);
     moved.address = "s1.h0.H";
@@ -121,8 +124,66 @@ Deno.test("scanTrace refuses a step record twice over or outside the header's bl
     );
 
     await write([...lines.slice(0, step), ...lines.slice(step + 1)]);
-    await assert.rejects(scanTrace(dir, {}), /has no step record/);
+    await assert.rejects(scanTrace(dir, {}), /do not match the states_sha256/); // a removed step record
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("scanTrace binds the states read to each example's states_sha256, and wants every example record once", async () => {
+  const dir = await Deno.makeTempDir();
+  const other = await Deno.makeTempDir();
+  try {
+    await runTrace({ ...base, runDir: dir });
+    await runTrace({ ...base, seed: 1, runDir: other });
+    const npy = join(dir, "states.npy");
+    const path = join(dir, "trace.jsonl");
+    const good = await Deno.readFile(npy);
+    const text = await Deno.readTextFile(path);
+    // A header whose pin was updated to the new file changes nothing.
+    const repin = async () => {
+      const lines = text.split("\n");
+      const h = JSON.parse(lines[0]);
+      h.states_npy.sha256 = await sha256File(npy);
+      await Deno.writeTextFile(
+        path,
+        [JSON.stringify(h), ...lines.slice(1)].join("\n"),
+      );
+    };
+    const nudged = good.slice();
+    nudged[nudged.length - 1] ^= 1; // the last state of the last example
+    await Deno.writeFile(npy, nudged);
+    await assert.rejects(
+      scanTrace(dir, {}),
+      /is not the states\.npy its trace\.jsonl pins/,
+    );
+    await repin();
+    await assert.rejects(
+      scanTrace(dir, { steps: "s0.h0.H" }), // even when that step is filtered out
+      /states of example "[^"]+" in states\.npy do not match the states_sha256/,
+    );
+    // Another trace's states (same shape).
+    await Deno.copyFile(join(other, "states.npy"), npy);
+    await repin();
+    await assert.rejects(scanTrace(dir, {}), /do not match the states_sha256/);
+    await Deno.writeFile(npy, good);
+    await Deno.writeTextFile(path, text);
+    (await scanTrace(dir, {})).store?.close();
+
+    const lines = text.trimEnd().split("\n");
+    const last = lines.findLastIndex((l) => l.includes('"kind":"example"'));
+    await Deno.writeTextFile(
+      path,
+      [...lines.slice(0, last), ...lines.slice(last + 1)].join("\n") + "\n",
+    );
+    await assert.rejects(
+      scanTrace(dir, {}),
+      /has step records but no example record|holds 2 example records, but its header selected 3/,
+    );
+    await Deno.writeTextFile(path, [...lines, lines[last]].join("\n") + "\n");
+    await assert.rejects(scanTrace(dir, {}), /has a second example record/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(other, { recursive: true });
   }
 });

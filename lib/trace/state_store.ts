@@ -118,10 +118,10 @@ async function openStates(part: TracePart): Promise<NpyReader> {
       `${part.tracePath}: the header says the states are in states.npy but pins none; the trace is corrupt, re-run ${rerun}`,
     );
   }
-  let sha: string;
+  // The bytes are checked against each example's states_sha256 as the
+  // records are scanned (states_check.ts), in the one pass over the file.
   try {
     checkRegular(path, await Deno.lstat(path));
-    sha = await sha256File(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new InputError(
@@ -129,15 +129,6 @@ async function openStates(part: TracePart): Promise<NpyReader> {
       );
     }
     throw e;
-  }
-  if (sha !== h.states_npy.sha256) {
-    throw new InputError(
-      `${path} is not the states.npy its trace.jsonl pins (sha256 ${
-        sha.slice(0, 12)
-      }…, header ${
-        h.states_npy.sha256.slice(0, 12)
-      }…): it was changed or replaced; re-run ${rerun}`,
-    );
   }
   const r = await NpyReader.open(path);
   if (
@@ -150,4 +141,28 @@ async function openStates(part: TracePart): Promise<NpyReader> {
     );
   }
   return r;
+}
+
+/**
+ * After a states mismatch (see states_check.ts): when states.npy is not even
+ * the file its header pins, say that, the likelier story. Hashes the file,
+ * so only on that failure path.
+ */
+export async function checkPin(part: TracePart): Promise<void> {
+  const h = part.header;
+  if (!h.states_npy) return;
+  const path = await confined(part.dir, "states.npy");
+  const sha = await sha256File(path);
+  if (sha !== h.states_npy.sha256) {
+    const rerun = h.shard
+      ? `\`trminterp trace --shard ${h.shard.index}/${h.shard.count}\``
+      : "trace";
+    throw new InputError(
+      `${path} is not the states.npy its trace.jsonl pins (sha256 ${
+        sha.slice(0, 12)
+      }…, header ${
+        h.states_npy.sha256.slice(0, 12)
+      }…): it was changed or replaced; re-run ${rerun}`,
+    );
+  }
 }
