@@ -133,6 +133,9 @@ export type {
 export type {
   CausalSection,
   EditedSteps,
+  Grid,
+  Landing,
+  PositionEffects,
   Selectivity,
 } from "./lib/schema/mod.ts";
 export type { Tomography } from "./lib/intervene/tomography.ts";

@@ -282,6 +282,66 @@ export function selectivityLines(
 }
 
 /**
+ * Where the effects land: the locality profile of the policy and of the top
+ * ranked features (mean drop in token accuracy per cell by relation to the
+ * edited cells, with the number of cells, so one flipped cell's weight is
+ * plain), or, without a grid, the positions where the policy hurt most.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { landingLines } from "./summary.ts";
+ * const loc = (relation: string, cells: number, token_drop: number) => ({ relation, cells, token_drop, kl: 0, flipped: 0 });
+ * const eff = { examples: 2, token_drop: [0.5, 0, 0, 0], kl: [0.1, 0, 0, 0], edited_examples: 2, edited_cells: 1,
+ *   locality: [loc("same_cell", 2, 0.5), loc("same_row", 2, 0), loc("same_column", 2, 0), loc("elsewhere", 2, 0)] };
+ * const text = landingLines({ metric: "", grid: { rows: 2, cols: 2 }, policy: eff,
+ *   features: [{ feature: 3, ...eff }] } as never, 3).join("\n");
+ * assert.match(text, /policy +1\.0 +0\.5000 \(2\) +0 \(2\) +0 \(2\) +- +0 \(2\)/);
+ * assert.match(text, /f3 +1\.0 +0\.5000/);
+ * ```
+ */
+export function landingLines(l: Report["landing"], top: number): string[] {
+  const rows = [
+    ["policy", l.policy] as const,
+    ...l.features.slice(0, top).map((f) => [`f${f.feature}`, f] as const),
+  ];
+  if (!l.grid) {
+    const worst = l.policy.token_drop.map((d, s) => [d, s]).sort((a, b) =>
+      b[0] - a[0] || a[1] - b[1]
+    ).slice(0, 5).filter(([d]) => d > 0);
+    return [
+      "",
+      "  where the policy's effect lands (model.json declares no grid: no locality profile)",
+      `  positions with the largest drop in token accuracy: ${
+        worst.length
+          ? worst.map(([d, s]) => `${s} (${fmt(d)})`).join(", ")
+          : "none"
+      }`,
+    ];
+  }
+  const rel = ["same_cell", "same_row", "same_column", "same_box", "elsewhere"];
+  const cell = (e: typeof l.policy, r: string) => {
+    const x = e.locality?.find((y) => y.relation === r);
+    return (x ? `${fmt(x.token_drop)} (${x.cells})` : "-").padEnd(16);
+  };
+  return [
+    "",
+    `  where the effect lands: mean drop in token accuracy per cell, by relation to the cells whose state the edit changed`,
+    `  (${l.grid.rows}x${l.grid.cols} grid; (n) = cells counted, one flipped cell moves its mean by 1/n)`,
+    `  ${"edit".padEnd(8)} ${"edited".padEnd(7)} ${
+      ["same cell", "same row", "same column", "same box", "elsewhere"].map((
+        h,
+      ) => h.padEnd(16)).join("")
+    }`,
+    ...rows.map(([name, e]) =>
+      `  ${name.padEnd(8)} ${e.edited_cells.toFixed(1).padEnd(7)} ${
+        rel.map((r) => cell(e, r)).join("")
+      }`.trimEnd()
+    ),
+  ];
+}
+
+/**
  * Where the policy acted, in words: the concrete selector, how many steps it
  * names, and whether they are the SAE's fitted steps.
  *
@@ -330,6 +390,8 @@ export function editedStepsText(
  *       { k: 1, effect: 0.5, normalized_effect: 0.5, mean_kl: 0.1, exact_drop: 0.5, mass: 1, mass_fraction: 0.5,
  *         control: { draws: [], median_effect: 0, median_kl: 0, median_exact_drop: 0 } }] },
  *     selectivity: { metric: "", groups: [], features: [] } },
+ *   landing: { metric: "", grid: null, policy: { examples: 2, token_drop: [0.5], kl: [0.1], edited_examples: 2,
+ *     edited_cells: 1, locality: null }, features: [] },
  *   tomography: { groups: ["s0"], features: [3], effect: [[0.5]] },
  * } as never, "r");
  * assert.match(text, /token accuracy 1\.0000 -> 0\.5000/);
@@ -381,6 +443,7 @@ export function interveneSummary(r: Report, runDir: string): string {
     );
     lines.push(...cumulativeLines(causal.cumulative));
     lines.push(...selectivityLines(causal.selectivity, 8));
+    lines.push(...landingLines(r.landing, 3));
   }
   const tomo = r.tomography;
   if (tomo.features.length && tomo.groups.length) {

@@ -192,6 +192,8 @@ Deno.test("export.py: the demo bundle re-exports byte for byte (model.json and g
       dir,
       "--source-json",
       join(demo, "source.json"),
+      "--grid",
+      "4x4/2x2",
     ]);
     for (const f of ["model.json", "embed.onnx", "net.onnx", "head.onnx"]) {
       assert.deepEqual(

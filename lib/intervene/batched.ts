@@ -80,6 +80,8 @@ export class AblationRunner {
   #active = new Map<number, Map<number, Int32Array>>();
   /** Outcomes of the jobs run so far. */
   #done = new Map<string, OutcomeTrace>();
+  /** Per job run so far, per example, the positions its ablation changed. */
+  #edits = new Map<string, (Uint8Array | undefined)[]>();
 
   /** Ablations of `session`'s SAE features on `examples`. */
   constructor(
@@ -163,24 +165,42 @@ export class AblationRunner {
     jobs: readonly AblationJob[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<OutcomeTrace[]> {
-    const key = (j: AblationJob) =>
-      `${[...new Set(j.features)].sort((a, b) => a - b)}|${j.where.text}`;
+    const key = jobKey;
     const fresh = [
       ...new Map(
         jobs.filter((j) => !this.#done.has(key(j))).map((j) => [key(j), j]),
       ).values(),
     ];
-    const outs = await this.#run(fresh, onProgress);
-    fresh.forEach((j, i) => this.#done.set(key(j), outs[i]));
+    const { outs, edits } = await this.#run(fresh, onProgress);
+    fresh.forEach((j, i) => {
+      this.#done.set(key(j), outs[i]);
+      this.#edits.set(key(j), edits[i]);
+    });
     return jobs.map((j) => this.#done.get(key(j))!);
+  }
+
+  /**
+   * Per example (in the runner's order), the positions where a job run
+   * before changed the state at some step; `undefined` where it changed
+   * nothing.
+   */
+  edited(job: AblationJob): (Uint8Array | undefined)[] {
+    const e = this.#edits.get(jobKey(job));
+    if (!e) throw new Error(`the job ${jobKey(job)} has not run`);
+    return e;
   }
 
   async #run(
     jobs: readonly AblationJob[],
     onProgress?: (done: number, total: number) => void,
-  ): Promise<OutcomeTrace[]> {
+  ): Promise<{ outs: OutcomeTrace[]; edits: (Uint8Array | undefined)[][] }> {
     const base = await this.baseline();
     const out = jobs.map(() => [...base.examples]);
+    const T = this.session.bundle.manifest.seq_len +
+      this.session.bundle.manifest.puzzle_emb_len;
+    const edits: (Uint8Array | undefined)[][] = jobs.map(() =>
+      new Array(this.examples.length)
+    );
     const pairs: { job: number; i: number; sup: number }[] = [];
     jobs.forEach((job, j) => {
       for (let i = 0; i < this.examples.length; i++) {
@@ -211,13 +231,20 @@ export class AblationRunner {
           this.#ablate(
             (k) => jobs[pairs[k].job].where,
             (k) => features[pairs[k].job],
+            (k, p) => {
+              const { job, i } = pairs[k];
+              (edits[job][i] ??= new Uint8Array(T))[p] = 1;
+            },
           ),
         ],
         onProgress,
       },
     );
     outcomes.forEach((o, k) => (out[pairs[k].job][pairs[k].i] = o));
-    return out.map((examples) => ({ S: base.S, V: base.V, examples }));
+    return {
+      outs: out.map((examples) => ({ S: base.S, V: base.V, examples })),
+      edits,
+    };
   }
 
   /**
@@ -228,6 +255,7 @@ export class AblationRunner {
   #ablate(
     where: (k: number) => StepSelector,
     features: (k: number) => readonly number[],
+    mark: (k: number, position: number) => void,
   ): Hook {
     const { plan, sae } = this.session;
     const { d_in: D, d_sae: F } = sae.cfg;
@@ -273,6 +301,7 @@ export class AblationRunner {
               const a = encoded[i * F + f];
               if (a === 0) continue;
               changed = true;
+              mark(e.offset + b, plan.positions[r]);
               const d = 0 - a, o = f * D;
               for (let i = 0; i < D; i++) h[r * D + i] += d * sae.W_dec[o + i];
             }
@@ -286,6 +315,11 @@ export class AblationRunner {
       },
     };
   }
+}
+
+/** A job's identity: its features as a set, and its steps. */
+function jobKey(j: AblationJob): string {
+  return `${[...new Set(j.features)].sort((a, b) => a - b)}|${j.where.text}`;
 }
 
 /** The plan positions' rows of the batch examples `chosen`, as float32 (as `rowEditHook` gathers them). */

@@ -40,6 +40,8 @@ import {
 import { causalSection, type Report } from "./report.ts";
 import { CONTROL_DRAWS, controlCurve } from "./control.ts";
 import { selectivity } from "./selectivity.ts";
+import { type EditedPositions, landing, trackEdits } from "./landing.ts";
+import type { Grid } from "../schema/mod.ts";
 import type { CausalFeature, SideSummary } from "../schema/mod.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
@@ -208,11 +210,19 @@ async function intervene(
     means,
   );
   p = phase(examples.length);
+  const M = bundle.manifest;
+  // Where the policy changed the state: its locality profile's edited cells.
+  let policyEdits: EditedPositions = [];
   const intervened = await session.run(
     examples,
     policy,
     undefined,
     p.progress,
+    (h) => {
+      const t = trackEdits(h, plan.latent, M.seq_len + M.puzzle_emb_len);
+      policyEdits = t.masks;
+      return t.hook;
+    },
   );
   p.end();
   const comparison = Evaluator.compare(baseline, intervened);
@@ -276,6 +286,27 @@ async function intervene(
       ),
     }),
     tomography: tomo,
+    landing: {
+      metric:
+        "token_drop = baseline − edited token accuracy and kl = KL(baseline ‖ edited) of the output softmax at the " +
+        "halting step, per output position, mean over the examples; locality: the same over the (example, cell) " +
+        "pairs of the examples the edit changed, by each cell's relation to the cells whose state it changed at any " +
+        "edited step",
+      grid: M.grid ?? null,
+      policy: landing(
+        baseline,
+        intervened,
+        policyEdits,
+        M.grid,
+        M.puzzle_emb_len,
+      ),
+      features: await featureLandings(
+        runner,
+        ranking,
+        M.grid,
+        M.puzzle_emb_len,
+      ),
+    },
     saved_trace: savedTrace,
   };
   checkPayload(schemas.Report, report, "report.json");
@@ -363,6 +394,23 @@ async function causalReferences(
   );
   p.end();
   return { random, cumulative, tomo };
+}
+
+/** Where each ranked feature's ablation lands (its ranking run, reused). */
+async function featureLandings(
+  runner: AblationRunner,
+  ranking: readonly CausalFeature[],
+  grid: Grid | undefined,
+  P: number,
+) {
+  const base = await runner.baseline();
+  const where = runner.session.plan.selector;
+  const jobs = ranking.map((f) => ({ features: [f.feature], where }));
+  const outs = await runner.run(jobs);
+  return ranking.map((f, i) => ({
+    feature: f.feature,
+    ...landing(base, outs[i], runner.edited(jobs[i]), grid, P),
+  }));
 }
 
 /** Record the intervened rollout of every traced example, as trace does. */

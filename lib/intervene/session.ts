@@ -8,6 +8,7 @@ import type { StepSelector } from "../model/address.ts";
 import { stepIndex } from "../model/address.ts";
 import type { Bundle } from "../model/bundle.ts";
 import {
+  type Hook,
   type OutcomeTrace,
   rollout,
   type RolloutExample,
@@ -82,16 +83,18 @@ export class InterventionSession {
 
   /**
    * Roll `examples` out with `policy` acting at `where` (default: the plan's
-   * steps) and the plan's positions; `null` runs the clean model.
+   * steps) and the plan's positions; `null` runs the clean model. `wrap`
+   * may wrap the policy's hook (to watch what it changes).
    */
   async run(
     examples: readonly RolloutExample[],
     policy: InterventionPolicy | null,
     where: StepSelector = this.plan.selector,
     onProgress?: (done: number, total: number) => void,
+    wrap: (h: Hook) => Hook = (h) => h,
   ): Promise<OutcomeTrace> {
     const m = this.bundle.manifest;
-    const hooks = policy ? [this.hook(policy, where)] : [];
+    const hooks = policy ? [wrap(this.hook(policy, where))] : [];
     return {
       S: m.seq_len,
       V: m.vocab_size,

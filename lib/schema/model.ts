@@ -93,6 +93,29 @@ const TokensSchema = name(
 );
 
 /**
+ * The cells' layout.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GridSchema } from "./model.ts";
+ * assert.ok(GridSchema.safeParse({ rows: 9, cols: 9, box: { rows: 3, cols: 3 } }).success);
+ * assert.ok(!GridSchema.safeParse({ rows: 0, cols: 9 }).success);
+ * ```
+ */
+export const GridSchema = name(
+  z.object({
+    rows: pos.describe("Rows of the grid."),
+    cols: pos.describe("Columns of the grid; rows × cols = seq_len."),
+    box: z.object({ rows: pos, cols: pos }).optional().describe(
+      "Sudoku's boxes: rows × cols cells each, tiling the grid.",
+    ),
+  }),
+  "Grid",
+  "The layout of the puzzle positions: position P + r·cols + c is the cell at row r, column c.",
+);
+
+/**
  * `model.json`.
  *
  * @example
@@ -105,6 +128,9 @@ const TokensSchema = name(
  * assert.equal(m.H_init.length, m.hidden_size);
  * const bad = ModelManifestSchema.safeParse({ ...m, H_init: [0] }); // not length D
  * assert.ok(!bad.success && bad.error.issues[0].path[0] === "H_init");
+ * assert.deepEqual(m.grid, { rows: 4, cols: 4, box: { rows: 2, cols: 2 } });
+ * const badGrid = ModelManifestSchema.safeParse({ ...m, grid: { rows: 4, cols: 5 } }); // 20 ≠ seq_len 16
+ * assert.ok(!badGrid.success && badGrid.error.issues[0].path[0] === "grid");
  * ```
  */
 export const ModelManifestSchema = name(
@@ -125,6 +151,9 @@ export const ModelManifestSchema = name(
       "Puzzle identifiers the embed graph accepts (1 when unused).",
     ),
     tokens: TokensSchema.describe("Token meanings."),
+    grid: GridSchema.optional().describe(
+      "The cells' layout (optional): rows × cols and, for Sudoku, the box size; intervene's locality profile needs it.",
+    ),
     schedule: ScheduleSchema.describe("Recurrence schedule."),
     H_init: z.array(z.number()).describe(
       "Initial z_H, length D, broadcast to every position.",
@@ -170,6 +199,24 @@ export const ModelManifestSchema = name(
           }`,
         });
       }
+    }
+    const g = m.grid;
+    if (g && g.rows * g.cols !== m.seq_len) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["grid"],
+        message: `rows × cols is ${
+          g.rows * g.cols
+        }, but seq_len is ${m.seq_len}`,
+      });
+    }
+    if (g?.box && (g.rows % g.box.rows !== 0 || g.cols % g.box.cols !== 0)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["grid", "box"],
+        message:
+          `${g.box.rows}x${g.box.cols} boxes do not tile a ${g.rows}x${g.cols} grid`,
+      });
     }
     const maxTok = m.tokens.symbol_offset + m.tokens.symbols.length;
     if (

@@ -4,6 +4,7 @@
  * @module
  */
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
+import { GridSchema } from "./model.ts";
 
 /** One side of a comparison. */
 const SideSummarySchema = name(
@@ -230,6 +231,66 @@ const CausalSectionSchema = name(
   "The single-feature ablation ranking on a seeded subsample, its random reference and its cumulative curve.",
 );
 
+/** Where one edit's effect lands. */
+const PositionEffectsSchema = name(
+  z.object({
+    examples: nonNeg.describe(
+      "Examples compared; one example flipping at a position moves token_drop there by 1/examples.",
+    ),
+    token_drop: z.array(num).describe(
+      "Per output position (S): baseline − edited token accuracy, mean over the examples.",
+    ),
+    kl: z.array(num).describe(
+      "Per output position (S): KL(baseline ‖ edited) of the output softmax at the halting step, mean over the examples.",
+    ),
+    edited_examples: nonNeg.describe(
+      "Examples whose state the edit changed at some position.",
+    ),
+    edited_cells: num.describe(
+      "Mean number of cells (puzzle positions) it changed in those examples, over all edited steps.",
+    ),
+    locality: z.array(z.object({
+      relation: z.enum([
+        "same_cell",
+        "same_row",
+        "same_column",
+        "same_box",
+        "elsewhere",
+      ]),
+      cells: nonNeg.describe(
+        "(example, cell) pairs in this relation; one flipped cell moves token_drop by 1/cells.",
+      ),
+      token_drop: num.describe("Mean drop in token accuracy over them."),
+      kl: num.describe("Mean KL over them."),
+      flipped: num.describe("Fraction whose predicted token changed."),
+    })).nullable().describe(
+      "Over the edited examples, each cell under its relation to that example's edited cells (the first of same_cell, same_row, same_column, same_box that holds, else elsewhere); same_box only for a grid with boxes; null without a grid in model.json.",
+    ),
+  }),
+  "PositionEffects",
+  "Where an edit's effect lands: per output position, and as a locality profile over the grid.",
+);
+
+/** The landing section of report.json. */
+const LandingSchema = name(
+  z.object({
+    metric: z.string().describe("What the figures measure, in words."),
+    grid: GridSchema.nullable().describe(
+      "The bundle's grid (model.json), or null: no locality profile.",
+    ),
+    policy: PositionEffectsSchema.describe(
+      "The policy over every traced example; edited cells are where it changed the state.",
+    ),
+    features: z.array(
+      PositionEffectsSchema.extend({ feature: nonNeg }),
+    ).describe(
+      "Each ranked feature ablated alone on the subsample (as in causal.ranking), in ranking order; edited cells are where the ablation changed the state.",
+    ),
+  }),
+  "Landing",
+  "Where the effects land (v0-spec §5.4).",
+);
+
 /** The tomography. */
 const TomographySchema = name(
   z.object({
@@ -255,7 +316,7 @@ const TomographySchema = name(
  * const r = ReportSchema.safeParse({ format: "trminterp-report/1" });
  * assert.ok(!r.success);
  * assert.deepEqual(r.error.issues.map((i) => i.path.join(".")), [
- *   "provenance", "policy", "comparison", "causal", "tomography", "saved_trace",
+ *   "provenance", "policy", "comparison", "causal", "tomography", "landing", "saved_trace",
  * ]);
  * assert.ok(!ReportSchema.safeParse({ format: "trminterp-report/0" }).success);
  * ```
@@ -302,6 +363,9 @@ export const ReportSchema = name(
     ),
     tomography: TomographySchema.describe(
       "Effect of each top feature ablated at one supervision step at a time.",
+    ),
+    landing: LandingSchema.describe(
+      "Where the effects of the policy and of each ranked feature land.",
     ),
     saved_trace: z.string().nullable().describe(
       "Where the intervened trace was saved, if it was.",

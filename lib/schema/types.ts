@@ -60,6 +60,26 @@ export interface Tokens {
   symbol_offset: number;
 }
 /**
+ * The layout of the puzzle positions: position P + r·cols + c is the cell at row r, column c.
+ */
+export interface Grid {
+  /**
+   * Rows of the grid.
+   */
+  rows: number;
+  /**
+   * Columns of the grid; rows × cols = seq_len.
+   */
+  cols: number;
+  /**
+   * Sudoku's boxes: rows × cols cells each, tiling the grid.
+   */
+  box?: {
+    rows: number;
+    cols: number;
+  };
+}
+/**
  * `model.json`: the manifest of a model bundle (v0-spec §1.1).
  */
 export interface ModelManifest {
@@ -103,6 +123,10 @@ export interface ModelManifest {
    * Token meanings.
    */
   tokens: Tokens;
+  /**
+   * The cells' layout (optional): rows × cols and, for Sudoku, the box size; intervene's locality profile needs it.
+   */
+  grid?: Grid;
   /**
    * Recurrence schedule.
    */
@@ -1029,6 +1053,128 @@ export interface CausalSection {
   selectivity: Selectivity;
 }
 /**
+ * Where an edit's effect lands: per output position, and as a locality profile over the grid.
+ */
+export interface PositionEffects {
+  /**
+   * Examples compared; one example flipping at a position moves token_drop there by 1/examples.
+   */
+  examples: number;
+  /**
+   * Per output position (S): baseline − edited token accuracy, mean over the examples.
+   */
+  token_drop: number[];
+  /**
+   * Per output position (S): KL(baseline ‖ edited) of the output softmax at the halting step, mean over the examples.
+   */
+  kl: number[];
+  /**
+   * Examples whose state the edit changed at some position.
+   */
+  edited_examples: number;
+  /**
+   * Mean number of cells (puzzle positions) it changed in those examples, over all edited steps.
+   */
+  edited_cells: number;
+  /**
+   * Over the edited examples, each cell under its relation to that example's edited cells (the first of same_cell, same_row, same_column, same_box that holds, else elsewhere); same_box only for a grid with boxes; null without a grid in model.json.
+   */
+  locality: {
+    relation:
+      | "same_cell"
+      | "same_row"
+      | "same_column"
+      | "same_box"
+      | "elsewhere";
+    /**
+     * (example, cell) pairs in this relation; one flipped cell moves token_drop by 1/cells.
+     */
+    cells: number;
+    /**
+     * Mean drop in token accuracy over them.
+     */
+    token_drop: number;
+    /**
+     * Mean KL over them.
+     */
+    kl: number;
+    /**
+     * Fraction whose predicted token changed.
+     */
+    flipped: number;
+  }[] | null;
+}
+/**
+ * Where the effects land (v0-spec §5.4).
+ */
+export interface Landing {
+  /**
+   * What the figures measure, in words.
+   */
+  metric: string;
+  /**
+   * The bundle's grid (model.json), or null: no locality profile.
+   */
+  grid: Grid | null;
+  /**
+   * The policy over every traced example; edited cells are where it changed the state.
+   */
+  policy: PositionEffects;
+  /**
+   * Each ranked feature ablated alone on the subsample (as in causal.ranking), in ranking order; edited cells are where the ablation changed the state.
+   */
+  features: {
+    /**
+     * Examples compared; one example flipping at a position moves token_drop there by 1/examples.
+     */
+    examples: number;
+    /**
+     * Per output position (S): baseline − edited token accuracy, mean over the examples.
+     */
+    token_drop: number[];
+    /**
+     * Per output position (S): KL(baseline ‖ edited) of the output softmax at the halting step, mean over the examples.
+     */
+    kl: number[];
+    /**
+     * Examples whose state the edit changed at some position.
+     */
+    edited_examples: number;
+    /**
+     * Mean number of cells (puzzle positions) it changed in those examples, over all edited steps.
+     */
+    edited_cells: number;
+    /**
+     * Over the edited examples, each cell under its relation to that example's edited cells (the first of same_cell, same_row, same_column, same_box that holds, else elsewhere); same_box only for a grid with boxes; null without a grid in model.json.
+     */
+    locality: {
+      relation:
+        | "same_cell"
+        | "same_row"
+        | "same_column"
+        | "same_box"
+        | "elsewhere";
+      /**
+       * (example, cell) pairs in this relation; one flipped cell moves token_drop by 1/cells.
+       */
+      cells: number;
+      /**
+       * Mean drop in token accuracy over them.
+       */
+      token_drop: number;
+      /**
+       * Mean KL over them.
+       */
+      kl: number;
+      /**
+       * Fraction whose predicted token changed.
+       */
+      flipped: number;
+    }[] | null;
+    feature: number;
+  }[];
+}
+/**
  * Each top feature ablated only at the selected steps of one supervision step.
  */
 export interface Tomography {
@@ -1120,6 +1266,10 @@ export interface Report {
    * Effect of each top feature ablated at one supervision step at a time.
    */
   tomography: Tomography;
+  /**
+   * Where the effects of the policy and of each ranked feature land.
+   */
+  landing: Landing;
   /**
    * Where the intervened trace was saved, if it was.
    */

@@ -104,7 +104,7 @@ def graph_roles(family: str):
 
 def export_bundle(model: RecursiveModel, out: str, dtype: str = "float32", name: str = "model",
                   tokens: dict | None = None, source: dict | None = None, halt_mode: str = "max_steps",
-                  verify: bool = True, quiet: bool = False) -> dict:
+                  verify: bool = True, quiet: bool = False, grid: dict | None = None) -> dict:
     cfg = model.cfg
     os.makedirs(out, exist_ok=True)
     tdt = torch.float64 if dtype == "float64" else torch.float32
@@ -152,6 +152,7 @@ def export_bundle(model: RecursiveModel, out: str, dtype: str = "float32", name:
         "vocab_size": cfg.vocab_size,
         "num_puzzle_identifiers": cfg.num_puzzle_identifiers if cfg.puzzle_emb_ndim > 0 else 1,
         "tokens": tokens,
+        **({"grid": grid} if grid is not None else {}),
         "schedule": {"H_cycles": cfg.H_cycles, "L_cycles": cfg.L_cycles,
                      "halt_max_steps": cfg.halt_max_steps, "halt_mode": halt_mode},
         "H_init": [float(v) for v in model.H_init.detach().to(torch.float32).tolist()],
@@ -275,6 +276,26 @@ def _official_tokens(kind: str) -> dict:
     raise ValueError(kind)
 
 
+def _official_grid(kind: str, seq_len: int) -> dict:
+    """The official builders' layouts: Sudoku 9x9 in 3x3 boxes, a square maze, ARC's 30x30."""
+    if kind == "sudoku":
+        return {"rows": 9, "cols": 9, "box": {"rows": 3, "cols": 3}}
+    n = round(seq_len ** 0.5)
+    return {"rows": n, "cols": n}
+
+
+def parse_grid(text: str) -> dict:
+    """--grid ROWSxCOLS or ROWSxCOLS/BOXROWSxBOXCOLS (e.g. 4x4/2x2)."""
+    import re
+    m = re.fullmatch(r"(\d+)x(\d+)(?:/(\d+)x(\d+))?", text.strip())
+    if not m:
+        raise SystemExit(f"--grid {text!r}: expected ROWSxCOLS or ROWSxCOLS/BOXROWSxBOXCOLS, e.g. 4x4/2x2")
+    g = {"rows": int(m[1]), "cols": int(m[2])}
+    if m[3]:
+        g["box"] = {"rows": int(m[3]), "cols": int(m[4])}
+    return g
+
+
 def resolve_dataset_json(path: str) -> str:
     """--dataset-json: a dataset.json, a split folder holding one, or the dataset root (then test/)."""
     if os.path.isdir(path):
@@ -351,6 +372,9 @@ def main(argv=None):
                     help='JSON for model.json "tokens" (default: from --dataset-json for an official builder\'s '
                          'dataset; else pad 0, blank 1, symbols 1..V-2, offset 2)')
     ap.add_argument("--source-json", default=None, help="JSON merged into model.json source")
+    ap.add_argument("--grid", default=None,
+                    help="the cells' layout for model.json grid: ROWSxCOLS or ROWSxCOLS/BOXROWSxBOXCOLS "
+                         "(Sudoku 4x4: 4x4/2x2; default: from --dataset-json for an official builder's dataset)")
     ap.add_argument("--no-verify", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help="unused (export is deterministic); kept for uniformity")
     a = ap.parse_args(argv)
@@ -391,8 +415,11 @@ def main(argv=None):
         source.setdefault("dataset", {"builder": kind, "dataset_json": repo_path(ds_json)})
     elif tokens is None and a.official_config:
         raise SystemExit("an official checkpoint needs --dataset-json (seq_len and tokens) or --tokens-json")
+    grid = parse_grid(a.grid) if a.grid else None
+    if grid is None and meta_ds is not None:
+        grid = _official_grid(official_dataset_kind(meta_ds, ds_json), int(meta_ds["seq_len"]))
     name = a.name or meta.get("name") or os.path.basename(os.path.normpath(a.out))
-    man = export_bundle(model, a.out, a.dtype, name, tokens, source, a.halt_mode, verify=not a.no_verify)
+    man = export_bundle(model, a.out, a.dtype, name, tokens, source, a.halt_mode, verify=not a.no_verify, grid=grid)
     print(json.dumps({k: man[k] for k in ("name", "family", "dtype", "graphs")}, indent=1))
     inputs = os.path.dirname(ds_json) if ds_json else None
     total = int(meta_ds.get("total_puzzles", 0)) if meta_ds else 0
