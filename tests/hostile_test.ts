@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
 import { sha256Hex } from "../lib/io/atomic.ts";
 import { decodeSafetensors } from "../lib/io/safetensors.ts";
-import { encodeNpy } from "../lib/io/npy.ts";
+import { decodeNpy, encodeNpy } from "../lib/io/npy.ts";
+import { decodeSaePt, encodeSaePt } from "../lib/sae/sae_pt.ts";
 import { readJsonl } from "../lib/io/jsonl.ts";
 import { decodeZip } from "../lib/io/zip.ts";
 import { openRunDir, RUN_MARKER } from "../lib/io/run_dir.ts";
@@ -1371,6 +1372,84 @@ Deno.test("hostile #21.3: the digest binds the states read: replaced states (re-
       /do not match the states_sha256 of its example record/,
       "states swapped between shards",
     );
+  });
+});
+
+/** Scale states.npy so its largest |value| is `mag`, then re-seal the trace as a forger would. */
+async function hugeStates(run: string, mag: number): Promise<void> {
+  const f = join(run, "states.npy");
+  const npy = decodeNpy(await Deno.readFile(f));
+  const d = npy.data as Float32Array;
+  let m = 0;
+  for (const v of d) m = Math.max(m, Math.abs(v));
+  for (let i = 0; i < d.length; i++) d[i] = d[i] / m * mag;
+  await Deno.writeFile(f, encodeNpy(d, npy.shape));
+  const D = npy.shape[1], raw = new Uint8Array(d.buffer);
+  const parts = new Map<string, Uint8Array[]>();
+  await editTrace(run, (recs) => {
+    for (const r of recs) {
+      if (r.kind === "step") {
+        const list = parts.get(r.example) ?? [];
+        list.push(raw.subarray(r.row * D * 4, (r.row + r.rows) * D * 4));
+        parts.set(r.example, list);
+      } else if (r.kind === "example") {
+        const list = parts.get(r.example)!;
+        const all = new Uint8Array(list.reduce((a, b) => a + b.length, 0));
+        let o = 0;
+        for (const b of list) all.set(b, (o += b.length) - b.length);
+        r.states_sha256 = sha256Hex(all);
+      }
+    }
+  });
+  await repin(run);
+}
+
+/** Scale one tensor of sae.pt so its largest |value| is `mag`. */
+async function hugeSae(run: string, tensor: "W_enc" | "W_dec", mag: number) {
+  const f = join(run, "sae.pt");
+  const { sae, cfg } = decodeSaePt(await Deno.readFile(f), f);
+  const t = sae[tensor];
+  let m = 0;
+  for (const v of t) m = Math.max(m, Math.abs(v));
+  for (let i = 0; i < t.length; i++) t[i] = t[i] / m * mag;
+  await Deno.writeFile(f, encodeSaePt(sae, cfg));
+}
+
+Deno.test("hostile #21.4: edits, weights or states that overflow float32 are refused with one line (exit 2), never a report with NaN or exit 1", async () => {
+  const base = await fittedRun();
+  await withTempDir(async (tmp) => {
+    const clamp = ["--policy", "clamp_features", ...QUICK_ITV.slice(2)];
+    const cases: [string, (run: string) => Promise<void>, string[]][] = [
+      ["--scale 1e38", () => Promise.resolve(), [...clamp, "--scale", "1e38"]],
+      ["--scale 1e30", () => Promise.resolve(), [...clamp, "--scale", "1e30"]],
+      ["--value 1e30", () => Promise.resolve(), [...clamp, "--value", "1e30"]],
+      ["--value=-1e25", () => Promise.resolve(), [...clamp, "--value=-1e25"]],
+      ["sae.pt W_enc near 3e38", (r) => hugeSae(r, "W_enc", 3e38), QUICK_ITV],
+      ["sae.pt W_dec near 3e38", (r) => hugeSae(r, "W_dec", 3e38), QUICK_ITV],
+      ["states near 3e38, clamp --value 1e20", async (r) => {
+        await hugeStates(r, 3e38);
+        const p = await cli([
+          "sae",
+          "fit",
+          "--run-dir",
+          r,
+          "--force",
+          ...QUICK_SAE,
+        ]);
+        assert.equal(p.code === 0 || p.code === 2, true, p.stderr);
+        if (p.code === 2) refused(p, /float32/, "sae fit on states near 3e38");
+        else await hugeSae(r, "W_dec", 3e38); // fitted: make the edit overflow too
+      }, [...clamp, "--value", "1e20"]],
+    ];
+    for (const [what, edit, args] of cases) {
+      const run = join(tmp, "run");
+      await Deno.remove(run, { recursive: true }).catch(() => {});
+      await copyDir(base, run);
+      await edit(run);
+      const p = await cli(["intervene", "--run-dir", run, "--force", ...args]);
+      refused(p, /(NaN|Infinity).*float32's range|float32/, what);
+      assert.ok(!(await listDir(run)).includes("report.json"), what);
+    }
   });
 });
 

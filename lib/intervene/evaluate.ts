@@ -183,6 +183,24 @@ export class Evaluator {
     }
     const other = base.map((e) => byId.get(e.example)!);
     const V = baselineTrace.V;
+    for (
+      const [side, list] of [["baseline", base], ["edited", other]] as const
+    ) {
+      for (const e of list) {
+        const i = e.logits.findIndex((v) => !Number.isFinite(v));
+        if (i >= 0) {
+          throw new InputError(
+            `the ${side} logits of example "${e.example.slice(0, 64)}" hold ${
+              e.logits[i]
+            } at position ${Math.floor(i / V)}: ${
+              side === "edited"
+                ? "the edit drives the model past float32's range (±3.4e38); edit with a smaller value or scale, or check sae.pt and the trace for values near that limit"
+                : "the model overflows float32 on these states; check the trace and the model"
+            }`,
+          );
+        }
+      }
+    }
     let kl = 0, flipped = 0, positions = 0;
     const perExample: ExampleDelta[] = base.map((b, i) => {
       const n = other[i];

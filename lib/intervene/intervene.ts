@@ -26,6 +26,7 @@ import { headerPath, writeTrace } from "../trace/trace.ts";
 import { StepSelector } from "../model/address.ts";
 import { VERSION } from "../version.ts";
 import { checkPayload, schemas } from "../schema/mod.ts";
+import { firstNonFinite } from "../finite.ts";
 import { Evaluator } from "./evaluate.ts";
 import { type InterveneOptions, type Plan, planIntervention } from "./plan.ts";
 import type { InterventionPolicy } from "../edit/policy.ts";
@@ -309,6 +310,12 @@ async function intervene(
     },
     saved_trace: savedTrace,
   };
+  const inf = firstNonFinite(report);
+  if (inf) {
+    throw new InputError(
+      `report.json would hold ${inf.value} at ${inf.path}: the edit, sae.pt or the trace's states drive values past float32's range (±3.4e38); edit with a smaller value or scale, or check sae.pt and the trace for values near that limit`,
+    );
+  }
   checkPayload(schemas.Report, report, "report.json");
   await outputs.add(
     join(opts.runDir, "report.json"),

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { firstNonFinite } from "../finite.ts";
 import {
   checkPayload,
   type SaeMetricsJson,
@@ -322,6 +323,17 @@ async function fitAndWrite(
     })),
     train_dead_fraction: fit.dead_fraction,
   };
+  const inf = firstNonFinite({
+    W_enc: fit.sae.W_enc,
+    W_dec: fit.sae.W_dec,
+    b_enc: fit.sae.b_enc,
+    b_dec: fit.sae.b_dec,
+  }) ?? firstNonFinite(out);
+  if (inf) {
+    throw new InputError(
+      `the fitted SAE would hold ${inf.value} at ${inf.path}: the trace's states are too large for float32 arithmetic (near ±3.4e38); check the trace and re-trace, or fit with a smaller --lr`,
+    );
+  }
   checkPayload(schemas.SaeMetricsJson, out, "sae_metrics.json");
   // Every file is written before any lands, so a full disk leaves no
   // sae_metrics.json without its sae.pt.
