@@ -202,9 +202,15 @@ export function saeSummary(m: SaeMetricsJson, runDir: string): string {
  *   { k: 2, effect: 0.21, normalized_effect: 0, mean_kl: 0.6, exact_drop: 0.9, mass: 5, mass_fraction: 0.52, control },
  * ] }).join("\n");
  * assert.match(text, /2 +0\.2100 +0\.6000 +0\.9000 +52\.0% +0\.2000/);
+ * assert.match(cumulativeLines({ metric: "", half_effect_k: 2, points: [
+ *   { k: 1, effect: 0.01, normalized_effect: 0, mean_kl: 0.1, exact_drop: 0.1, mass: 1, mass_fraction: 0.1, control }] },
+ *   1 / 1024).join("\n"), /one cell = 9\.8e-4/);
  * ```
  */
-export function cumulativeLines(cum: Report["causal"]["cumulative"]): string[] {
+export function cumulativeLines(
+  cum: Report["causal"]["cumulative"],
+  cell?: number,
+): string[] {
   if (!cum.points.length) return [];
   const all = cum.points[cum.points.length - 1];
   const max = Math.max(...cum.points.map((p) => p.effect), 1e-12);
@@ -215,7 +221,9 @@ export function cumulativeLines(cum: Report["causal"]["cumulative"]): string[] {
         ? ""
         : `; half the all-feature effect at k = ${cum.half_effect_k}`
     }`,
-    `  control: the median of ${all.control.draws.length} draws of random non-candidate features with the same activation mass`,
+    `  control: the median of ${all.control.draws.length} draws of random non-candidate features with the same activation mass${
+      cell ? `; one cell = ${fmt(cell)}` : ""
+    }`,
     "  k         effect    KL        exact drop  mass    control",
     ...cum.points.map((p) =>
       `  ${String(p.k).padEnd(9)} ${fmt(p.effect).padEnd(9)} ${
@@ -441,7 +449,13 @@ export function interveneSummary(r: Report, runDir: string): string {
         } ${fmt(f.exact_drop)}`
       ),
     );
-    lines.push(...cumulativeLines(causal.cumulative));
+    const S = r.landing?.policy.token_drop.length ?? 0;
+    lines.push(
+      ...cumulativeLines(
+        causal.cumulative,
+        S ? 1 / (causal.subsample.examples * S) : undefined,
+      ),
+    );
     lines.push(...selectivityLines(causal.selectivity, 8));
     lines.push(...landingLines(r.landing, 3));
   }
