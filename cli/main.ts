@@ -5,6 +5,7 @@
  * @module
  */
 import { InputError, OptionError } from "../lib/errors.ts";
+import { argvTooLong } from "../lib/model/argv.ts";
 import { VERSION } from "../lib/version.ts";
 import { EXIT_CODES } from "./common.ts";
 import { nearest } from "./flags.ts";
@@ -173,6 +174,9 @@ export async function main(args: string[]): Promise<number> {
       console.log(`trminterp ${VERSION}`);
       return 0;
     }
+    // Before anything loads onnxruntime-node, which aborts on long ones.
+    const long = argvTooLong(args);
+    if (long) throw new InputError(long);
     const run = COMMANDS[cmd];
     if (!run) {
       const hint = nearest(cmd, Object.keys(COMMANDS));

@@ -1453,6 +1453,66 @@ Deno.test("hostile #21.4: edits, weights or states that overflow float32 are ref
   });
 });
 
+Deno.test("hostile #21.5: a long command line is refused with one line before onnxruntime-node loads (it would abort the process)", async () => {
+  await withTempDir(async (tmp) => {
+    const taskFlags = ["--allow-read", "--allow-write", "--allow-ffi"];
+    const run = join(tmp, "run");
+    const trace = [
+      "trace",
+      "--run-dir",
+      run,
+      "--model",
+      TINY,
+      "--inputs",
+      PUZZLES,
+    ];
+    const cases: [string, string[]][] = [
+      ["--seed padded with 40,000 spaces", [
+        ...trace,
+        "--seed",
+        "0" + " ".repeat(40_000),
+      ]],
+      ["two 15 KB arguments", [
+        ...trace,
+        "--seed",
+        "0" + " ".repeat(15_000),
+        "--steps",
+        "s*.*.H" + " ".repeat(15_000),
+      ]],
+      ["--backend native, 30 KB", [
+        ...trace,
+        "--backend",
+        "native",
+        "--seed",
+        " ".repeat(30_000) + "0",
+      ]],
+      ["sae fit with 20,000 features listed", [
+        "sae",
+        "fit",
+        "--run-dir",
+        run,
+        "--features",
+        Array(20_000).fill("1").join(","),
+      ]],
+    ];
+    for (const [what, args] of cases) {
+      const p = await cli(args, taskFlags);
+      refused(
+        p,
+        /bytes of arguments, more than the 16384 trminterp accepts/,
+        what,
+      );
+      assert.ok(!(await listDir(tmp)).includes("run"), `${what}: no run dir`);
+    }
+    // 10 KB still runs, on the native backend.
+    const p = await cli(
+      [...trace, "--seed", "0" + " ".repeat(10_000)],
+      taskFlags,
+    );
+    assert.equal(p.code, 0, p.stderr);
+  });
+});
+
 Deno.test({
   name: "hostile: clean up the shared run",
   async fn() {

@@ -65,7 +65,9 @@ export async function resolveBackend(
     const { loadOrtNode } = await import("./backend_native.ts");
     await loadOrtNode();
     return "native";
-  } catch {
+  } catch (e) {
+    // A command line too long to load it with is refused, not hidden.
+    if (e instanceof InputError) throw e;
     // No addon for this platform, or no read grant for it: the sandboxed path.
     return "wasm";
   }

@@ -9,6 +9,7 @@
  * @module
  */
 import type * as OrtNodeTypes from "npm:onnxruntime-node@1.30.0";
+import { argvTooLong } from "./argv.ts";
 import {
   type GraphSession,
   invalidGraph,
@@ -76,6 +77,8 @@ export async function checkFfi(): Promise<void> {
  * ```
  */
 export function loadOrtNode(): Promise<OrtNode> {
+  const long = argvTooLong(Deno.args);
+  if (long) return Promise.reject(new InputError(long));
   if (!ortNode) {
     ortNode = checkFfi().then(() => import("npm:onnxruntime-node@1.30.0")).then(
       (mod) =>
