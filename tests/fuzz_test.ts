@@ -36,7 +36,7 @@ import { loadPuzzles } from "../lib/trace/inputs.ts";
 import { selectExamples } from "../lib/trace/positions.ts";
 import { Rng } from "../lib/rng.ts";
 import { SAE } from "../lib/sae/sae.ts";
-import { decodeSaePt, encodeSaePt } from "../lib/sae/sae_pt.ts";
+import { encodeSaePt } from "../lib/sae/sae_pt.ts";
 import {
   formatZodError,
   MAX_SCHEDULE_STEPS,
@@ -929,7 +929,7 @@ Deno.test("fuzz pt: decodeTorchPt returns or throws InputError", async () => {
       const v = decodeTorchPt(b);
       // sae.pt's own reader may only add InputErrors on top.
       if (v && typeof v === "object" && "state_dict" in v) {
-        decodeSaePt(b, "sae.pt");
+        SAE.decode(b, "sae.pt");
       }
       return v;
     },

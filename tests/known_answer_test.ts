@@ -4,7 +4,7 @@
 // random features do nothing.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSaePt } from "../lib/sae/sae_pt.ts";
+import { SAE } from "../lib/sae/sae.ts";
 import { cli, FIXTURES, npy, type Proc } from "./helpers.ts";
 
 const KA = join(FIXTURES, "known_answer");
@@ -78,7 +78,7 @@ Deno.test("known answer: the SAE feature aligned with the planted direction rank
 
     // The decoder row best aligned with +u.
     const u = npy(join(KA, "u.npy")).data as Float32Array;
-    const { sae } = await readSaePt(run);
+    const sae = await SAE.load(run);
     const D = sae.cfg.d_in, F = sae.cfg.d_sae;
     assert.equal(D, u.length);
     let uFeature = -1, best = -Infinity;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSaePt } from "../lib/sae/sae_pt.ts";
+import { SAE } from "../lib/sae/sae.ts";
 import { schemas } from "../lib/schema/mod.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, fileSha, FIXTURES, listDir, PY, python } from "./helpers.ts";
@@ -89,7 +89,7 @@ Deno.test("sae fit: torch.load(weights_only=True), the SAELens folder and numpy 
       ...FAST,
     ]);
     assert.equal(p.code, 0, p.stderr);
-    const { sae } = await readSaePt(run);
+    const sae = await SAE.load(run);
     const ds = await TraceDataset.load(run, { latents: ["z_H"] });
     const x = ds.states.subarray(0, 50 * ds.shape[1]);
     const xhat = sae.decode(sae.encode(x));

@@ -8,12 +8,11 @@
  */
 import { join } from "node:path";
 import { type Bundle, loadBundle, readManifest } from "../model/bundle.ts";
-import type { BackendChoice } from "../model/backend.ts";
 import { InputError, OptionError } from "../errors.ts";
 import { OutputSet, sha256Hex } from "../io/atomic.ts";
 import { openRunDir, type RunDir } from "../io/run_dir.ts";
 import { Rng } from "../rng.ts";
-import { readSaePt } from "../sae/sae_pt.ts";
+import { SAE } from "../sae/sae.ts";
 import {
   checkHeaderModel,
   readTraceHeader,
@@ -90,7 +89,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
   }
   checkHeaderModel(header, manifest, tracePath);
-  const { sae, cfg, sha256: saeSha } = await readSaePt(opts.runDir, {
+  const { sae, cfg, sha256: saeSha } = await SAE.read(opts.runDir, {
     dIn: header.state_dim,
   });
   const ds = await TraceDataset.load(opts.runDir, { latents: [cfg.latent] });
@@ -108,7 +107,7 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
   const plan = planIntervention(opts, ds, sae, cfg);
   await run.checkOutputs(["report.json"], opts.force);
   const bundle = await loadBundle(modelDir, {
-    backend: opts.backend ?? header.backend as BackendChoice,
+    backend: opts.backend ?? header.backend,
   });
   try {
     if (bundle.sha256 !== header.model.sha256) {

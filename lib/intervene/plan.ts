@@ -18,7 +18,7 @@ import type { SAE } from "../sae/sae.ts";
 import type { SaeFileConfig } from "../sae/sae_pt.ts";
 import type { TraceDataset } from "../trace/dataset.ts";
 import { parsePositions } from "../trace/positions.ts";
-import type { RankBy } from "./ranking.ts";
+import type { RankBy } from "../schema/mod.ts";
 import type { InterventionPolicy } from "../edit/policy.ts";
 import {
   AblateFeatures,

@@ -14,12 +14,10 @@ import {
   type InterventionPolicy,
   type PolicyContext,
 } from "../edit/policy.ts";
+import { policyName } from "../schema/report.ts";
+import type { PolicyName } from "../schema/mod.ts";
 
-/** The names of the three v0 policies that the CLI offers. */
-export type PolicyName =
-  | "ablate_features"
-  | "clamp_features"
-  | "patch_features";
+export type { PolicyName };
 
 /**
  * The v0 policy names, for `--policy`.
@@ -32,11 +30,7 @@ export type PolicyName =
  * assert.deepEqual(policies.map((p) => p.name), POLICY_NAMES);
  * ```
  */
-export const POLICY_NAMES: readonly PolicyName[] = [
-  "ablate_features",
-  "clamp_features",
-  "patch_features",
-];
+export const POLICY_NAMES: readonly PolicyName[] = policyName.options;
 
 function checkFeatures(features: readonly number[], F?: number): void {
   for (const f of features) {

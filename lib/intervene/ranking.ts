@@ -17,6 +17,8 @@ import { Rng } from "../rng.ts";
 import type { AblationRunner } from "./batched.ts";
 import { Evaluator } from "./evaluate.ts";
 import { round7 } from "../round.ts";
+import { rankBy } from "../schema/report.ts";
+import type { RankBy } from "../schema/mod.ts";
 
 /** The cumulative curve before its control is added (see control.ts). */
 export interface BareCumulative {
@@ -41,8 +43,7 @@ export interface AblationEffect {
   exact: number;
 }
 
-/** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
-export type RankBy = "token" | "kl" | "exact";
+export type { RankBy };
 
 /**
  * The `--rank-by` values.
@@ -58,7 +59,7 @@ export type RankBy = "token" | "kl" | "exact";
  * assert.deepEqual(orders, [[0, 1], [1, 0], [0, 1]]);
  * ```
  */
-export const RANK_BY: readonly RankBy[] = ["token", "kl", "exact"];
+export const RANK_BY: readonly RankBy[] = rankBy.options;
 
 /**
  * The effect of an ablated rollout `out` against the baseline `base`.

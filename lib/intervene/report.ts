@@ -12,7 +12,7 @@ import type {
   Selectivity,
   SideSummary,
 } from "../schema/mod.ts";
-import type { RankBy } from "./ranking.ts";
+import type { RankBy } from "../schema/mod.ts";
 
 export type { Report };
 

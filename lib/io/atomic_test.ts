@@ -6,7 +6,16 @@ import {
   sha256Hex,
   writeFileAtomic,
 } from "./atomic.ts";
-import { withTempDir } from "../../tests/helpers.ts";
+
+/** A fresh temporary directory for `fn`, removed afterwards. */
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 const names = (dir: string) =>
   [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { InputError } from "../errors.ts";
 import { sha256Hex } from "./atomic.ts";
 import { type JsonlRecord, JsonlWriter, readJsonl } from "./jsonl.ts";
-import { withTempDir } from "../../tests/helpers.ts";
+
+/** A fresh temporary directory for `fn`, removed afterwards. */
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 async function collect(path: string): Promise<JsonlRecord[]> {
   const out: JsonlRecord[] = [];

@@ -8,6 +8,9 @@
  * @module
  */
 import { InputError } from "../errors.ts";
+import type { ScheduleShape } from "../schema/mod.ts";
+
+export type { ScheduleShape };
 
 /** A step address. */
 export interface StepAddress {
@@ -17,16 +20,6 @@ export interface StepAddress {
   h: number;
   /** z_L update index, or `"H"` for the z_H update. */
   l: number | "H";
-}
-
-/** The schedule fields that addresses depend on. */
-export interface ScheduleShape {
-  /** H cycles per supervision step. */
-  H_cycles: number;
-  /** z_L updates per H cycle. */
-  L_cycles: number;
-  /** Supervision steps. */
-  halt_max_steps: number;
 }
 
 /**

@@ -15,7 +15,7 @@ import {
   invalidGraph,
   type SessionOptions,
   wrapSession,
-} from "./backend.ts";
+} from "./graph_session.ts";
 import { InputError } from "../errors.ts";
 
 type OrtNode = typeof OrtNodeTypes;

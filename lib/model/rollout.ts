@@ -16,12 +16,12 @@ import type { GraphSession, HostTensor } from "./backend.ts";
 import type { Bundle } from "./bundle.ts";
 import { type StepAddress, stepIndex } from "./address.ts";
 import { InputError, OptionError } from "../errors.ts";
+import type { Latent } from "../schema/mod.ts";
 
 /** Float storage for states and logits, matching the bundle's dtype. */
 export type FloatArray = Float32Array | Float64Array;
 
-/** Which latent a step updates. */
-export type Latent = "z_H" | "z_L";
+export type { Latent };
 
 /** One example to roll out, in the bundle's token ids. */
 export interface RolloutExample {

@@ -285,7 +285,7 @@ async function fitAndWrite(
         }).selector,
         positions: header.record.positions,
         examples: ds.examples().filter((e) => heldoutExamples.has(e.id)),
-        backend: header.backend as BackendName,
+        backend: header.backend,
         batch: header.record.batch,
       },
       opts.onTaskProgress,

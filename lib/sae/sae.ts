@@ -9,11 +9,14 @@
 import { InputError } from "../errors.ts";
 import { architecture, type SAEArch, type SAEConfig } from "./arch/mod.ts";
 import { preActivations } from "./encode_kernel.ts";
+import { MAX_SAE_WEIGHTS } from "./limits.ts";
+import { decodeSaePt, readSaePt, type SaeFileConfig } from "./sae_pt.ts";
 
 /** Rows from which {@linkcode SAE.encode} uses the SIMD kernel. */
 const SIMD_MIN_ROWS = 8;
 
 export type { SAEArch, SAEConfig };
+export { MAX_SAE_WEIGHTS };
 
 /**
  * A row-major float32 tensor.
@@ -54,20 +57,6 @@ export interface SAETensors {
   /** Decoder bias `[D]`, also subtracted from the input. */
   b_dec: SAETensor;
 }
-
-/**
- * The most weights one SAE matrix may hold: `d_in × d_sae ≤ 2^26`. Training
- * keeps eight such float32 matrices (weights, gradients, Adam moments), 2 GiB
- * at the cap; reading an `sae.pt` never allocates more than two.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { MAX_SAE_WEIGHTS } from "./sae.ts";
- * assert.equal(MAX_SAE_WEIGHTS / 512, 131072); // F up to 131072 at D=512
- * ```
- */
-export const MAX_SAE_WEIGHTS = 2 ** 26;
 
 function checkConfig(cfg: SAEConfig): void {
   for (const key of ["d_in", "d_sae"] as const) {
@@ -290,9 +279,88 @@ export class SAE {
    * ```
    */
   static async load(path: string): Promise<SAE> {
-    // Imported here: sae_pt.ts builds SAEs, so a static import would cycle.
-    const { readSaePt } = await import("./sae_pt.ts");
-    return (await readSaePt(path)).sae;
+    return (await SAE.read(path)).sae;
+  }
+
+  /**
+   * Read `sae.pt` (a run dir, or a path ending in `.pt`) with its file cfg
+   * and sha256. With `dIn`, an SAE of another width is refused before its
+   * weights are read.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SAE } from "./sae.ts";
+   * import { encodeSaePt } from "./sae_pt.ts";
+   * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+   * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+   *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
+   * const dir = await Deno.makeTempDir();
+   * try {
+   *   await Deno.writeFile(`${dir}/sae.pt`, encodeSaePt(sae, cfg));
+   *   const back = await SAE.read(dir);
+   *   assert.equal(back.cfg.latent, "z_H");
+   *   assert.equal(back.sae.cfg.d_sae, 8);
+   *   await assert.rejects(SAE.read(dir, { dIn: 5 }), /d_in 4/);
+   * } finally {
+   *   await Deno.remove(dir, { recursive: true });
+   * }
+   * ```
+   */
+  static async read(
+    path: string,
+    opts: { dIn?: number } = {},
+  ): Promise<{ sae: SAE; cfg: SaeFileConfig; sha256: string }> {
+    const file = await readSaePt(path, opts);
+    return {
+      sae: fromFile(file.tensors, file.cfg, file.path),
+      cfg: file.cfg,
+      sha256: file.sha256,
+    };
+  }
+
+  /**
+   * Decode `sae.pt` bytes into an SAE and its file cfg. Throws
+   * {@linkcode InputError} naming `label` when the bytes are not one.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SAE } from "./sae.ts";
+   * import { encodeSaePt } from "./sae_pt.ts";
+   * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
+   * sae.b_dec[3] = 1.5;
+   * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
+   *   trace_digest: "", model_sha256: "", seed: 0, training: {} };
+   * assert.equal(SAE.decode(encodeSaePt(sae, cfg), "sae.pt").sae.b_dec[3], 1.5);
+   * assert.throws(() => SAE.decode(new Uint8Array([1, 2, 3]), "sae.pt"), /sae\.pt/);
+   * ```
+   */
+  static decode(
+    bytes: Uint8Array,
+    label: string,
+    opts: { dIn?: number } = {},
+  ): { sae: SAE; cfg: SaeFileConfig } {
+    const { tensors, cfg } = decodeSaePt(bytes, label, opts);
+    return { sae: fromFile(tensors, cfg, label), cfg };
+  }
+}
+
+/** The SAE a file's tensors and cfg describe; errors name the file. */
+function fromFile(
+  tensors: SAETensors,
+  cfg: SaeFileConfig,
+  label: string,
+): SAE {
+  try {
+    return fromTensors(tensors, {
+      arch: cfg.arch,
+      d_in: cfg.d_in,
+      d_sae: cfg.d_sae,
+      k: cfg.k,
+    });
+  } catch (e) {
+    throw new InputError(`${label}: ${(e as Error).message}`);
   }
 }
 

@@ -1,6 +1,8 @@
 /**
- * Reading and writing SAEs: `sae.pt` (a real `torch.save` archive) and the
- * SAELens v6 folder layout (`cfg.json` + `sae_weights.safetensors`).
+ * The SAE file formats: `sae.pt` (a real `torch.save` archive) and the
+ * SAELens v6 folder layout (`cfg.json` + `sae_weights.safetensors`). This
+ * module reads files into tensors and a cfg; {@linkcode SAE} (sae.ts) builds
+ * an SAE from them, so sae.ts imports this module and never the reverse.
  *
  * @module
  */
@@ -16,7 +18,8 @@ import {
   isTorchTensor,
   type TorchValue,
 } from "../io/torch_pt.ts";
-import { MAX_SAE_WEIGHTS, SAE, type SAETensors } from "./sae.ts";
+import type { SAE, SAETensors } from "./sae.ts";
+import { MAX_SAE_WEIGHTS } from "./limits.ts";
 import { architecture } from "./arch/mod.ts";
 
 const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
@@ -34,7 +37,7 @@ const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
  *   trace_digest: "", model_sha256: "", seed: 0, training: {} };
  * const back = decodeSaePt(encodeSaePt(sae, cfg), "sae.pt");
- * assert(back.sae.W_dec.length === 32);
+ * assert.deepEqual(back.tensors.W_dec.shape, [8, 4]);
  * ```
  */
 export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
@@ -57,7 +60,8 @@ export function encodeSaePt(sae: SAE, cfg: SaeFileConfig): Uint8Array {
 }
 
 /**
- * Decode `sae.pt` bytes (ours, or any `torch.save` of the same layout).
+ * Decode `sae.pt` bytes (ours, or any `torch.save` of the same layout) into
+ * its four tensors and its cfg; `SAE.fromTensors` checks the values.
  * Throws {@linkcode InputError} naming `label` when the file is not one.
  *
  * @example
@@ -75,7 +79,7 @@ export function decodeSaePt(
   bytes: Uint8Array,
   label: string,
   opts: { dIn?: number } = {},
-): { sae: SAE; cfg: SaeFileConfig } {
+): { tensors: SAETensors; cfg: SaeFileConfig } {
   const decode = (o: { shapesOnly?: boolean; maxBytes?: number }) => {
     try {
       return decodeTorchPt(bytes, o);
@@ -109,18 +113,7 @@ export function decodeSaePt(
     }
     tensors[name] = { shape: t.shape, data: t.data as Float32Array };
   }
-  let sae: SAE;
-  try {
-    sae = SAE.fromTensors(tensors, {
-      arch: cfg.arch,
-      d_in: cfg.d_in,
-      d_sae: cfg.d_sae,
-      k: cfg.k,
-    });
-  } catch (e) {
-    throw new InputError(`${label}: ${(e as Error).message}`);
-  }
-  return { sae, cfg };
+  return { tensors: tensors as SAETensors, cfg };
 }
 
 /**
@@ -176,8 +169,9 @@ function checkLayout(
 const MAX_SAE_PT_BYTES = 2 * MAX_SAE_WEIGHTS * 4 + 64 * 2 ** 20;
 
 /**
- * Read `sae.pt` from a run dir, or from a path ending in `.pt`. With `dIn`,
- * an SAE of another width is refused before its weights are read.
+ * Read `sae.pt` from a run dir, or from a path ending in `.pt`, into its
+ * tensors, cfg and sha256 (`SAE.read` builds the SAE). With `dIn`, an SAE of
+ * another width is refused before its weights are read.
  *
  * @example
  * ```ts
@@ -192,7 +186,7 @@ const MAX_SAE_PT_BYTES = 2 * MAX_SAE_WEIGHTS * 4 + 64 * 2 ** 20;
  *   await Deno.writeFile(`${dir}/sae.pt`, encodeSaePt(sae, cfg));
  *   const back = await readSaePt(dir);
  *   assert.equal(back.cfg.latent, "z_H");
- *   assert.equal(back.sae.cfg.d_sae, 8);
+ *   assert.deepEqual(back.tensors.W_enc.shape, [4, 8]);
  * } finally {
  *   await Deno.remove(dir, { recursive: true });
  * }
@@ -201,7 +195,9 @@ const MAX_SAE_PT_BYTES = 2 * MAX_SAE_WEIGHTS * 4 + 64 * 2 ** 20;
 export async function readSaePt(
   runDir: string,
   opts: { dIn?: number } = {},
-): Promise<{ sae: SAE; cfg: SaeFileConfig; sha256: string }> {
+): Promise<
+  { tensors: SAETensors; cfg: SaeFileConfig; sha256: string; path: string }
+> {
   const [root, name] = runDir.endsWith(".pt")
     ? [dirname(runDir), basename(runDir)]
     : [runDir, "sae.pt"];
@@ -211,7 +207,7 @@ export async function readSaePt(
       `no sae.pt in ${runDir}; run \`trminterp sae fit --run-dir ${runDir}\` first`,
   });
   const bytes = await Deno.readFile(path);
-  return { ...decodeSaePt(bytes, path, opts), sha256: sha256Hex(bytes) };
+  return { ...decodeSaePt(bytes, path, opts), sha256: sha256Hex(bytes), path };
 }
 
 /**

@@ -145,11 +145,32 @@ export const addressText: z.ZodString = z.string().regex(
  * assert.ok(!latent.safeParse("z_X").success);
  * ```
  */
-export const latent: z.ZodEnum<{ z_H: "z_H"; z_L: "z_L" }> = z.enum([
-  "z_H",
-  "z_L",
-]);
+export const latent: z.ZodEnum<{ z_H: "z_H"; z_L: "z_L" }> = name(
+  z.enum(["z_H", "z_L"]),
+  "Latent",
+  "A recurrent state the model carries: `z_H` (high level) or `z_L` (low level).",
+);
 
+/**
+ * The execution backends that run graphs: `wasm` and `webgpu` run in Deno's
+ * sandbox; `native` (onnxruntime-node) loads a native library and needs
+ * `--allow-ffi`. The one source of `BackendName`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { backendName } from "./common.ts";
+ * assert.deepEqual(backendName.options, ["wasm", "webgpu", "native"]);
+ * assert.ok(!backendName.safeParse("cuda").success);
+ * ```
+ */
+export const backendName: z.ZodEnum<
+  { wasm: "wasm"; webgpu: "webgpu"; native: "native" }
+> = name(
+  z.enum(["wasm", "webgpu", "native"]),
+  "BackendName",
+  "An execution backend: `wasm` and `webgpu` run in Deno's sandbox; `native` (onnxruntime-node) loads a native library and needs `--allow-ffi`: use it on trusted workstations only.",
+);
 /** The result of {@linkcode Validator.safeParse}. */
 export type ParseResult<T> =
   | { success: true; data: T }

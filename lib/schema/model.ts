@@ -51,6 +51,26 @@ const GraphRefSchema = name(
 export const MAX_SCHEDULE_STEPS = 65536;
 
 /**
+ * The schedule fields that step addresses depend on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ScheduleShapeSchema } from "./model.ts";
+ * assert.ok(ScheduleShapeSchema.safeParse({ H_cycles: 3, L_cycles: 6, halt_max_steps: 16 }).success);
+ * ```
+ */
+export const ScheduleShapeSchema = name(
+  z.object({
+    H_cycles: pos.describe("H cycles per supervision step."),
+    L_cycles: pos.describe("z_L updates per H cycle."),
+    halt_max_steps: pos.describe("Supervision (ACT) steps."),
+  }),
+  "ScheduleShape",
+  "The schedule fields that step addresses depend on.",
+);
+
+/**
  * The recurrence schedule.
  *
  * @example
@@ -64,10 +84,7 @@ export const MAX_SCHEDULE_STEPS = 65536;
  * ```
  */
 export const ScheduleSchema = name(
-  z.object({
-    H_cycles: pos.describe("H cycles per supervision step."),
-    L_cycles: pos.describe("z_L updates per H cycle."),
-    halt_max_steps: pos.describe("Supervision (ACT) steps."),
+  ScheduleShapeSchema.extend({
     halt_mode: z.enum(["max_steps", "q_halt"]).describe(
       "`max_steps`: run every step (official evaluation); `q_halt`: stop once q_halt > 0.",
     ),

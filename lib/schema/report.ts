@@ -3,7 +3,17 @@
  *
  * @module
  */
-import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
+import {
+  backendName,
+  int,
+  latent,
+  name,
+  nonNeg,
+  num,
+  pos,
+  sha,
+  z,
+} from "./common.ts";
 import { GridSchema } from "./model.ts";
 
 /** One side of a comparison. */
@@ -194,11 +204,52 @@ const SelectivitySchema = name(
 );
 
 /** The causal section of report.json. */
+/**
+ * What `intervene` ranks candidate features by: token accuracy drop, KL, or
+ * exact-solution drop (`--rank-by`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rankBy } from "./report.ts";
+ * assert.deepEqual(rankBy.options, ["token", "kl", "exact"]);
+ * ```
+ */
+export const rankBy: z.ZodEnum<{ token: "token"; kl: "kl"; exact: "exact" }> =
+  name(
+    z.enum(["token", "kl", "exact"]),
+    "RankBy",
+    "What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.",
+  );
+
+/**
+ * The three v0 policies `intervene --policy` offers. report.json records any
+ * policy's name as a string, since users write their own.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { policyName } from "./report.ts";
+ * assert.deepEqual(policyName.options, ["ablate_features", "clamp_features", "patch_features"]);
+ * ```
+ */
+export const policyName: z.ZodEnum<
+  {
+    ablate_features: "ablate_features";
+    clamp_features: "clamp_features";
+    patch_features: "patch_features";
+  }
+> = name(
+  z.enum(["ablate_features", "clamp_features", "patch_features"]),
+  "PolicyName",
+  "The names of the three v0 policies that the CLI offers.",
+);
+
 const CausalSectionSchema = name(
   z.object({
     metric: z.string().describe("What `effect` measures."),
     tie_break: z.string().describe("How ties in the ranking are broken."),
-    rank_by: z.enum(["token", "kl", "exact"]).describe(
+    rank_by: rankBy.describe(
       "What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.",
     ),
     steps: EditedStepsSchema.describe(
@@ -331,7 +382,7 @@ export const ReportSchema = name(
       trace_digest: sha,
       sae_pt_sha256: sha,
       model_sha256: sha,
-      backend: z.string(),
+      backend: backendName,
       baseline: z.enum(["trace.jsonl", "rerun"]),
     }).describe(
       "Provenance; baseline is trace.jsonl when the baseline outcomes were read from the trace.",

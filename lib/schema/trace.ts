@@ -5,6 +5,7 @@
  */
 import {
   addressText,
+  backendName,
   int,
   latent,
   name,
@@ -14,6 +15,41 @@ import {
   z,
 } from "./common.ts";
 import { ScheduleSchema } from "./model.ts";
+
+/**
+ * Where a trace keeps its states: `npy` (states.npy) or `inline` (base64 in
+ * the step records).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { statesStorage } from "./trace.ts";
+ * assert.deepEqual(statesStorage.options, ["npy", "inline"]);
+ * ```
+ */
+export const statesStorage: z.ZodEnum<{ npy: "npy"; inline: "inline" }> = name(
+  z.enum(["npy", "inline"]),
+  "StatesStorage",
+  "Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).",
+);
+
+/**
+ * The element type a trace stores its states in.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { statesDtype } from "./trace.ts";
+ * assert.deepEqual(statesDtype.options, ["float32", "float16"]);
+ * ```
+ */
+export const statesDtype: z.ZodEnum<
+  { float32: "float32"; float16: "float16" }
+> = name(
+  z.enum(["float32", "float16"]),
+  "StatesDtype",
+  "The element type the states are stored in, little-endian.",
+);
 
 /**
  * The header line.
@@ -54,7 +90,7 @@ export const TraceHeaderSchema = name(
     }).describe(
       "Model provenance: name, family, path (relative to the run dir), sha256 of model.json, dtype, shapes and schedule.",
     ),
-    backend: z.string().describe("The execution backend that ran."),
+    backend: backendName.describe("The execution backend that ran."),
     inputs: z.object({
       path: z.string(),
       format: z.enum(["jsonl", "dataset_dir"]),
@@ -83,10 +119,10 @@ export const TraceHeaderSchema = name(
       "For a shard of a sharded run: its index and the shard count, and the slice of the selected examples it holds (`first`, `examples`); null for an unsharded trace.",
     ),
     state_dim: pos.describe("State width D."),
-    states: z.enum(["npy", "inline"]).describe(
+    states: statesStorage.describe(
       "Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).",
     ),
-    dtype: z.enum(["float32", "float16"]).describe(
+    dtype: statesDtype.describe(
       "Element type the states are stored in, little-endian (float64 bundles are recorded as float32).",
     ),
     rows: nonNeg.describe("Total state rows over all `step` records."),

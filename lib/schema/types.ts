@@ -5,6 +5,34 @@
  * @module
  */
 /**
+ * A recurrent state the model carries: `z_H` (high level) or `z_L` (low level).
+ */
+export type Latent = "z_H" | "z_L";
+/**
+ * An execution backend: `wasm` and `webgpu` run in Deno's sandbox; `native` (onnxruntime-node) loads a native library and needs `--allow-ffi`: use it on trusted workstations only.
+ */
+export type BackendName = "wasm" | "webgpu" | "native";
+/**
+ * Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).
+ */
+export type StatesStorage = "npy" | "inline";
+/**
+ * The element type the states are stored in, little-endian.
+ */
+export type StatesDtype = "float32" | "float16";
+/**
+ * What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.
+ */
+export type RankBy = "token" | "kl" | "exact";
+/**
+ * The names of the three v0 policies that the CLI offers.
+ */
+export type PolicyName =
+  | "ablate_features"
+  | "clamp_features"
+  | "patch_features";
+
+/**
  * A graph file inside a bundle, with its sha256.
  */
 export interface GraphRef {
@@ -16,6 +44,23 @@ export interface GraphRef {
    * sha256 of the file, lowercase hex.
    */
   sha256: string;
+}
+/**
+ * The schedule fields that step addresses depend on.
+ */
+export interface ScheduleShape {
+  /**
+   * H cycles per supervision step.
+   */
+  H_cycles: number;
+  /**
+   * z_L updates per H cycle.
+   */
+  L_cycles: number;
+  /**
+   * Supervision (ACT) steps.
+   */
+  halt_max_steps: number;
 }
 /**
  * The recurrence schedule (v0-spec §1.3).
@@ -196,7 +241,7 @@ export interface TraceHeader {
   /**
    * The execution backend that ran.
    */
-  backend: string;
+  backend: BackendName;
   /**
    * Inputs provenance: path (relative to the run dir), format, sha256, total, selected (over all shards), limit.
    */
@@ -215,7 +260,7 @@ export interface TraceHeader {
     /**
      * @minItems 1
      */
-    latents: ("z_H" | "z_L")[];
+    latents: Latent[];
     steps: string;
     /**
      * @minItems 1
@@ -240,11 +285,11 @@ export interface TraceHeader {
   /**
    * Where the states are: states.npy (`npy`), or base64 in the step records (`inline`).
    */
-  states: "npy" | "inline";
+  states: StatesStorage;
   /**
    * Element type the states are stored in, little-endian (float64 bundles are recorded as float32).
    */
-  dtype: "float32" | "float16";
+  dtype: StatesDtype;
   /**
    * Total state rows over all `step` records.
    */
@@ -253,7 +298,7 @@ export interface TraceHeader {
    * The row layout: one block per recorded step, in row order (by latent, then step); each holds that step's rows, by example then position.
    */
   blocks: {
-    latent: "z_H" | "z_L";
+    latent: Latent;
     address: string;
     row: number;
     rows: number;
@@ -429,7 +474,7 @@ export interface SaeFileConfig {
   /**
    * The latent the SAE was fitted on.
    */
-  latent: "z_H" | "z_L";
+  latent: Latent;
   /**
    * Step selector of the training rows.
    */
@@ -1014,7 +1059,7 @@ export interface CausalSection {
   /**
    * What the ranking sorts by: token accuracy drop, KL, or exact-solution drop.
    */
-  rank_by: "token" | "kl" | "exact";
+  rank_by: RankBy;
   /**
    * Where every ablation of this section acted.
    */
@@ -1220,7 +1265,7 @@ export interface Report {
     trace_digest: string;
     sae_pt_sha256: string;
     model_sha256: string;
-    backend: string;
+    backend: BackendName;
     baseline: "trace.jsonl" | "rerun";
   };
   /**
@@ -1228,7 +1273,7 @@ export interface Report {
    */
   policy: {
     name: string;
-    latent: "z_H" | "z_L";
+    latent: Latent;
     /**
      * A concrete step selector naming exactly the edited addresses.
      */

@@ -16,13 +16,9 @@ import {
 } from "../model/address.ts";
 import type { Latent } from "../model/rollout.ts";
 import { sha256Hex } from "../io/atomic.ts";
-import type { TraceHeader } from "../schema/mod.ts";
+import type { StatesDtype, StatesStorage, TraceHeader } from "../schema/mod.ts";
 
-/** Where a trace stores its states: states.npy, or base64 in the step records. */
-export type StatesStorage = "npy" | "inline";
-
-/** The element type the states are stored in. */
-export type StatesDtype = "float32" | "float16";
+export type { StatesDtype, StatesStorage };
 
 /**
  * The latents, in block order.
