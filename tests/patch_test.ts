@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSaePt } from "../lib/sae/sae_pt.ts";
+import { SAE } from "../lib/sae/sae.ts";
 import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli } from "./helpers.ts";
 
@@ -60,7 +60,7 @@ Deno.test("patch_features: patching s0's value of an active feature into s7 chan
     assert.equal(p.code, 0, p.stderr);
     // The feature active at s0 whose mean moves most by s7.
     const ds = await TraceDataset.load(run, { latents: ["z_H"] });
-    const { sae } = await readSaePt(run, { dIn: ds.header.state_dim });
+    const { sae } = await SAE.read(run, { dIn: ds.header.state_dim });
     const F = sae.cfg.d_sae;
     const s0 = meanAt(ds, (h) => sae.encode(h), F, "s0.h1.H");
     const s7 = meanAt(ds, (h) => sae.encode(h), F, "s7.h1.H");

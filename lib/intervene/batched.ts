@@ -47,14 +47,14 @@ export interface AblationJob {
  * import { TraceDataset } from "../trace/dataset.ts";
  * import { runTrace } from "../trace/trace.ts";
  * import { runSaeFit } from "../sae/fit.ts";
- * import { readSaePt } from "../sae/sae_pt.ts";
+ * import { SAE } from "../sae/sae.ts";
  * const demo = new URL("../../references/models/sudoku4-trm", import.meta.url).pathname;
  * const dir = await Deno.makeTempDir();
  * const bundle = await loadBundle(demo);
  * try {
  *   await runTrace({ runDir: dir, model: demo, inputs: `${demo}/test.jsonl`, seed: 0, limit: 6, latents: ["z_H"], backend: "wasm" });
  *   await runSaeFit({ runDir: dir, seed: 0, trainSteps: 30, features: 32, k: 4 });
- *   const { sae } = await readSaePt(dir);
+ *   const sae = await SAE.load(dir);
  *   const ds = await TraceDataset.load(dir);
  *   const plan = planIntervention({ runDir: dir, policy: "ablate_features", seed: 0 }, ds, sae, { latent: "z_H" });
  *   const session = new InterventionSession(bundle, sae, ds, plan, 64);
