@@ -8,6 +8,8 @@ import { runIntervene } from "../lib/intervene/intervene.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
 import { RANK_BY, type RankBy } from "../lib/intervene/ranking.ts";
 import type { Report } from "../lib/intervene/report.ts";
+import { INTERVENE_DEFAULTS } from "../lib/intervene/defaults.ts";
+
 import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
 import { headerPath } from "../lib/trace/trace.ts";
 import {
@@ -31,6 +33,9 @@ import {
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
 import { interveneSummary } from "./summary.ts";
+
+/** The table every default below comes from. */
+const D = INTERVENE_DEFAULTS;
 
 /** The flags of `intervene`.  *
  * @example
@@ -77,7 +82,8 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   "ablate-to": {
     type: "string",
     arg: "zero|mean",
-    help: "ablate_features: to 0 (default) or to the trace mean",
+    help:
+      `ablate_features: zero | mean (the trace mean) (default ${D.ablateTo})`,
   },
   "source-example": {
     type: "string",
@@ -92,23 +98,24 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   rank: {
     type: "string",
     arg: "N",
-    help: "top features to report and scan per step (default 5)",
+    help: `top features to report and scan per step (default ${D.rank})`,
   },
   candidates: {
     type: "string",
     arg: "N",
-    help: "most active features to rank when --features is absent (default 16)",
+    help:
+      `most active features to rank when --features is absent (default ${D.candidates})`,
   },
   examples: {
     type: "string",
     arg: "N",
-    help: "examples in the seeded ranking subsample (default 64)",
+    help: `examples in the seeded ranking subsample (default ${D.examples})`,
   },
   "random-features": {
     type: "string",
     arg: "N",
     help:
-      "random alive features, outside the candidates, ablated for the reference median (default 16)",
+      `random alive features, outside the candidates, ablated for the reference median (default ${D.randomFeatures})`,
   },
   "control-draws": {
     type: "string",
@@ -120,7 +127,7 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
     type: "string",
     arg: "token|kl|exact",
     help:
-      "rank by the drop in token accuracy (default), the output KL, or the drop in exact solutions",
+      `rank by token (the drop in token accuracy), kl (the output KL) or exact (the drop in exact solutions) (default ${D.rankBy})`,
   },
   seed: COMMON.seed,
   model: {

@@ -8,6 +8,8 @@ import { BACKENDS } from "../lib/model/backend.ts";
 import { SELECTOR_GRAMMAR } from "../lib/model/address.ts";
 import { InputError } from "../lib/errors.ts";
 import { runTrace, type TraceSummary } from "../lib/trace/trace.ts";
+import { TRACE_DEFAULTS } from "../lib/trace/defaults.ts";
+
 import {
   COMMON,
   type FlagValues,
@@ -25,6 +27,9 @@ import { type FlagSpec, intFlag, parseFlags } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
 import { traceSummary } from "./summary.ts";
+
+/** The table every default below comes from. */
+const D = TRACE_DEFAULTS;
 
 /** The bundled demo model, the default `--model`.  *
  * @example
@@ -72,37 +77,41 @@ export const TRACE_FLAGS: Record<string, FlagSpec> = {
   latents: {
     type: "string",
     arg: "LIST",
-    help: "latents to record: z_H,z_L (default both)",
+    help: `latents to record: z_H,z_L (default ${D.latents.join(",")})`,
   },
   steps: {
     type: "string",
     arg: "SELECTOR",
-    help: "steps to record (default all; grammar below)",
+    help: `steps to record, grammar below (default ${D.steps})`,
   },
   positions: {
     type: "string",
     arg: "SPEC",
-    help: "positions: all | puzzle | prefix | 0-3,8 (default all)",
+    help: `positions: all | puzzle | prefix | 0-3,8 (default ${D.positions})`,
   },
-  batch: { type: "string", arg: "N", help: "examples per batch (default 64)" },
+  batch: {
+    type: "string",
+    arg: "N",
+    help: `examples per batch (default ${D.batch})`,
+  },
   backend: {
     type: "string",
     arg: "NAME",
     help: `execution backend: ${
       BACKENDS.join(" | ")
-    } (default auto: native onnxruntime-node when --allow-ffi is granted and it loads, else wasm with threads, sandboxed; the header records what ran, and the same backend gives byte-identical outputs)`,
+    } (default ${D.backend}: native onnxruntime-node when --allow-ffi is granted and it loads, else wasm with threads, sandboxed; the header records what ran, and the same backend gives byte-identical outputs)`,
   },
   states: {
     type: "string",
     arg: "WHERE",
     help:
-      "npy: states in DIR/states.npy, trace.jsonl points at their rows (default); inline: base64 in trace.jsonl, one self-contained file",
+      `npy: states in DIR/states.npy, trace.jsonl points at their rows; inline: base64 in trace.jsonl, one self-contained file (default ${D.states})`,
   },
   "states-dtype": {
     type: "string",
     arg: "TYPE",
     help:
-      "float32 (default) or float16 (half the bytes; see the spec for the cost)",
+      `float32, or float16: half the bytes; see the spec for the cost (default ${D.statesDtype})`,
   },
   shard: {
     type: "string",

@@ -1077,6 +1077,11 @@ Deno.test("hostile: intervene refuses an sae.pt fitted on another trace, and tra
         (r) => r.find((x) => x.kind === "example").tokens[0] = 99,
         /tokens holds 99, outside the vocabulary 0\.\.5/,
       ],
+      [
+        "a header whose backend is unknown",
+        (r) => r[0].backend = "cuda",
+        /backend.*"wasm".*"webgpu".*"native"/,
+      ],
     ];
     for (const [what, edit, pattern] of edits) {
       const d = join(tmp, what.replace(/\W+/g, "_"));

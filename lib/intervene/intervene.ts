@@ -27,6 +27,7 @@ import { VERSION } from "../version.ts";
 import { checkPayload, schemas } from "../schema/mod.ts";
 import { firstNonFinite } from "../finite.ts";
 import { Evaluator } from "./evaluate.ts";
+import { interveneSettings } from "./defaults.ts";
 import { type InterveneOptions, type Plan, planIntervention } from "./plan.ts";
 import type { InterventionPolicy } from "../edit/policy.ts";
 import { AblationRunner } from "./batched.ts";
@@ -144,14 +145,15 @@ async function intervene(
   const header = ds.header;
   const outcomes = ds.outcomes();
   const examples = ds.examples();
-  const rank = opts.rank ?? 5;
-  const nCand = opts.candidates ?? 16;
-  const nRandom = opts.randomFeatures ?? 16;
-  const rankBy = opts.rankBy ?? "token";
+  const settings = interveneSettings(opts);
+  const rank = settings.rank;
+  const nCand = settings.candidates;
+  const nRandom = settings.randomFeatures;
+  const rankBy = settings.rankBy;
 
   const subIdx = new Rng(opts.seed, 2).sample(
     examples.length,
-    Math.min(opts.examples ?? 64, examples.length),
+    Math.min(settings.examples, examples.length),
   );
   const subExamples = subIdx.map((i) => examples[i]);
   // Every ablation of the subsample runs through one runner: batched, and

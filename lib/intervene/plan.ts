@@ -19,6 +19,7 @@ import type { SaeFileConfig } from "../sae/sae_pt.ts";
 import type { TraceDataset } from "../trace/dataset.ts";
 import { parsePositions } from "../trace/positions.ts";
 import type { RankBy } from "../schema/mod.ts";
+import { interveneSettings } from "./defaults.ts";
 import type { InterventionPolicy } from "../edit/policy.ts";
 import {
   AblateFeatures,
@@ -49,13 +50,13 @@ export interface InterveneOptions {
   sourceExample?: string;
   /** patch_features: the source step (one address). */
   sourceSteps?: string;
-  /** Top features to report and scan in the tomography (default 5). */
+  /** Top features to report and scan in the tomography (default {@linkcode INTERVENE_DEFAULTS}). */
   rank?: number;
-  /** Candidate features to rank when `features` is not given (default 16). */
+  /** Candidate features to rank when `features` is not given (default {@linkcode INTERVENE_DEFAULTS}). */
   candidates?: number;
-  /** Examples in the seeded ranking subsample (default 64). */
+  /** Examples in the seeded ranking subsample (default {@linkcode INTERVENE_DEFAULTS}). */
   examples?: number;
-  /** Random features ablated for the reference median (default 16); drawn from the alive features outside the candidates. */
+  /** Random features ablated for the reference median (default {@linkcode INTERVENE_DEFAULTS}); drawn from the alive features outside the candidates. */
   randomFeatures?: number;
   /** Mass-matched random draws beside each point of the cumulative curve (default 3). */
   controlDraws?: number;
@@ -246,7 +247,7 @@ export function planIntervention(
   }
   const policy = (features: number[], means?: Float32Array) =>
     opts.policy === "ablate_features"
-      ? new AblateFeatures(features, opts.ablateTo ?? "zero", means)
+      ? new AblateFeatures(features, interveneSettings(opts).ablateTo, means)
       : opts.policy === "clamp_features"
       ? new ClampFeatures(features, { value: opts.value, scale: opts.scale })
       : new PatchFeatures(features, {

@@ -35,7 +35,7 @@ export interface CausalParts {
   /** The random reference. */
   random: RandomReference;
   /** What the ranking sorts by (default `token`). */
-  rankBy?: RankBy;
+  rankBy: RankBy;
   /** The cumulative curve. */
   cumulative: CumulativeAblation;
   /** What the ranked features mean. */
@@ -76,14 +76,14 @@ const RANK_METRIC: Record<RankBy, { metric: string; tie_break: string }> = {
  *   base: { exact_acc: 1, token_acc: 1, acc_per_sup: [], mean_halt_step: 7 }, ranking: [],
  *   random: { features: [], effects: [], median_effect: 0, kls: [], median_kl: 0 },
  *   cumulative: { metric: "", points: [], half_effect_k: null },
- *   selectivity: { metric: "", groups: [], features: [] } });
+ *   selectivity: { metric: "", groups: [], features: [] }, rankBy: "token" });
  * assert.match(c.metric, /token accuracy/);
  * assert.equal(c.rank_by, "token");
  * assert.equal(c.subsample.baseline_token_acc, 1);
  * ```
  */
 export function causalSection(p: CausalParts): Report["causal"] {
-  const rankBy = p.rankBy ?? "token";
+  const rankBy = p.rankBy;
   return {
     ...RANK_METRIC[rankBy],
     rank_by: rankBy,

@@ -151,10 +151,32 @@ export interface Hook {
   onBatchEnd?(e: BatchEndEvent): void | Promise<void>;
 }
 
+/**
+ * Examples per batch when {@linkcode RolloutOptions.batch} is not given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadBundle } from "./bundle.ts";
+ * import { rollout, ROLLOUT_BATCH } from "./rollout.ts";
+ * const bundle = await loadBundle(new URL("../../tests/fixtures/tiny_trm", import.meta.url).pathname);
+ * try {
+ *   const ex = { id: "p", tokens: new Array(16).fill(1), label: new Array(16).fill(2) };
+ *   const sizes: number[] = [];
+ *   await rollout(bundle, Array.from({ length: ROLLOUT_BATCH + 1 }, (_, i) => ({ ...ex, id: `p${i}` })),
+ *     { hooks: [{ onBatchEnd: (e) => void sizes.push(e.outcomes.length) }] });
+ *   assert.deepEqual(sizes, [ROLLOUT_BATCH, 1]);
+ * } finally {
+ *   await bundle.release();
+ * }
+ * ```
+ */
+export const ROLLOUT_BATCH = 64;
+
 /** Options for {@linkcode rollout}. */
 export interface RolloutOptions {
   /**
-   * Examples per batch (default 64). Outcomes do not depend on it. Examples
+   * Examples per batch (default {@linkcode ROLLOUT_BATCH}). Outcomes do not depend on it. Examples
    * that start at different supervision steps never share a batch, so a list
    * sorted by start step fills its batches.
    */
@@ -263,7 +285,7 @@ export async function rollout(
   examples: readonly RolloutExample[],
   opts: RolloutOptions = {},
 ): Promise<ExampleOutcome[]> {
-  const size = opts.batch ?? 64;
+  const size = opts.batch ?? ROLLOUT_BATCH;
   if (!Number.isInteger(size) || size < 1) {
     throw new OptionError(
       "batch",

@@ -13,6 +13,7 @@ import { InputError, OptionError } from "../errors.ts";
 import type { OutputSet } from "../io/atomic.ts";
 import { openShardDir, pathExists, prepareRunDir } from "../io/run_dir.ts";
 import { VERSION } from "../version.ts";
+import { TRACE_DEFAULTS, traceSettings } from "./defaults.ts";
 import { loadPuzzles, type PuzzleSet } from "./inputs.ts";
 import { parsePositions, selectExamples } from "./positions.ts";
 import {
@@ -48,13 +49,13 @@ export interface TraceOptions {
   seed: number;
   /** Trace only this many examples, sampled with the seed. */
   limit?: number;
-  /** Latents to record (default both). */
+  /** Latents to record (default {@linkcode TRACE_DEFAULTS}: both). */
   latents?: Latent[];
   /** Step selector text (default `all`). */
   steps?: string;
   /** Positions spec: `all` (default), `puzzle`, `prefix`, or `0-3,8`. */
   positions?: string;
-  /** Examples per batch (default 64). */
+  /** Examples per batch (default {@linkcode TRACE_DEFAULTS}). */
   batch?: number;
   /** Execution backend (default `auto`: native when --allow-ffi is granted and it loads, else WASM); the header records what ran. */
   backend?: BackendChoice;
@@ -116,15 +117,14 @@ export interface TraceSummary {
  * ```
  */
 export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
-  const latents = opts.latents ?? ["z_H", "z_L"];
-  const selector = StepSelector.parse(opts.steps ?? "all");
-  const bundle = await loadBundle(opts.model, {
-    backend: opts.backend ?? "auto",
-  });
+  const settings = traceSettings(opts);
+  const latents = [...settings.latents];
+  const selector = StepSelector.parse(settings.steps);
+  const bundle = await loadBundle(opts.model, { backend: settings.backend });
   try {
     const m = bundle.manifest;
     const positions = parsePositions(
-      opts.positions ?? "all",
+      settings.positions,
       m.puzzle_emb_len,
       m.seq_len,
     );
@@ -185,9 +185,9 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         latents,
         selector,
         positions,
-        states: opts.states ?? "npy",
-        dtype: opts.statesDtype ?? "float32",
-      }, { ...opts, shard, selected });
+        states: settings.states,
+        dtype: settings.statesDtype,
+      }, { ...opts, batch: settings.batch, shard, selected });
     } catch (e) {
       await run.discardIfCreated().catch(() => {});
       throw e;
@@ -266,7 +266,7 @@ export async function writeTrace(
   const m = bundle.manifest;
   const start = performance.now();
   const puzzles = set.puzzles;
-  const batch = opts.batch ?? 64;
+  const batch = opts.batch ?? TRACE_DEFAULTS.batch;
   const recorder = await TraceRecorder.open(
     dir,
     spec,
