@@ -154,5 +154,6 @@ export type {
 } from "./lib/schema/mod.ts";
 export { SAE_DEFAULTS } from "./lib/sae/defaults.ts";
 export { schemas } from "./lib/schema/mod.ts";
-export { InputError, OptionError } from "./lib/errors.ts";
+export { InputError, OptionError, StepError } from "./lib/errors.ts";
+export type { LoopStep } from "./lib/errors.ts";
 export { VERSION } from "./lib/version.ts";

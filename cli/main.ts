@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { InputError, OptionError } from "../lib/errors.ts";
+import {
+  InputError,
+  type LoopStep,
+  OptionError,
+  StepError,
+} from "../lib/errors.ts";
 import { argvTooLong } from "../lib/model/argv.ts";
 import { VERSION } from "../lib/version.ts";
 import { EXIT_CODES } from "./common.ts";
@@ -68,6 +73,25 @@ export function flagOf(option: string): string {
 }
 
 /**
+ * The command line that runs a step of the loop with the given API options.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { commandOf } from "./main.ts";
+ * assert.equal(commandOf("trace", { runDir: "runs/a", shard: "1/4" }), "`trminterp trace --run-dir runs/a --shard 1/4`");
+ * assert.equal(commandOf("sae fit", {}), "`trminterp sae fit`");
+ * ```
+ */
+export function commandOf(
+  step: LoopStep,
+  options: Readonly<Record<string, string>>,
+): string {
+  const args = Object.entries(options).map(([k, v]) => `${flagOf(k)} ${v}`);
+  return `\`${["trminterp", step, ...args].join(" ")}\``;
+}
+
+/**
  * The one line and the exit code for an error: library errors worded with
  * flags, a failing environment (disk full, read-only, no permission) as a
  * problem to fix (exit 2), anything else as a bug (exit 1).
@@ -83,6 +107,9 @@ export function flagOf(option: string): string {
  * ```
  */
 export function describeError(e: unknown): { line: string; code: number } {
+  if (e instanceof StepError) {
+    return { line: `trminterp: error: ${e.format(commandOf)}`, code: 2 };
+  }
   if (e instanceof OptionError) {
     return { line: `trminterp: error: ${e.format(flagOf)}`, code: 2 };
   }

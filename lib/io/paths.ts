@@ -151,7 +151,8 @@ export async function confined(root: string, name: string): Promise<string> {
  * {@linkcode confined}, for a file about to be read: it must exist, be a
  * regular file (not a folder, device or pipe) and, when `maxBytes` is given,
  * be at most that large. Returns the path and the size. `missing` words the
- * not-found message.
+ * not-found message, or makes the error (a {@linkcode StepError} when a step
+ * of the loop makes the file).
  *
  * @example
  * ```ts
@@ -172,14 +173,16 @@ export async function confined(root: string, name: string): Promise<string> {
 export async function confinedFile(
   root: string,
   name: string,
-  opts: { maxBytes?: number; missing?: (path: string) => string } = {},
+  opts: {
+    maxBytes?: number;
+    missing?: (path: string) => string | InputError;
+  } = {},
 ): Promise<{ path: string; size: number }> {
   const path = await confined(root, name);
   const st = await lstatOrNull(path);
   if (!st) {
-    throw new InputError(
-      opts.missing?.(path) ?? `${path} is missing; restore it`,
-    );
+    const missing = opts.missing?.(path) ?? `${path} is missing; restore it`;
+    throw typeof missing === "string" ? new InputError(missing) : missing;
   }
   checkRegular(path, st, opts.maxBytes);
   return { path, size: st.size };

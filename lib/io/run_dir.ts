@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { InputError, OptionError } from "../errors.ts";
+import { InputError, OptionError, StepError } from "../errors.ts";
 import { isStaleTemp, writeFileAtomic } from "./atomic.ts";
 import { checkRoot, confined, ensureDir } from "./paths.ts";
 import { checkPinned, pinFolder } from "./pins.ts";
@@ -220,8 +220,10 @@ export async function openRunDir(
   const created = kind === "missing";
   if (kind === "missing") {
     if (!opts.create) {
-      throw new InputError(
-        `run dir ${dir} does not exist; run \`trminterp trace --run-dir ${dir}\` first`,
+      throw new StepError(
+        `run dir ${dir} does not exist; {fix} first`,
+        "trace",
+        { runDir: dir },
       );
     }
     try {

@@ -5,7 +5,7 @@
  * @module
  */
 import type * as OrtTypes from "npm:onnxruntime-web@1.30.0";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 import { backendName } from "../schema/common.ts";
 import type { BackendName } from "../schema/mod.ts";
 import {
@@ -297,10 +297,11 @@ export async function createSession(
       );
     }
     if (opts.backend === "webgpu" && /adapter|webgpu/i.test(String(e))) {
-      throw new InputError(
+      throw new OptionError(
+        "backend",
         `WebGPU is not available here (${
           firstLine(e)
-        }); use --backend wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
+        }); use {backend} wasm, or install a Vulkan driver (Debian: mesa-vulkan-drivers)`,
       );
     }
     throw invalidGraph(label, e);

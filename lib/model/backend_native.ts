@@ -16,7 +16,7 @@ import {
   type SessionOptions,
   wrapSession,
 } from "./graph_session.ts";
-import { InputError } from "../errors.ts";
+import { InputError, OptionError } from "../errors.ts";
 
 type OrtNode = typeof OrtNodeTypes;
 let ortNode: Promise<OrtNode> | null = null;
@@ -45,10 +45,10 @@ export function setNativeThreads(n: number): void {
   intraOpThreads = n;
 }
 
-/** The message when `--allow-ffi` is missing. */
+/** The message when `--allow-ffi` is missing; `{backend}` names the option. */
 const FFI_MESSAGE =
-  "--backend native loads onnxruntime's native library (npm:onnxruntime-node) and needs --allow-ffi, " +
-  "which lifts the sandbox; run it only on a trusted workstation, or use --backend wasm (what --backend auto picks without --allow-ffi)";
+  "{backend} native loads onnxruntime's native library (npm:onnxruntime-node) and needs Deno's --allow-ffi, " +
+  "which lifts the sandbox; run it only on a trusted workstation, or use {backend} wasm (what {backend} auto picks without --allow-ffi)";
 
 /**
  * Throw {@linkcode InputError} unless `--allow-ffi` is granted.
@@ -62,7 +62,7 @@ const FFI_MESSAGE =
  */
 export async function checkFfi(): Promise<void> {
   const st = await Deno.permissions.query({ name: "ffi" });
-  if (st.state !== "granted") throw new InputError(FFI_MESSAGE);
+  if (st.state !== "granted") throw new OptionError("backend", FFI_MESSAGE);
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import type { SaeFileConfig } from "../schema/mod.ts";
 import { basename, dirname, join } from "node:path";
-import { InputError } from "../errors.ts";
+import { InputError, StepError } from "../errors.ts";
 import { type OutputSet, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
 import { confinedFile } from "../io/paths.ts";
 import { encodeSafetensors } from "../io/safetensors.ts";
@@ -87,7 +87,7 @@ export function decodeSaePt(
       throw new InputError(
         `${label} is not a readable torch archive (${
           (e as Error).message
-        }); re-run \`sae fit\``,
+        }); fit the SAE again`,
       );
     }
   };
@@ -100,7 +100,7 @@ export function decodeSaePt(
   const cfg = root?.cfg as unknown as SaeFileConfig | undefined;
   if (!state || typeof state !== "object" || !cfg || typeof cfg !== "object") {
     throw new InputError(
-      `${label} has no state_dict and cfg; it was not written by \`trminterp sae fit\``,
+      `${label} has no state_dict and cfg; it is not an sae.pt that trminterp writes`,
     );
   }
   const tensors: Partial<SAETensors> = {};
@@ -130,7 +130,7 @@ function checkLayout(
   const cfg = root?.cfg as Record<string, TorchValue> | undefined;
   if (!state || typeof state !== "object" || !cfg || typeof cfg !== "object") {
     throw new InputError(
-      `${label} has no state_dict and cfg; it was not written by \`trminterp sae fit\``,
+      `${label} has no state_dict and cfg; it is not an sae.pt that trminterp writes`,
     );
   }
   const D = cfg.d_in, F = cfg.d_sae;
@@ -204,7 +204,9 @@ export async function readSaePt(
   const { path } = await confinedFile(root, name, {
     maxBytes: MAX_SAE_PT_BYTES,
     missing: () =>
-      `no sae.pt in ${runDir}; run \`trminterp sae fit --run-dir ${runDir}\` first`,
+      new StepError(`no sae.pt in ${runDir}; {fix} first`, "sae fit", {
+        runDir,
+      }),
   });
   const bytes = await Deno.readFile(path);
   return { ...decodeSaePt(bytes, path, opts), sha256: sha256Hex(bytes), path };

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { InputError } from "../errors.ts";
+import { dirname } from "node:path";
+import { InputError, StepError } from "../errors.ts";
 import { sha256File } from "../io/atomic.ts";
 import { NpyReader } from "../io/npy.ts";
 import { checkRegular, confined } from "../io/paths.ts";
@@ -106,16 +107,29 @@ export async function openParts(run: TraceRun): Promise<NpyReader[]> {
   return readers;
 }
 
+/** The error for a part whose fix is tracing it again (its shard, if one). */
+function retrace(part: TracePart, problem: string): StepError {
+  const h = part.header;
+  return new StepError(
+    `${problem}; {fix} again`,
+    "trace",
+    h.shard
+      ? {
+        runDir: dirname(dirname(part.dir)),
+        shard: `${h.shard.index}/${h.shard.count}`,
+      }
+      : { runDir: part.dir },
+  );
+}
+
 /** Open a part's states.npy after checking it is the file its header pins. */
 async function openStates(part: TracePart): Promise<NpyReader> {
   const h = part.header;
   const path = await confined(part.dir, "states.npy");
-  const rerun = h.shard
-    ? `\`trminterp trace --shard ${h.shard.index}/${h.shard.count}\``
-    : "trace";
   if (!h.states_npy) {
-    throw new InputError(
-      `${part.tracePath}: the header says the states are in states.npy but pins none; the trace is corrupt, re-run ${rerun}`,
+    throw retrace(
+      part,
+      `${part.tracePath}: the header says the states are in states.npy but pins none; the trace is corrupt`,
     );
   }
   // The bytes are checked against each example's states_sha256 as the
@@ -124,8 +138,9 @@ async function openStates(part: TracePart): Promise<NpyReader> {
     checkRegular(path, await Deno.lstat(path));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(
-        `no states.npy next to ${part.tracePath}, which keeps its states there; re-run ${rerun}`,
+      throw retrace(
+        part,
+        `no states.npy next to ${part.tracePath}, which keeps its states there`,
       );
     }
     throw e;
@@ -136,8 +151,9 @@ async function openStates(part: TracePart): Promise<NpyReader> {
     r.shape[1] !== h.state_dim
   ) {
     r[Symbol.dispose]();
-    throw new InputError(
-      `${path} holds ${r.dtype} [${r.shape}], not ${h.dtype} [${h.rows}, ${h.state_dim}] as its header says; re-run ${rerun}`,
+    throw retrace(
+      part,
+      `${path} holds ${r.dtype} [${r.shape}], not ${h.dtype} [${h.rows}, ${h.state_dim}] as its header says`,
     );
   }
   return r;
@@ -154,15 +170,13 @@ export async function checkPin(part: TracePart): Promise<void> {
   const path = await confined(part.dir, "states.npy");
   const sha = await sha256File(path);
   if (sha !== h.states_npy.sha256) {
-    const rerun = h.shard
-      ? `\`trminterp trace --shard ${h.shard.index}/${h.shard.count}\``
-      : "trace";
-    throw new InputError(
+    throw retrace(
+      part,
       `${path} is not the states.npy its trace.jsonl pins (sha256 ${
         sha.slice(0, 12)
       }…, header ${
         h.states_npy.sha256.slice(0, 12)
-      }…): it was changed or replaced; re-run ${rerun}`,
+      }…): it was changed or replaced`,
     );
   }
 }

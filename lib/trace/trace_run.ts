@@ -7,7 +7,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { parseAddress } from "../model/address.ts";
-import { InputError } from "../errors.ts";
+import { InputError, StepError } from "../errors.ts";
 import { readJsonl } from "../io/jsonl.ts";
 import { pathExists } from "../io/run_dir.ts";
 import { confined, confinedFile } from "../io/paths.ts";
@@ -55,7 +55,9 @@ async function runFiles(
 > {
   // Every file is reached through no symbolic link (see confined).
   const noTrace = (dir: string) => () =>
-    `no trace.jsonl in ${dir}; run \`trminterp trace --run-dir ${dir}\` first`;
+    new StepError(`no trace.jsonl in ${dir}; {fix} first`, "trace", {
+      runDir: dir,
+    });
   if (path.endsWith(".jsonl")) {
     const dir = dirname(path);
     const file = await confinedFile(dir, basename(path), {
@@ -89,9 +91,9 @@ async function runFiles(
     };
   }
   if (!names.length) {
-    throw new InputError(
-      `no trace.jsonl in ${path}; run \`trminterp trace --run-dir ${path}\` first`,
-    );
+    throw new StepError(`no trace.jsonl in ${path}; {fix} first`, "trace", {
+      runDir: path,
+    });
   }
   const counts = [...new Set(names.map((n) => SHARD_DIR.exec(n)![2]))];
   if (counts.length > 1) {
@@ -116,12 +118,12 @@ async function runFiles(
     } else missing.push(i);
   }
   if (missing.length) {
-    throw new InputError(
+    throw new StepError(
       `run dir ${path} lacks ${missing.length} of its ${n} shards (${
         missing.map((i) => shardName(i, n)).join(", ")
-      } have no trace.jsonl); run \`trminterp trace --run-dir ${path} --shard ${
-        missing[0]
-      }/${n}\` for each`,
+      } have no trace.jsonl); {fix}, and likewise for each`,
+      "trace",
+      { runDir: path, shard: `${missing[0]}/${n}` },
     );
   }
   return { runDir: path, path: shardsDir, files, sharded: true };
@@ -151,10 +153,10 @@ export async function openRun(path: string): Promise<TraceRun> {
     const h = parts[i].header;
     const name = shardName(i, n);
     if (!h.shard || h.shard.index !== i || h.shard.count !== n) {
-      throw new InputError(
-        `${
-          parts[i].tracePath
-        }: its header is not shard ${name}; re-run \`trminterp trace --shard ${i}/${n}\``,
+      throw new StepError(
+        `${parts[i].tracePath}: its header is not shard ${name}; {fix} again`,
+        "trace",
+        { runDir: path, shard: `${i}/${n}` },
       );
     }
     const got = JSON.stringify({ ...traceSettings(h), states: h.states });
@@ -174,22 +176,26 @@ export async function openRun(path: string): Promise<TraceRun> {
       h.blocks.length !== h0.blocks.length ||
       h.blocks.some((b, k) => b.address !== h0.blocks[k].address)
     ) {
-      throw new InputError(
+      throw new StepError(
         `${parts[i].tracePath}: its blocks are not those of ${
           shardName(0, n)
-        }; the trace is corrupt, re-run \`trminterp trace --shard ${i}/${n}\``,
+        }; the trace is corrupt, {fix} again`,
+        "trace",
+        { runDir: path, shard: `${i}/${n}` },
       );
     }
     const slice = shardSlice(i, n, h0.inputs.selected);
     if (h.shard.first !== slice.first || h.shard.examples !== slice.examples) {
-      throw new InputError(
+      throw new StepError(
         `${
           parts[i].tracePath
         }: shard ${name} holds examples ${h.shard.first}..${
           h.shard.first + h.shard.examples
         }, not ${slice.first}..${
           slice.first + slice.examples
-        } of ${h0.inputs.selected}; re-run \`trminterp trace --shard ${i}/${n}\``,
+        } of ${h0.inputs.selected}; {fix} again`,
+        "trace",
+        { runDir: path, shard: `${i}/${n}` },
       );
     }
   }
