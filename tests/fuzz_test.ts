@@ -949,12 +949,15 @@ Deno.test("fuzz safetensors: decodeSafetensors returns or throws InputError", as
   );
 });
 
-let traceSeed: Promise<{ dir: string; lines: string[] }> | null = null;
-
-/** Run `trace` on the tiny fixture once; its trace.jsonl seeds the JSONL fuzzers. */
-function realTrace(): Promise<{ dir: string; lines: string[] }> {
-  traceSeed ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "fuzz_trace_" });
+/**
+ * Run `trace` on the tiny fixture into a folder of the test's own, removed
+ * afterwards; its trace.jsonl seeds the JSONL fuzzers.
+ */
+async function withRealTrace(
+  fn: (t: { dir: string; lines: string[] }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fuzz_trace_" });
+  try {
     const model = join(FIXTURES, "tiny_trm");
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
@@ -978,9 +981,10 @@ function realTrace(): Promise<{ dir: string; lines: string[] }> {
     }).output();
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     const text = await Deno.readTextFile(join(dir, "trace.jsonl"));
-    return { dir, lines: text.split("\n").filter((l) => l !== "") };
-  })();
-  return traceSeed;
+    await fn({ dir, lines: text.split("\n").filter((l) => l !== "") });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /** The whole one-example trace: every state row needs its step record, so a sample would not load. */
@@ -989,85 +993,87 @@ function traceSample(lines: string[]): string[] {
 }
 
 Deno.test("fuzz trace records: TraceHeader/schemas.TraceRecord.safeParse never throw", async () => {
-  const { lines } = await realTrace();
-  const values = traceSample(lines).map((l) => JSON.parse(l));
-  const seedBytes = values.map((v) => enc.encode(JSON.stringify(v)));
-  const dec = new TextDecoder();
-  await fuzz(
-    "trace records",
-    6,
-    (rng) => jsonCase(rng, values, seedBytes),
-    (b) => {
-      let v: unknown;
-      try {
-        v = JSON.parse(dec.decode(b));
-      } catch {
-        throw new InputError("not JSON");
-      }
-      schemas.TraceHeader.safeParse(v);
-      return validate(schemas.TraceRecord, v);
-    },
-  );
+  await withRealTrace(async ({ lines }) => {
+    const values = traceSample(lines).map((l) => JSON.parse(l));
+    const seedBytes = values.map((v) => enc.encode(JSON.stringify(v)));
+    const dec = new TextDecoder();
+    await fuzz(
+      "trace records",
+      6,
+      (rng) => jsonCase(rng, values, seedBytes),
+      (b) => {
+        let v: unknown;
+        try {
+          v = JSON.parse(dec.decode(b));
+        } catch {
+          throw new InputError("not JSON");
+        }
+        schemas.TraceHeader.safeParse(v);
+        return validate(schemas.TraceRecord, v);
+      },
+    );
+  });
 });
 
 Deno.test("fuzz jsonl: TraceDataset.load of a mutated trace.jsonl returns or throws InputError", async () => {
-  const { dir: traceDir, lines } = await realTrace();
-  const sample = traceSample(lines);
-  const values = sample.map((l) => JSON.parse(l));
-  const seedBytes = sample.map((l) => enc.encode(l));
-  const dir = await Deno.makeTempDir({ prefix: "fuzz_jsonl_" });
-  await Deno.copyFile(join(traceDir, "states.npy"), join(dir, "states.npy"));
-  const path = join(dir, "trace.jsonl");
-  const whole = enc.encode(sample.join("\n") + "\n");
-  try {
-    await fuzz(
-      "jsonl",
-      7,
-      (rng) => {
-        const r = rng.int(5);
-        if (r === 0) return mutateBytes(rng, whole, seedBytes);
-        // Line-wise: keep, drop, duplicate or mutate each record.
-        const out: Uint8Array[] = [];
-        for (let k = 0; k < sample.length; k++) {
-          const c = rng.int(12);
-          if (c === 0) continue;
-          const line = c === 1
-            ? jsonCase(rng, [values[k]], seedBytes)
-            : c === 2 && k > 0
-            ? enc.encode(sample[rng.int(sample.length)])
-            : seedBytes[k];
-          out.push(line, enc.encode(rng.int(20) ? "\n" : "\r\n"));
-        }
-        if (rng.int(10) === 0) out.pop(); // no final newline
-        if (rng.int(20) === 0) out.push(new Uint8Array([0xff, 0xfe, 0x0a]));
-        return concat(...out);
-      },
-      async (b, rng) => {
-        await Deno.writeFile(path, b);
-        const ds = await TraceDataset.load(
-          rng.int(2) ? path : dir,
-          rng.int(4) ? {} : { latents: ["z_H"], steps: "s0.h0.H" },
-        );
-        if (ds.shape[0] > 0) ds.row(ds.shape[0] - 1);
-        // What loads stays inside the header's shapes (issue #10's bounds).
-        const h = ds.header, T = h.model.puzzle_emb_len + h.model.seq_len;
-        for (const o of ds.meta.outcomes) {
-          if (
-            o.tokens.length !== h.model.seq_len ||
-            o.label.length !== h.model.seq_len ||
-            new TextEncoder().encode(o.example).length > 256
-          ) throw new Error(`example ${o.example.slice(0, 20)} out of shape`);
-        }
-        for (const p of ds.meta.position) {
-          if (p >= T) throw new Error(`position ${p} of T=${T} loaded`);
-        }
-        // The bare reader must agree: InputError or records.
-        for await (const _ of readJsonl(path));
-      },
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withRealTrace(async ({ dir: traceDir, lines }) => {
+    const sample = traceSample(lines);
+    const values = sample.map((l) => JSON.parse(l));
+    const seedBytes = sample.map((l) => enc.encode(l));
+    const dir = await Deno.makeTempDir({ prefix: "fuzz_jsonl_" });
+    await Deno.copyFile(join(traceDir, "states.npy"), join(dir, "states.npy"));
+    const path = join(dir, "trace.jsonl");
+    const whole = enc.encode(sample.join("\n") + "\n");
+    try {
+      await fuzz(
+        "jsonl",
+        7,
+        (rng) => {
+          const r = rng.int(5);
+          if (r === 0) return mutateBytes(rng, whole, seedBytes);
+          // Line-wise: keep, drop, duplicate or mutate each record.
+          const out: Uint8Array[] = [];
+          for (let k = 0; k < sample.length; k++) {
+            const c = rng.int(12);
+            if (c === 0) continue;
+            const line = c === 1
+              ? jsonCase(rng, [values[k]], seedBytes)
+              : c === 2 && k > 0
+              ? enc.encode(sample[rng.int(sample.length)])
+              : seedBytes[k];
+            out.push(line, enc.encode(rng.int(20) ? "\n" : "\r\n"));
+          }
+          if (rng.int(10) === 0) out.pop(); // no final newline
+          if (rng.int(20) === 0) out.push(new Uint8Array([0xff, 0xfe, 0x0a]));
+          return concat(...out);
+        },
+        async (b, rng) => {
+          await Deno.writeFile(path, b);
+          const ds = await TraceDataset.load(
+            rng.int(2) ? path : dir,
+            rng.int(4) ? {} : { latents: ["z_H"], steps: "s0.h0.H" },
+          );
+          if (ds.shape[0] > 0) ds.row(ds.shape[0] - 1);
+          // What loads stays inside the header's shapes (issue #10's bounds).
+          const h = ds.header, T = h.model.puzzle_emb_len + h.model.seq_len;
+          for (const o of ds.meta.outcomes) {
+            if (
+              o.tokens.length !== h.model.seq_len ||
+              o.label.length !== h.model.seq_len ||
+              new TextEncoder().encode(o.example).length > 256
+            ) throw new Error(`example ${o.example.slice(0, 20)} out of shape`);
+          }
+          for (const p of ds.meta.position) {
+            if (p >= T) throw new Error(`position ${p} of T=${T} loaded`);
+          }
+          // The bare reader must agree: InputError or records.
+          for await (const _ of readJsonl(path));
+        },
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("fuzz model.json: readManifest returns or throws InputError", async () => {
@@ -1343,13 +1349,4 @@ Deno.test("fuzz dataset folders: every loaded example gets the puzzle its all__p
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test({
-  name: "fuzz: clean up the trace seed",
-  async fn() {
-    if (traceSeed) {
-      await Deno.remove((await traceSeed).dir, { recursive: true });
-    }
-  },
 });

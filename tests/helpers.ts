@@ -272,3 +272,28 @@ export async function qhaltBundle(from: string, dir: string): Promise<string> {
   await Deno.writeTextFile(join(dir, "model.json"), JSON.stringify(manifest));
   return dir;
 }
+
+/**
+ * Whether this process can mount a tmpfs: root, on a kernel and in a
+ * container that allow it. Tests that need one register as ignored when not.
+ */
+export async function tmpfsAvailable(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  const dir = await Deno.makeTempDir({ prefix: "tmpfs_probe_" });
+  try {
+    const m = await run("mount", [
+      "-t",
+      "tmpfs",
+      "-o",
+      "size=64k",
+      "tmpfs",
+      dir,
+    ])
+      .catch(() => null);
+    if (!m || m.code !== 0) return false;
+    await run("umount", [dir]);
+    return true;
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}

@@ -13,6 +13,8 @@ import {
   listDir,
   python,
   qhaltBundle,
+  run as runCmd,
+  tmpfsAvailable,
   withTempDir,
   writePuzzles,
 } from "./helpers.ts";
@@ -417,22 +419,49 @@ Deno.test("trace: an unknown selector, an existing run and an unwritable run dir
   });
 });
 
-Deno.test("trace: a read-only run dir is refused before any output", async () => {
-  if (Deno.uid() === 0) {
-    // root ignores file modes; the permission-scoped case above covers this path.
-    const p = await cli(["trace", "--help"]);
-    assert.equal(p.code, 0);
-    return;
-  }
-  await withTempDir(async (tmp) => {
-    const run = join(tmp, "ro");
-    await Deno.mkdir(run);
-    await Deno.chmod(run, 0o555);
-    const p = await cli(traceArgs(run, join(TINY, "puzzles.jsonl")));
-    assert.equal(p.code, 2);
-    assert.match(p.stderr, /cannot write to run dir/);
-    await Deno.chmod(run, 0o755);
-  });
+// A user's chmod stops a non-root writer; root ignores file modes, so as root
+// the run dir is a read-only tmpfs. Neither possible: the test is ignored.
+const READ_ONLY = Deno.uid() !== 0
+  ? "chmod"
+  : await tmpfsAvailable()
+  ? "tmpfs"
+  : null;
+
+Deno.test({
+  name: `trace: a read-only run dir is refused before any output (${
+    READ_ONLY ?? "no way to make one here"
+  })`,
+  ignore: READ_ONLY === null,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const run = join(tmp, "ro");
+      await Deno.mkdir(run);
+      if (READ_ONLY === "chmod") {
+        await Deno.chmod(run, 0o555);
+      } else {
+        const m = await runCmd("mount", [
+          "-t",
+          "tmpfs",
+          "-o",
+          "ro,size=1m",
+          "tmpfs",
+          run,
+        ]);
+        assert.equal(m.code, 0, m.stderr);
+      }
+      try {
+        const p = await cli(traceArgs(run, join(TINY, "puzzles.jsonl")));
+        assert.equal(p.code, 2, p.stderr);
+        const lines = p.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, p.stderr);
+        assert.match(lines[0], /cannot write to run dir|Read-only file system/);
+        assert.deepEqual(await listDir(run), []);
+      } finally {
+        if (READ_ONLY === "chmod") await Deno.chmod(run, 0o755);
+        else await runCmd("umount", [run]);
+      }
+    });
+  },
 });
 
 Deno.test("trace: TraceDataset.open streams rows from states.npy and agrees with load", async () => {
