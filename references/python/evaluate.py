@@ -37,7 +37,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-by-blanks", action="store_true",
-                    help="skip the table by blank count (it runs the model a second time)")
+                    help="skip the table by blank count")
     ap.add_argument("--seed", type=int, default=0, help="unused (evaluation is deterministic); kept for uniformity")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -54,8 +54,9 @@ def main(argv=None):
     d = load_split(a.inputs)
     k = a.limit or len(d["tokens"])
     tok, lab, pid = d["tokens"][:k], d["labels"][:k], d["pids"][:k]
-    per_step = evaluate(model, tok, lab, pids=pid)
-    by_blanks = {} if a.no_by_blanks else exact_by_blanks(model, tok, lab, pids=pid)
+    flags = []
+    per_step = evaluate(model, tok, lab, pids=pid, exact_out=flags)
+    by_blanks = {} if a.no_by_blanks else exact_by_blanks(model, tok, lab, pids=pid, exact=torch.cat(flags, dim=1))
     print(f"{a.inputs}: {len(tok)} puzzles (torch {a.dtype})")
     print("sup  exact   token   q_halt_acc")
     for e in per_step:

@@ -19,10 +19,22 @@ over the labelled cells) + 0.5 * BCE(q_halt, prediction exactly right). A slot h
 halt_max_steps, or, with --act, when q_halt > 0 (with exploration: with probability
 --halt-exploration a minimum of 2..halt_max_steps steps is drawn); halted slots get new
 examples and the carry is reset to H_init / L_init.
+
+With --ema-rate R (the official `ema: true`, `ema_rate`), a shadow copy of the weights starts
+equal to the initial weights and after every optimizer step becomes R * shadow + (1 - R) *
+weights, with no bias correction, as the official EMA helper does; the evaluations, the
+interim and final checkpoints and step_<N> then hold the shadow weights, and
+train_result.json also reports the raw weights' final accuracy for comparison.
+
+With --init-from CHECKPOINT, training starts from that checkpoint's weights (ours or an
+official step_<N>; the architecture flags must match it) instead of a fresh initialization:
+a continuation, with a fresh optimizer, fresh batch slots and the learning-rate schedule of
+this run's flags (the EMA shadow, if any, starts at those weights).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -34,7 +46,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from trm_model import OFFICIAL_PREFIX, ModelConfig, RecursiveModel, count_params, rollout, save_checkpoint  # noqa: E402
+from trm_model import (OFFICIAL_PREFIX, ModelConfig, RecursiveModel, count_params, rollout,  # noqa: E402
+                       save_checkpoint, strip_official)
 
 IGNORE = -100  # label value that does not count (the official IGNORE_LABEL_ID)
 
@@ -72,9 +85,10 @@ def load_data(folder: str):
 
 
 @torch.no_grad()
-def evaluate(model: RecursiveModel, tokens, labels, batch: int = 512, pids=None):
+def evaluate(model: RecursiveModel, tokens, labels, batch: int = 512, pids=None, exact_out: list | None = None):
     """Official evaluation (every example runs all halt_max_steps steps): per supervision
-    step, exact accuracy, mean token accuracy over labelled cells, q_halt accuracy."""
+    step, exact accuracy, mean token accuracy over labelled cells, q_halt accuracy. With
+    exact_out, the per-example exact flags ([steps, batch] bool per batch) are appended to it."""
     was_training = model.training
     model.eval()
     T = model.cfg.halt_max_steps
@@ -88,6 +102,8 @@ def evaluate(model: RecursiveModel, tokens, labels, batch: int = 512, pids=None)
         eq = (res["logits"].argmax(-1) == y.unsqueeze(0)) & valid
         n_valid = valid.sum(-1).clamp_min(1)
         exact = eq.sum(-1) == valid.sum(-1)
+        if exact_out is not None:
+            exact_out.append(exact)
         ex += exact.double().sum(-1)
         tk += (eq.sum(-1).double() / n_valid).sum(-1)
         qh += ((res["q_halt"] > 0) == exact).double().sum(-1)
@@ -97,14 +113,20 @@ def evaluate(model: RecursiveModel, tokens, labels, batch: int = 512, pids=None)
              "q_halt_acc": round(float(qh[s] / n), 6)} for s in range(T)]
 
 
-def exact_by_blanks(model: RecursiveModel, tokens, labels, blank: int = 1, pids=None) -> dict:
-    """Exact accuracy at the last supervision step per blank count."""
+def exact_by_blanks(model: RecursiveModel, tokens, labels, blank: int = 1, pids=None, exact=None) -> dict:
+    """Exact accuracy at the first and the last supervision step per blank count. exact, the
+    [steps, N] flags an evaluate(exact_out=...) call collected, saves running the model again."""
+    if exact is None:
+        flags = []
+        evaluate(model, tokens, labels, pids=pids, exact_out=flags)
+        exact = torch.cat(flags, dim=1)
     nb = (tokens == blank).sum(-1)
     out = {}
     for b in sorted(set(nb.tolist())):
         m = nb == b
-        ev = evaluate(model, tokens[m], labels[m], pids=None if pids is None else pids[m])
-        out[str(b)] = {"n": int(m.sum()), "exact_last": ev[-1]["exact"], "exact_first": ev[0]["exact"]}
+        n = int(m.sum())
+        out[str(b)] = {"n": n, "exact_last": round(float(exact[-1][m].double().sum() / n), 6),
+                       "exact_first": round(float(exact[0][m].double().sum() / n), 6)}
     return out
 
 
@@ -113,6 +135,14 @@ def official_state_dict(model: RecursiveModel) -> dict:
     puts `_orig_mod.` + `model.` + `inner.` in front of the inner model's keys."""
     return {OFFICIAL_PREFIX + k: v.detach().to(torch.float32).contiguous().clone()
             for k, v in model.state_dict().items() if not k.endswith(("cos_cached", "sin_cached"))}
+
+
+@torch.no_grad()
+def ema_update(shadow: RecursiveModel, model: RecursiveModel, rate: float) -> None:
+    """shadow <- rate * shadow + (1 - rate) * model, over the trained parameters."""
+    for ps, p in zip(shadow.parameters(), model.parameters()):
+        if p.requires_grad:
+            ps.mul_(rate).add_(p.detach(), alpha=1.0 - rate)
 
 
 def official_config(a, cfg: ModelConfig, n_train: int, name: str) -> dict:
@@ -142,7 +172,8 @@ def official_config(a, cfg: ModelConfig, n_train: int, name: str) -> dict:
         "weight_decay": a.weight_decay, "beta1": 0.9, "beta2": 0.95,
         "puzzle_emb_lr": a.lr, "puzzle_emb_weight_decay": a.weight_decay,
         "project_name": None, "run_name": name, "load_checkpoint": None, "checkpoint_path": a.out,
-        "seed": a.seed, "eval_save_outputs": [], "ema": False, "ema_rate": 0.999, "freeze_weights": False,
+        "seed": a.seed, "eval_save_outputs": [], "ema": a.ema_rate is not None,
+        "ema_rate": 0.999 if a.ema_rate is None else a.ema_rate, "freeze_weights": False,
     }
 
 
@@ -177,8 +208,16 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-limit", type=int, default=None,
                     help="test puzzles used by the evaluations during training (the final one uses all)")
+    ap.add_argument("--ema-rate", type=float, default=None, metavar="R",
+                    help="keep an exponential moving average of the weights (official ema_rate: 0.999) and "
+                         "evaluate and save it instead of the raw weights (default: no EMA)")
+    ap.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                    help="start from these weights (checkpoint.pt or an official step_<N> with the same "
+                         "architecture) instead of a fresh initialization")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
+    if a.ema_rate is not None and not 0.0 < a.ema_rate < 1.0:
+        raise SystemExit(f"--ema-rate must lie strictly between 0 and 1 (got {a.ema_rate}); the official value is 0.999")
 
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
@@ -198,9 +237,28 @@ def main(argv=None):
                       halt_max_steps=a.halt_max_steps, mlp_t=a.mlp_t, ffn_multiple=a.ffn_multiple,
                       pos_encodings=a.pos_encodings)
     model = RecursiveModel(cfg)
+    if a.init_from is not None:
+        obj = torch.load(a.init_from, map_location="cpu", weights_only=True)
+        sd = obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else strip_official(obj)
+        try:
+            missing, unexpected = model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise SystemExit(f"--init-from {a.init_from} does not match the architecture flags "
+                             f"({str(e).splitlines()[-1].strip()}); pass the flags it was trained with")
+        missing = [k for k in missing if not k.endswith(("cos_cached", "sin_cached"))]
+        if missing or unexpected:
+            raise SystemExit(f"--init-from {a.init_from} does not match the architecture flags: "
+                             f"missing {missing[:4]}, unexpected {unexpected[:4]}; pass the flags it was trained with")
+        print(f"initialized from {a.init_from}", flush=True)
     model.train()
     n_params = count_params(model)
     print(f"params {n_params}; train {len(tr_tok)} test {len(te_tok)}", flush=True)
+    # the model the evaluations and checkpoints see: the EMA shadow when asked for, else the weights
+    shadow = None
+    if a.ema_rate is not None:
+        shadow = copy.deepcopy(model)
+        shadow.requires_grad_(False)
+    final_model = shadow if shadow is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=a.weight_decay)
 
     def lr_at(step):
@@ -251,6 +309,8 @@ def main(argv=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if shadow is not None:
+            ema_update(shadow, model, a.ema_rate)
         with torch.no_grad():
             halted = steps >= T
             if a.act and T > 1:
@@ -272,19 +332,28 @@ def main(argv=None):
         if (it + 1) % a.eval_every == 0 and it + 1 < a.steps:
             te0 = time.time()
             k = a.eval_limit or len(te_tok)
-            ev = evaluate(model, te_tok[:k], te_lab[:k])
+            ev = evaluate(final_model, te_tok[:k], te_lab[:k])
             history.append({"step": it + 1, "n": int(min(k, len(te_tok))), "exact": [e["exact"] for e in ev]})
             # a checkpoint at every evaluation, so an interrupted run still leaves a model
             os.makedirs(a.out, exist_ok=True)
-            save_checkpoint(model, os.path.join(a.out, "checkpoint.pt"), {"name": name, "step": it + 1})
+            save_checkpoint(final_model, os.path.join(a.out, "checkpoint.pt"), {"name": name, "step": it + 1})
+            if a.official:  # the interim weights in the official layout too, for export.py
+                torch.save(official_state_dict(final_model), os.path.join(a.out, f"step_{it + 1}"))
             eval_seconds += time.time() - te0
             print(f"eval step {it + 1} ({min(k, len(te_tok))} test): exact per sup "
                   + " ".join(f"{e['exact']:.3f}" for e in ev) + f" [{time.time() - t0:.0f}s]", flush=True)
 
     train_seconds = time.time() - t0
     model.eval()
-    ev = evaluate(model, te_tok, te_lab)
-    by_blanks = exact_by_blanks(model, te_tok, te_lab)
+    raw = None
+    if shadow is not None:  # the raw weights once, to show what the average changed
+        raw = evaluate(model, te_tok, te_lab)
+        print("raw weights (no EMA), test: exact per sup " + " ".join(f"{e['exact']:.3f}" for e in raw), flush=True)
+    model = final_model
+    model.eval()
+    flags = []
+    ev = evaluate(model, te_tok, te_lab, exact_out=flags)
+    by_blanks = exact_by_blanks(model, te_tok, te_lab, exact=torch.cat(flags, dim=1))
     print("\nsup  exact   token   (test split, torch reference)")
     for e in ev:
         print(f"{e['sup']:>3}  {e['exact']:.4f}  {e['token']:.4f}")
@@ -299,6 +368,8 @@ def main(argv=None):
     source = {"training_command": cmd, "seed": a.seed, "train_puzzles": int(len(tr_tok)),
               "test_puzzles": int(len(te_tok)), "params": n_params,
               "test_exact_first_step": ev[0]["exact"], "test_exact_last_step": ev[-1]["exact"]}
+    if shadow is not None:
+        source["ema_rate"] = a.ema_rate
     # pad 0, blank 1, symbols from 2 (sudoku4.py and the official Sudoku builder agree)
     tokens = {"pad": 0, "blank": 1, "symbols": [str(i) for i in range(1, cfg.vocab_size - 1)], "symbol_offset": 2}
     save_checkpoint(model, os.path.join(a.out, "checkpoint.pt"), {"name": name, "tokens": tokens, "source": source})
@@ -311,7 +382,8 @@ def main(argv=None):
         json.dump({"args": vars(a), "params": n_params, "train_seconds": round(train_seconds, 1),
                    "eval_seconds_during_training": round(eval_seconds, 1),
                    "test": ev, "test_exact_by_blanks": by_blanks, "extra_tests": extra,
-                   "history": history, "source": source}, f, indent=1)
+                   "history": history, "source": source,
+                   **({"ema_rate": a.ema_rate, "test_raw_weights": raw} if shadow is not None else {})}, f, indent=1)
     print(f"done in {train_seconds:.0f}s (of which {eval_seconds:.0f}s evaluation); params {n_params}", flush=True)
 
 
