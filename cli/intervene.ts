@@ -5,6 +5,7 @@
  */
 import { InputError } from "../lib/errors.ts";
 import { runIntervene } from "../lib/intervene/intervene.ts";
+import type { BackendChoice } from "../lib/model/backend.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
 import { RANK_BY, type RankBy } from "../lib/intervene/ranking.ts";
 import type { Report } from "../lib/intervene/report.ts";
@@ -233,7 +234,18 @@ export async function intervene(args: string[]): Promise<Report | void> {
   const header = await readTraceHeader(runDir);
   const model = str(v, "model") ??
     headerPath(await traceRunDir(runDir), header.model.path);
-  const backend = parseBackend(v.backend) ?? header.backend;
+  // Without --allow-ffi, a native trace is intervened on WASM (the README's
+  // sandboxed line), which rolls its own baseline out; a note says so.
+  const ffi = (await Deno.permissions.query({ name: "ffi" })).state ===
+    "granted";
+  const asked = parseBackend(v.backend);
+  const backend = asked ??
+    (header.backend === "native" && !ffi ? "wasm" : header.backend);
+  if (!asked && backend !== header.backend) {
+    console.error(
+      `intervene: the trace ran on ${header.backend}; without --allow-ffi this runs on ${backend} and rolls the baseline out again there (grant --allow-ffi to reuse the trace's)`,
+    );
+  }
   await checkPermissions({
     command: "intervene",
     read: [runDir, model, ...ortWasmFiles(backend)],
@@ -265,7 +277,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
     rankBy: rankBy as RankBy | undefined,
     seed: intFlag(v.seed, "--seed") ?? 0,
     model: str(v, "model"),
-    backend: parseBackend(v.backend),
+    backend: backend as BackendChoice,
     batch: intFlag(v.batch, "--batch", 1),
     saveTrace: v["save-trace"] === true,
     force: v.force === true,

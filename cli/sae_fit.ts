@@ -7,6 +7,7 @@ import { InputError } from "../lib/errors.ts";
 import { ARCHITECTURES, type SAEArch } from "../lib/sae/arch/mod.ts";
 import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
 import { runSaeFit, type SaeMetricsJson } from "../lib/sae/fit.ts";
+import type { BackendName } from "../lib/model/backend.ts";
 import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
 import { headerPath } from "../lib/trace/trace.ts";
 import {
@@ -186,11 +187,18 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
   const header = await readTraceHeader(runDir);
   const model = str(v, "model") ??
     headerPath(await traceRunDir(runDir), header.model.path);
+  // A native trace's task accuracy runs on WASM without --allow-ffi (the
+  // README's sandboxed line): all three of its rollouts on the same backend.
+  const ffi = (await Deno.permissions.query({ name: "ffi" })).state ===
+    "granted";
+  const taskBackend = header.backend === "native" && !ffi
+    ? "wasm"
+    : header.backend;
   const needs = {
     command: "sae fit",
-    read: [runDir, model, ...ortWasmFiles(header.backend)],
+    read: [runDir, model, ...ortWasmFiles(taskBackend)],
     write: [runDir],
-    ffi: header.backend === "native",
+    ffi: taskBackend === "native",
   };
   const missing = await missingGrants(needs);
   const progress = new Progress("sae fit", 0, "steps", wantProgress(v));
@@ -214,6 +222,7 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     normalize: parseNormalize(v.normalize),
     maxRows: intFlag(v["max-rows"], "--max-rows", 1),
     model,
+    taskBackend: taskBackend as BackendName,
     skipTaskAccuracy: missing.length
       ? `model not at hand: no ${missing.join(" ")}; run with ${
         permissionFlags(needs)

@@ -1573,3 +1573,92 @@ Deno.test("hostile #21.5: a long command line is refused with one line before on
     assert.equal(p.code, 0, p.stderr);
   });
 });
+
+Deno.test("hostile #21.6: the README's scoped trace line with --shard, into a run dir that does not exist yet, needs only the run dir's grant", async () => {
+  const wasm = ortWasmFiles("wasm")[0];
+  await withTempDir(async (tmp) => {
+    for (const run of [join(tmp, "run"), join(tmp, "new", "deeper", "run")]) {
+      for (const i of [0, 1]) {
+        const p = await cli(
+          [
+            "trace",
+            "--run-dir",
+            run,
+            "--model",
+            TINY,
+            "--inputs",
+            PUZZLES,
+            "--shard",
+            `${i}/2`,
+          ],
+          [
+            "--no-prompt",
+            `--allow-read=${TINY},${PUZZLES},${run},${wasm}`,
+            `--allow-write=${run}`,
+          ],
+        );
+        assert.equal(p.code, 0, `${run} shard ${i}: ${p.stderr}`);
+      }
+      assert.deepEqual(await listDir(join(run, "shards")), [
+        "0-of-2",
+        "1-of-2",
+      ]);
+      const p = await cli(
+        ["sae", "fit", "--run-dir", run, ...QUICK_SAE],
+        [
+          "--no-prompt",
+          `--allow-read=${run},${TINY},${wasm}`,
+          `--allow-write=${run}`,
+        ],
+      );
+      assert.equal(p.code, 0, p.stderr);
+    }
+    assert.deepEqual(await listDir(tmp), ["new", "run"]);
+  });
+});
+
+Deno.test("hostile #21.7: the README's scoped sae fit and intervene lines work on a run traced with deno task (native recorded)", async () => {
+  const wasm = ortWasmFiles("wasm")[0];
+  await withTempDir(async (tmp) => {
+    const run = join(tmp, "run");
+    let p = await cli(
+      ["trace", "--run-dir", run, "--model", TINY, "--inputs", PUZZLES],
+      ["--no-prompt", "--allow-read", "--allow-write", "--allow-ffi"],
+    );
+    assert.equal(p.code, 0, p.stderr);
+    const header = JSON.parse(
+      (await Deno.readTextFile(join(run, "trace.jsonl"))).split("\n")[0],
+    );
+    assert.equal(header.backend, "native");
+    // The README's lines, as printed (RUN, MODEL and WASM filled in).
+    const scoped = [
+      "--no-prompt",
+      `--allow-read=${run},${TINY},${wasm}`,
+      `--allow-write=${run}`,
+    ];
+    p = await cli(["sae", "fit", "--run-dir", run, ...QUICK_SAE], scoped);
+    assert.equal(p.code, 0, p.stderr);
+    const m = JSON.parse(
+      await Deno.readTextFile(join(run, "sae_metrics.json")),
+    );
+    assert.equal(
+      typeof m.task_accuracy_recovered.acc_clean,
+      "number",
+      JSON.stringify(m.task_accuracy_recovered),
+    );
+    assert.match(
+      m.task_accuracy_recovered.formula,
+      /rolled out on wasm \(the trace ran on native\)/,
+    );
+    p = await cli(["intervene", "--run-dir", run, ...QUICK_ITV], scoped);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(
+      p.stderr,
+      /the trace ran on native; without --allow-ffi this runs on wasm/,
+    );
+    const r = JSON.parse(await Deno.readTextFile(join(run, "report.json")));
+    assert.equal(r.provenance.backend, "wasm");
+    assert.equal(r.provenance.baseline, "rerun");
+    assert.equal(r.comparison.examples, header.inputs.selected); // every traced example
+  });
+});

@@ -159,8 +159,12 @@ async function intervene(
   // Every ablation of the subsample runs through one runner: batched, and
   // each from the baseline's carry where it first changes anything.
   const runner = new AblationRunner(session, subExamples);
+  // The trace's outcomes are the baseline only when this rollout runs as
+  // the trace did: same schedule, same backend (a sandboxed run of a native
+  // trace runs on WASM and rolls its own baseline out).
   const sameSchedule = JSON.stringify(bundle.manifest.schedule) ===
-    JSON.stringify(header.model.schedule);
+      JSON.stringify(header.model.schedule) &&
+    bundle.backend === header.backend;
   // Progress counts example rollouts; an ablation that cannot change an
   // example is counted done without one.
   const n = subExamples.length;

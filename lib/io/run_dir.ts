@@ -363,12 +363,17 @@ export async function openShardDir(
   let created = false;
   if (kind === "missing") {
     try {
-      // Only a missing parent is created with the parent's grant: the run
-      // dir itself needs only its own (the README's scoped line).
-      if (!(await pathExists(join(dir, "..")))) {
-        await Deno.mkdir(join(dir, ".."), { recursive: true });
+      // Not recursive, so that `mkdir` tells the one creator (below). A
+      // missing parent is made by a recursive mkdir of the run dir itself,
+      // which Deno checks against the run dir's grant alone (the README's
+      // scoped line); two shards racing there both write the same marker
+      // bytes, each atomically.
+      try {
+        await Deno.mkdir(dir);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        await Deno.mkdir(dir, { recursive: true });
       }
-      await Deno.mkdir(dir);
       created = true;
     } catch (e) {
       if (!(e instanceof Deno.errors.AlreadyExists)) throw cannotWrite(dir, e);

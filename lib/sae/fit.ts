@@ -82,6 +82,12 @@ export interface SaeFitOptions {
   exportSaeLens?: boolean;
   /** Model bundle for task accuracy recovered (default: the trace's, its header path resolved against the run dir). */
   model?: string;
+  /**
+   * The backend for task accuracy recovered (default: the trace's). All of
+   * its rollouts (clean, spliced, zeroed) run on it, so the ratio stays
+   * comparable; a sandboxed run of a native trace passes `wasm`.
+   */
+  taskBackend?: BackendName;
   /** When set, task accuracy recovered is not measured; this reason is recorded instead. */
   skipTaskAccuracy?: string;
   /** Overwrite existing sae.pt / sae_metrics.json. */
@@ -285,7 +291,8 @@ async function fitAndWrite(
         }).selector,
         positions: header.record.positions,
         examples: ds.examples().filter((e) => heldoutExamples.has(e.id)),
-        backend: header.backend,
+        backend: opts.taskBackend ?? header.backend,
+        traced: header.backend,
         batch: header.record.batch,
       },
       opts.onTaskProgress,
@@ -361,6 +368,7 @@ interface SpliceSpec {
   positions: number[];
   examples: RolloutExample[];
   backend: BackendName;
+  traced: BackendName;
   batch: number;
 }
 
@@ -415,7 +423,10 @@ async function taskAccuracy(
     return {
       formula:
         "(acc_sae - acc_zero) / (acc_clean - acc_zero), token accuracy at the halting step on the held-out " +
-        `examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps (${spec.selector.text}) and positions`,
+        `examples; the SAE reconstruction (sae) or zeros (zero) replace the fitted latent at the fitted steps (${spec.selector.text}) and positions` +
+        (spec.backend === spec.traced
+          ? ""
+          : `; rolled out on ${spec.backend} (the trace ran on ${spec.traced})`),
       value: Math.abs(denom) > 1e-12
         ? round7((spliced.tok - zero.tok) / denom)
         : null,
