@@ -131,11 +131,21 @@ export interface BatchEndEvent extends BatchInfo {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Hook } from "./rollout.ts";
- * let calls = 0;
- * const count: Hook = { onStep: () => void calls++ };
- * count.onStep?.({} as never);
- * assert.equal(calls, 1);
+ * import { type Hook, rollout } from "./rollout.ts";
+ * import { loadBundle } from "./bundle.ts";
+ * import { allAddresses, formatAddress } from "./address.ts";
+ * const bundle = await loadBundle(new URL("../../tests/fixtures/tiny_trm", import.meta.url).pathname);
+ * try {
+ *   const seen: string[] = [];
+ *   const record: Hook = { onStep: (e) => void seen.push(`${formatAddress(e.address)} ${e.latent}`) };
+ *   const ex = { id: "p", tokens: new Array(16).fill(1), label: new Array(16).fill(2) };
+ *   await rollout(bundle, [ex], { hooks: [record] });
+ *   // Every net call of the (max_steps) schedule, in execution order: z_L updates, then z_H.
+ *   const all = allAddresses(bundle.manifest.schedule);
+ *   assert.deepEqual(seen, all.map((a) => `${formatAddress(a)} ${a.l === "H" ? "z_H" : "z_L"}`));
+ * } finally {
+ *   await bundle.release();
+ * }
  * ```
  */
 export interface Hook {

@@ -16,9 +16,15 @@ import type { RowSource } from "./train/trainer.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Metric } from "./metrics.ts";
- * const m: Metric<number> = { value: 0.1, formula: "Σ‖x−x̂‖² / Σ‖x−x̄‖²" };
- * assert(m.value === 0.1);
+ * import { type Metric, saeMetrics } from "./metrics.ts";
+ * import { SAE } from "./sae.ts";
+ * // An all-zero SAE reconstructs every row as 0: FVU = Σ‖x‖² / Σ‖x−x̄‖².
+ * const data = new Float32Array([2, 0, 0, 2]); // mean [1, 1]: Σ‖x‖² = 8, Σ‖x−x̄‖² = 4
+ * const src = { n: 2, dim: 2, rows: (ix: Int32Array, out: Float32Array) =>
+ *   ix.forEach((r, i) => out.set(data.subarray(r * 2, r * 2 + 2), i * 2)) };
+ * const fvu: Metric<number> = saeMetrics(new SAE({ arch: "relu", d_in: 2, d_sae: 2 }), src).fvu;
+ * assert.equal(fvu.value, 2);
+ * assert.match(fvu.formula, /x̂/);
  * ```
  */
 export interface Metric<T> {

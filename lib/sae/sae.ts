@@ -24,9 +24,14 @@ export { MAX_SAE_WEIGHTS };
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { SAETensor } from "./sae.ts";
- * const t: SAETensor = { shape: [2, 3], data: new Float32Array(6) };
- * assert(t.data.length === 6);
+ * import { SAE, type SAETensor } from "./sae.ts";
+ * const sae = new SAE({ arch: "relu", d_in: 2, d_sae: 3 });
+ * sae.W_enc[1] = 0.5; // row 0, column 1 of [D, F]
+ * const t: SAETensor = sae.toTensors().W_enc;
+ * assert.deepEqual(t.shape, [2, 3]);
+ * assert.equal(t.data[0 * 3 + 1], 0.5); // row-major
+ * // A tensor of the wrong shape is refused, naming it.
+ * assert.throws(() => SAE.fromTensors({ ...sae.toTensors(), W_enc: { shape: [3, 2], data: t.data } }, sae.cfg), /W_enc has shape \[3,2\]/);
  * ```
  */
 export interface SAETensor {
