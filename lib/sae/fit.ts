@@ -125,6 +125,12 @@ export interface SaeFitOptions {
  * ```
  */
 export async function runSaeFit(opts: SaeFitOptions): Promise<SaeMetricsJson> {
+  if (opts.epochs !== undefined && opts.trainSteps !== undefined) {
+    throw new OptionError(
+      "epochs",
+      "{epochs} and {trainSteps} both set how long to train; give one",
+    );
+  }
   const holdout = opts.holdout ?? SAE_DEFAULTS.holdout;
   if (!(holdout > 0 && holdout < 1)) {
     throw new OptionError(
