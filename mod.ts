@@ -152,7 +152,11 @@ export type {
   TraceStep,
   Validator,
 } from "./lib/schema/mod.ts";
-export { SAE_DEFAULTS } from "./lib/sae/defaults.ts";
+export {
+  type ArchDefaults,
+  SAE_DEFAULTS,
+  type SaeDefaults,
+} from "./lib/sae/defaults.ts";
 export { schemas } from "./lib/schema/mod.ts";
 export { InputError, OptionError, StepError } from "./lib/errors.ts";
 export type { LoopStep } from "./lib/errors.ts";

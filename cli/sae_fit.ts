@@ -38,7 +38,8 @@ const D = SAE_DEFAULTS;
  * import assert from "node:assert/strict";
  * import { SAE_FLAGS } from "./sae_fit.ts";
  * import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
- * assert.match(SAE_FLAGS.k.help, new RegExp(`default ${SAE_DEFAULTS.k}`));
+ * assert.match(SAE_FLAGS.k.help, new RegExp(`default ${SAE_DEFAULTS.archs.topk.k}`));
+ * assert.match(SAE_FLAGS.lr.help, new RegExp(`default ${SAE_DEFAULTS.lr}`));
  * ```
  */
 export const SAE_FLAGS: Record<string, FlagSpec> = {
@@ -47,7 +48,11 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   arch: {
     type: "string",
     arg: "NAME",
-    help: `${Object.keys(ARCHITECTURES).join(" | ")} (default ${D.arch})`,
+    help: `${Object.keys(ARCHITECTURES).join(" | ")} (default ${D.arch}); ${
+      Object.values(ARCHITECTURES).map((a) => `${a.name}: ${a.summary}`).join(
+        "; ",
+      )
+    }`,
   },
   features: {
     type: "string",
@@ -62,17 +67,27 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   k: {
     type: "string",
     arg: "K",
-    help: `active features per row for topk (default ${D.k})`,
+    help: `active features per row for topk (default ${D.archs.topk.k})`,
   },
   l1: {
     type: "string",
     arg: "LAMBDA",
-    help: `L1 coefficient for relu (default ${D.l1}, with a warm-up)`,
+    help:
+      `L1 coefficient for relu (default ${D.archs.relu.l1}, ramped up over the first ${
+        100 * Number(D.archs.relu.l1WarmupFraction)
+      }% of the steps)`,
   },
   lr: {
     type: "string",
     arg: "LR",
-    help: `Adam learning rate (default ${D.lr})`,
+    help:
+      `Adam learning rate (default ${D.lr}; betas ${D.beta1}, ${D.beta2}, eps ${D.eps}${
+        D.lrDecayFraction > 0
+          ? `; decays linearly to 0 over the last ${
+            100 * D.lrDecayFraction
+          }% of the steps`
+          : ""
+      })`,
   },
   batch: {
     type: "string",

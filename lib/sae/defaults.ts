@@ -1,9 +1,53 @@
 /**
- * The one table of `sae fit` defaults: the library (`fitSAE`, `runSaeFit`),
- * the CLI and its `--help` all read it, so they train the same SAE.
+ * The one table of `sae fit` defaults. `resolveFitOptions` applies it once;
+ * the library (`fitSAE`, `runSaeFit`), the CLI's `--help` and the spec read
+ * it, so they all train the same SAE. Each architecture's own defaults come
+ * from its module under `arch/` and appear here under `archs`.
  *
  * @module
  */
+import { ARCHITECTURES, type SAEArch } from "./arch/mod.ts";
+
+/** The defaults of one architecture, by its own keys. */
+export type ArchDefaults = Readonly<Record<string, number | string>>;
+
+/** The type of {@linkcode SAE_DEFAULTS}. */
+export interface SaeDefaults {
+  /** The architecture. */
+  readonly arch: "topk";
+  /** F = expansion × D. */
+  readonly expansion: number;
+  /** Adam learning rate. */
+  readonly lr: number;
+  /** Share of the steps, at the end, over which the learning rate decays linearly to 0. */
+  readonly lrDecayFraction: number;
+  /** Adam β1. */
+  readonly beta1: number;
+  /** Adam β2. */
+  readonly beta2: number;
+  /** Adam ε. */
+  readonly eps: number;
+  /** Rows per optimiser step (capped at the training rows). */
+  readonly batch: number;
+  /** Optimiser steps. */
+  readonly trainSteps: number;
+  /** `b_dec` init. */
+  readonly bDecInit: "mean";
+  /** A latent is dead after this many training rows without firing (capped at the training rows). */
+  readonly deadTokens: number;
+  /** Loss-curve samples, evenly spaced over the steps. */
+  readonly curvePoints: number;
+  /** Held-out fraction of examples for the metrics. */
+  readonly holdout: number;
+  /** The latent to fit on. */
+  readonly latent: "z_H";
+  /** Step selector of the training rows. */
+  readonly steps: string;
+  /** Scale inputs to mean ‖x‖ = √D while training (folded into the weights). */
+  readonly normalize: "expected_average_only_in";
+  /** Each architecture's own defaults. */
+  readonly archs: Readonly<Record<SAEArch, ArchDefaults>>;
+}
 
 /**
  * Defaults of SAE training and of `sae fit`.
@@ -12,43 +56,30 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { SAE_DEFAULTS } from "./defaults.ts";
+ * import { architecture } from "./arch/mod.ts";
  * assert.equal(SAE_DEFAULTS.arch, "topk");
- * assert.ok(SAE_DEFAULTS.k <= SAE_DEFAULTS.expansion * 64);
+ * assert.equal(SAE_DEFAULTS.archs.topk.k, architecture("topk").config(64, 512, {}).k);
  * ```
  */
-export const SAE_DEFAULTS: {
-  readonly arch: "topk";
-  readonly expansion: number;
-  readonly k: number;
-  readonly l1: number;
-  readonly lr: number;
-  readonly batch: number;
-  readonly trainSteps: number;
-  readonly holdout: number;
-  readonly latent: "z_H";
-  readonly steps: string;
-  readonly normalize: "expected_average_only_in";
-} = {
-  /** TopK needs no sparsity coefficient to tune. */
+export const SAE_DEFAULTS: SaeDefaults = {
   arch: "topk",
-  /** F = expansion × D. */
   expansion: 8,
-  /** Active latents per row for TopK. */
-  k: 16,
-  /** L1 coefficient for ReLU. */
-  l1: 5,
-  /** Adam learning rate. */
   lr: 1e-3,
-  /** Rows per optimiser step. */
+  lrDecayFraction: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
   batch: 1024,
-  /** Optimiser steps. */
   trainSteps: 3000,
-  /** Held-out fraction of examples for the metrics. */
+  bDecInit: "mean",
+  // 10M tokens, as Gao et al. 2024.
+  deadTokens: 10_000_000,
+  curvePoints: 100,
   holdout: 0.1,
-  /** The latent to fit on. */
   latent: "z_H",
-  /** Step selector of the training rows. */
   steps: "all",
-  /** Scale inputs to mean ‖x‖ = √D while training (folded into the weights). */
   normalize: "expected_average_only_in",
+  archs: Object.fromEntries(
+    Object.entries(ARCHITECTURES).map(([n, a]) => [n, a.defaults]),
+  ) as Record<SAEArch, ArchDefaults>,
 };

@@ -16,7 +16,6 @@ import { StepSelector } from "../model/address.ts";
 import { editSteps } from "./fitted_steps.ts";
 import { type Bundle, loadBundle } from "../model/bundle.ts";
 import { InputError, OptionError } from "../errors.ts";
-import { architecture } from "./arch/mod.ts";
 import { SAE_DEFAULTS } from "./defaults.ts";
 import { splitByGroup } from "./holdout.ts";
 import { round7 } from "../round.ts";
@@ -40,7 +39,8 @@ import {
   writeSaeLensFolder,
 } from "./sae_pt.ts";
 import { saeMetrics } from "./metrics.ts";
-import { type FitOptions, fitSAE } from "./train/trainer.ts";
+import { trainSAE } from "./train/trainer.ts";
+import { dictionarySize, resolveFitOptions } from "./train/options.ts";
 import { TraceDataset, type TraceRows } from "../trace/dataset.ts";
 import { VERSION } from "../version.ts";
 
@@ -56,9 +56,9 @@ export interface SaeFitOptions {
   features?: number;
   /** F = expansion × D when `features` is not given (default `SAE_DEFAULTS.expansion`). */
   expansion?: number;
-  /** TopK k (default `SAE_DEFAULTS.k`, at most F). */
+  /** Active latents for topk (default `SAE_DEFAULTS.archs.topk.k`, at most F). */
   k?: number;
-  /** L1 coefficient for relu (default `SAE_DEFAULTS.l1`). */
+  /** L1 coefficient for relu (default `SAE_DEFAULTS.archs.relu.l1`). */
   l1?: number;
   /** Adam learning rate (default `SAE_DEFAULTS.lr`). */
   lr?: number;
@@ -199,8 +199,10 @@ async function fitAndWrite(
       `the trace in ${opts.runDir} has no ${latent} rows at {steps} "${select}"; trace that latent or change {steps}`,
     );
   }
-  const F = opts.features ??
-    Math.round((opts.expansion ?? SAE_DEFAULTS.expansion) * D);
+  const F = dictionarySize(D, {
+    d_sae: opts.features,
+    expansion: opts.expansion,
+  });
   if (!(F >= 1 && F * D <= MAX_SAE_WEIGHTS)) {
     throw new OptionError(
       opts.features === undefined ? "expansion" : "features",
@@ -211,12 +213,6 @@ async function fitAndWrite(
       } (D × F ≤ ${MAX_SAE_WEIGHTS} weights per matrix)`,
     );
   }
-  const arch = architecture(opts.arch ?? SAE_DEFAULTS.arch);
-  const { k } = arch.config(D, F, { k: opts.k });
-  arch.checkConfig({ arch: arch.name, d_in: D, d_sae: F, k });
-  // sae.pt lands last and marks a finished fit (see the writes below).
-  await run.checkOutputs(["sae.pt"], opts.force);
-  await run.checkOutputs(["sae_metrics.json"], true);
   if (ds.meta.examples.length < 2) {
     throw new InputError(
       `the trace holds ${ds.meta.examples.length} example; a held-out split needs at least 2`,
@@ -234,23 +230,26 @@ async function fitAndWrite(
         ds.rows(ix.map((i) => pick[i]), out)
       : (ix: Int32Array, out: Float32Array) => ds.rows(ix, out),
   };
-  const fitOpts: FitOptions = {
-    arch: arch.name,
+  // Only what the caller set: resolveFitOptions applies the defaults, once.
+  const resolved = resolveFitOptions(source, {
+    arch: opts.arch,
     d_sae: F,
-    k,
+    k: opts.k,
     l1_coefficient: opts.l1,
-    lr: opts.lr ?? SAE_DEFAULTS.lr,
-    batch_size: opts.batch ?? SAE_DEFAULTS.batch,
-    steps: opts.trainSteps ??
-      (opts.epochs === undefined ? SAE_DEFAULTS.trainSteps : undefined),
+    lr: opts.lr,
+    batch_size: opts.batch,
+    steps: opts.trainSteps,
     epochs: opts.epochs,
     seed: opts.seed,
     indices: split.train,
-    normalize_activations: opts.normalize ?? SAE_DEFAULTS.normalize,
-  };
-  const fit = fitSAE(
+    normalize_activations: opts.normalize,
+  });
+  // sae.pt lands last and marks a finished fit (see the writes below).
+  await run.checkOutputs(["sae.pt"], opts.force);
+  await run.checkOutputs(["sae_metrics.json"], true);
+  const fit = trainSAE(
     source,
-    fitOpts,
+    resolved,
     (p) => opts.onProgress?.(p.step + 1, p.steps),
   );
   const metrics = saeMetrics(fit.sae, source, split.heldout);
@@ -265,16 +264,12 @@ async function fitAndWrite(
     trace_digest: traceDigest,
     model_sha256: header.model.sha256,
     seed: opts.seed,
-    training: Object.fromEntries(
-      Object.entries({
-        ...fitOpts,
-        indices: undefined,
-        holdout,
-        max_rows: opts.maxRows,
-        steps_taken: fit.steps,
-        scaling_factor: fit.scaling_factor,
-      }).filter(([, v]) => v !== undefined),
-    ) as Record<string, number | string | boolean>,
+    training: {
+      ...fit.training,
+      holdout,
+      ...(opts.maxRows === undefined ? {} : { max_rows: opts.maxRows }),
+      steps_taken: fit.steps,
+    },
   };
   const heldoutExamples = new Set<string>();
   for (const r of split.heldout) {

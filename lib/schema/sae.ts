@@ -6,6 +6,44 @@
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
 
 /**
+ * The SAE architectures: TopK (the default) and ReLU trained with an L1
+ * penalty.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SaeArchSchema } from "./sae.ts";
+ * assert.deepEqual(SaeArchSchema.options, ["topk", "relu"]);
+ * ```
+ */
+export const SaeArchSchema: z.ZodEnum<{ topk: "topk"; relu: "relu" }> = z
+  .enum(["topk", "relu"]);
+
+const saeConfigShape = {
+  arch: SaeArchSchema.describe("SAE architecture."),
+  d_in: pos.describe("Input width D."),
+  d_sae: pos.describe("Dictionary size F."),
+  k: pos.optional().describe("Active latents per row (topk)."),
+};
+
+/**
+ * The configuration an SAE's forward pass needs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAEConfigSchema } from "./sae.ts";
+ * assert.ok(SAEConfigSchema.safeParse({ arch: "topk", d_in: 4, d_sae: 8, k: 2 }).success);
+ * assert.ok(!SAEConfigSchema.safeParse({ arch: "jumprelu", d_in: 4, d_sae: 8 }).success);
+ * ```
+ */
+export const SAEConfigSchema = name(
+  z.object(saeConfigShape),
+  "SAEConfig",
+  "The configuration of an SAE's forward pass: architecture, sizes and its own fields.",
+);
+
+/**
  * The `cfg` stored in sae.pt next to the tensors.
  *
  * @example
@@ -21,10 +59,7 @@ import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
  */
 export const SaeFileConfigSchema = name(
   z.object({
-    arch: z.enum(["topk", "relu"]).describe("SAE architecture."),
-    d_in: pos.describe("Input width D."),
-    d_sae: pos.describe("Dictionary size F."),
-    k: pos.optional().describe("Active latents per row (topk)."),
+    ...saeConfigShape,
     format: z.literal("trminterp-sae/1").describe("File format tag."),
     latent: latent.describe("The latent the SAE was fitted on."),
     steps: z.string().describe("Step selector of the training rows."),
@@ -34,7 +69,9 @@ export const SaeFileConfigSchema = name(
     model_sha256: sha.describe("sha256 of the model bundle's model.json."),
     seed: int.describe("The seed."),
     training: z.record(z.string(), z.union([num, z.string(), z.boolean()]))
-      .describe("Training hyperparameters, as used."),
+      .describe(
+        "Every training hyperparameter, as used (defaults resolved), and what training measured (scaling_factor).",
+      ),
   }),
   "SaeFileConfig",
   "The configuration trminterp stores in sae.pt next to the tensors (v0-spec §4.1).",

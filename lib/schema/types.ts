@@ -448,6 +448,27 @@ export interface TraceExample {
   states_sha256: string;
 }
 /**
+ * The configuration of an SAE's forward pass: architecture, sizes and its own fields.
+ */
+export interface SAEConfig {
+  /**
+   * SAE architecture.
+   */
+  arch: "topk" | "relu";
+  /**
+   * Input width D.
+   */
+  d_in: number;
+  /**
+   * Dictionary size F.
+   */
+  d_sae: number;
+  /**
+   * Active latents per row (topk).
+   */
+  k?: number;
+}
+/**
  * The configuration trminterp stores in sae.pt next to the tensors (v0-spec §4.1).
  */
 export interface SaeFileConfig {
@@ -492,7 +513,7 @@ export interface SaeFileConfig {
    */
   seed: number;
   /**
-   * Training hyperparameters, as used.
+   * Every training hyperparameter, as used (defaults resolved), and what training measured (scaling_factor).
    */
   training: {
     [k: string]: number | string | boolean;

@@ -9,10 +9,15 @@ import { RELU } from "./relu.ts";
 import { TOPK } from "./topk.ts";
 
 export type {
-  ArchTraining,
+  ArchOptions,
+  ArchTrainer,
+  DeadLatents,
+  ExtraTensor,
+  LatentKernels,
   SAEArch,
   SaeArchitecture,
   SAEConfig,
+  TrainSetup,
 } from "./architecture.ts";
 export { selectTopK } from "./topk.ts";
 
@@ -23,7 +28,8 @@ export { selectTopK } from "./topk.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { ARCHITECTURES } from "./mod.ts";
- * assert.deepEqual(Object.keys(ARCHITECTURES), ["topk", "relu"]);
+ * import { SaeArchSchema } from "../../schema/sae.ts";
+ * assert.deepEqual(Object.keys(ARCHITECTURES).sort(), [...SaeArchSchema.options].sort());
  * ```
  */
 export const ARCHITECTURES: Readonly<Record<SAEArch, SaeArchitecture>> = {

@@ -6,8 +6,12 @@
  * @module
  */
 import { OptionError } from "../../errors.ts";
-import { SAE_DEFAULTS } from "../defaults.ts";
-import type { SaeArchitecture, SAEConfig } from "./architecture.ts";
+import type {
+  ArchTrainer,
+  SaeArchitecture,
+  SAEConfig,
+} from "./architecture.ts";
+import { AuxK, auxKSettings } from "./auxk.ts";
 
 /**
  * Select the `k` largest values of `pre[off .. off+n)` into `idx`/`val`,
@@ -83,7 +87,42 @@ function insert(
   idx[p] = i;
 }
 /**
- * TopK: the k largest pre-activations, then ReLU.
+ * TopK's defaults: k, and AuxK's `k_aux = D/2` (SAELens) with weight 1/32
+ * (Gao et al. 2024).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TOPK_DEFAULTS } from "./topk.ts";
+ * assert.equal(TOPK_DEFAULTS.auxCoefficient, 1 / 32);
+ * ```
+ */
+export const TOPK_DEFAULTS: {
+  readonly k: number;
+  readonly kAuxPerD: number;
+  readonly auxCoefficient: number;
+} = {
+  /** Active latents per row (capped at F). */
+  k: 16,
+  /** `k_aux = floor(D · kAuxPerD)` dead latents per row for AuxK. */
+  kAuxPerD: 0.5,
+  /** AuxK loss weight. */
+  auxCoefficient: 1 / 32,
+};
+
+/** Check `cfg.k` for the TopK-style architecture `arch`. */
+export function checkK(cfg: SAEConfig, arch: string): void {
+  const k = cfg.k;
+  if (k === undefined || !Number.isInteger(k) || k < 1 || k > cfg.d_sae) {
+    throw new OptionError(
+      "k",
+      `{k} must be an integer in [1, d_sae=${cfg.d_sae}] for ${arch}, got ${k}`,
+    );
+  }
+}
+
+/**
+ * TopK: the k largest pre-activations, then ReLU; trained with AuxK.
  *
  * @example
  * ```ts
@@ -91,26 +130,24 @@ function insert(
  * import { TOPK } from "./topk.ts";
  * assert.equal(TOPK.config(64, 512, {}).k, 16);
  * assert.throws(() => TOPK.checkConfig({ arch: "topk", d_in: 4, d_sae: 8, k: 9 }), /k must be an integer in \[1, d_sae=8\]/);
+ * const cfg = TOPK.config(4, 8, { k: 2 });
+ * const t = TOPK.trainer(cfg, { D: 4, F: 8, steps: 10, batch: 2 }, {});
+ * assert.deepEqual(t.hyper, { k_aux: 2, aux_coefficient: 1 / 32 });
  * ```
  */
 export const TOPK: SaeArchitecture = {
   name: "topk",
   saelensName: "topk",
-  checkConfig(cfg: SAEConfig): void {
-    const k = cfg.k;
-    if (k === undefined || !Number.isInteger(k) || k < 1 || k > cfg.d_sae) {
-      throw new OptionError(
-        "k",
-        `{k} must be an integer in [1, d_sae=${cfg.d_sae}] for topk, got ${k}`,
-      );
-    }
-  },
+  summary:
+    "the k largest pre-activations of each row, then ReLU; AuxK on dead latents",
+  defaults: TOPK_DEFAULTS,
+  checkConfig: (cfg) => checkK(cfg, "topk"),
   config(D, F, opts) {
     return {
       arch: "topk",
       d_in: D,
       d_sae: F,
-      k: opts.k ?? Math.min(SAE_DEFAULTS.k, F),
+      k: opts.k ?? Math.min(TOPK_DEFAULTS.k, F),
     };
   },
   maxActive: (cfg) => cfg.k!,
@@ -126,10 +163,20 @@ export const TOPK: SaeArchitecture = {
     }
     return na;
   },
-  training(D, cfg, _steps, opts) {
-    // SAELens: k_aux = D / 2 by default.
-    const kAux = Math.min(opts.k_aux ?? Math.floor(D / 2), cfg.d_sae);
-    return { l1: 0, l1WarmupSteps: 0, kAux };
+  trainer(cfg, setup, opts): ArchTrainer {
+    const s = auxKSettings(setup, opts, TOPK_DEFAULTS);
+    const aux = new AuxK(s, setup);
+    return {
+      hyper: { k_aux: s.kAux, aux_coefficient: s.coefficient },
+      auxCap: s.kAux,
+      beginStep: (_step, dead) => aux.begin(dead),
+      activate: (pre, off, idx, val) => TOPK.activate(pre, off, cfg, idx, val),
+      activeGradient: () => 0,
+      afterRow: (ws, pre, off, r) => aux.row(ws, pre, off, r),
+      endStep: () => ({ aux: aux.loss(), l1: 0 }),
+      finish: () => ({}),
+    };
   },
   saelensFields: (cfg) => ({ k: cfg.k }),
+  saelensTensors: () => ({}),
 };

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { LatentKernels } from "../arch/mod.ts";
 import { encodeBlock, R, RC, simdModule } from "./kernels.ts";
 
 /**
@@ -12,7 +13,9 @@ import { encodeBlock, R, RC, simdModule } from "./kernels.ts";
  * List 0 is the active latents (`actIdx`/`actVal`, residual `e`, its
  * gradient `ge`); list 1 is AuxK (`auxIdx`/`auxVal`, scaled residual `rr`).
  */
-export interface Workspace {
+export interface Workspace extends LatentKernels {
+  /** Whether the kernels are the WebAssembly SIMD ones. */
+  simd: boolean;
   Wd: Float32Array;
   WT: Float32Array;
   be: Float32Array;
@@ -89,6 +92,7 @@ export function jsWorkspace(
   const { Wd, WT, gWd, gWT, gbe, xc, gxc } = w;
   return {
     ...w,
+    simd: false,
     encode(nr) {
       for (let b = 0; b * R < nr; b++) {
         encodeBlock(xc, WT, w.be, w.pre, Math.min(R, nr - b * R), D, F, b * R);
@@ -213,6 +217,7 @@ export function simdWorkspace(
   const Db = D * 4;
   return {
     ...w,
+    simd: true,
     encode(nr) {
       const nb = Math.ceil(nr / R);
       w.xc.fill(0, nr * D, nb * R * D); // pad rows: finite values, results unused
