@@ -11,13 +11,21 @@
 import { Rng } from "../lib/rng.ts";
 import { fitSAE, type RowSource } from "../lib/sae/train/trainer.ts";
 
+/**
+ * The planted data draws from its own stream, never one fitSAE uses (its
+ * decoder init is `Rng(seed, 0)`, its batch order `Rng(seed, 1)`): data from
+ * `Rng(0)` with as many atoms as latents started the trainer at the true
+ * dictionary. The same stream as bench/run.ts's planted data.
+ */
+const DATA_RNG = () => new Rng(0x5eed, 0xda7a);
+
 function plantedSource(
   n: number,
   dim: number,
   nAtoms: number,
   active: number,
 ): RowSource {
-  const rng = new Rng(0);
+  const rng = DATA_RNG();
   const atoms = new Float32Array(nAtoms * dim);
   for (let a = 0; a < nAtoms; a++) {
     let s = 0;
