@@ -62,7 +62,7 @@ function mmcs(atoms: Float32Array, W_dec: Float32Array, F: number): number {
   return total / ATOMS;
 }
 
-for (const arch of ["topk", "relu"] as const) {
+for (const arch of ["topk", "relu", "batchtopk"] as const) {
   Deno.test(`sae defaults hold at any data scale: ${arch} recovers a planted dictionary at E‖x‖² = 0.1·D and 10·D`, () => {
     const seen: number[] = [];
     for (const scale of [0.1, 10]) {

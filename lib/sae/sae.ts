@@ -363,6 +363,7 @@ function fromFile(
       d_in: cfg.d_in,
       d_sae: cfg.d_sae,
       k: cfg.k,
+      threshold: cfg.threshold,
     });
   } catch (e) {
     throw new InputError(`${label}: ${(e as Error).message}`);

@@ -277,7 +277,11 @@ export async function writeSaeLensFolder(
       dataset_path: null,
     },
   };
-  Object.assign(saelensCfg, architecture(cfg.arch).saelensFields(cfg));
+  const arch = architecture(cfg.arch);
+  Object.assign(saelensCfg, arch.saelensFields(cfg));
+  for (const [name, t] of Object.entries(arch.saelensTensors(cfg))) {
+    tensors[name] = { dtype: "float32", shape: t.shape, data: t.data };
+  }
   const write = (path: string, data: Uint8Array | string) =>
     outputs ? outputs.add(path, data) : writeFileAtomic(path, data);
   await write(join(dir, "sae_weights.safetensors"), encodeSafetensors(tensors));

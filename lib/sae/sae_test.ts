@@ -6,6 +6,7 @@ import { Rng } from "../rng.ts";
 import { SAE } from "./sae.ts";
 import { selectTopK } from "./arch/mod.ts";
 import { saeMetrics } from "./metrics.ts";
+import { encodeSaePt, writeSaeLensFolder } from "./sae_pt.ts";
 import { fitSAE, type RowSource } from "./train/trainer.ts";
 
 /** Rows from a planted dictionary: `active` unit atoms per row, coefficients in [0.5, 1.5). */
@@ -349,6 +350,85 @@ Deno.test("relu SAE trains and reduces FVU", () => {
   console.log(`relu: held-out FVU ${fvu0.toFixed(3)} → ${fvu.toFixed(3)}`);
   assert.ok(fvu < 0.5 * fvu0, `fvu ${fvu} vs ${fvu0}`);
   assert.ok(curve.some((p) => p.l1 > 0));
+});
+
+Deno.test("batchtopk: k·B latents per training batch, a threshold at inference, sae.pt and SAELens carry it", async () => {
+  const D = 16, F = 64, k = 3, B = 128;
+  const { x } = planted(4000, D, 48, 3, 5);
+  const src = arraySource(x, D);
+  const fit = fitSAE(src, {
+    arch: "batchtopk",
+    d_sae: F,
+    k,
+    batch_size: B,
+    steps: 300,
+    seed: 2,
+  });
+  const thr = fit.sae.cfg.threshold!;
+  assert.ok(thr > 0, `threshold ${thr}`);
+  assert.equal(fit.training.threshold_lr, 0.01);
+  assert.equal(fit.training.k_aux, D / 2);
+  // At inference a latent is on exactly when its pre-activation exceeds the
+  // threshold, and the rows then use k latents on average, give or take.
+  const acts = fit.sae.encode(x.subarray(0, 1000 * D));
+  let on = 0;
+  for (let r = 0; r < 1000; r++) {
+    for (let j = 0; j < F; j++) {
+      const a = acts[r * F + j];
+      const pre = fit.sae.preActivation(x, r, j);
+      assert.equal(a > 0, pre > thr, `row ${r} latent ${j}`);
+      if (a > 0) on++;
+    }
+  }
+  const l0 = on / 1000;
+  console.log(`batchtopk: threshold ${thr.toFixed(4)}, inference L0 ${l0}`);
+  assert.ok(l0 > k / 2 && l0 < 2 * k, `L0 ${l0}`);
+  // sae.pt keeps the threshold; the SAELens folder is a JumpReLU SAE.
+  const cfg = {
+    ...fit.sae.cfg,
+    format: "trminterp-sae/1" as const,
+    latent: "z_H" as const,
+    steps: "all",
+    trace_digest: "0".repeat(64),
+    model_sha256: "0".repeat(64),
+    seed: 2,
+    training: fit.training,
+  };
+  const back = SAE.decode(encodeSaePt(fit.sae, cfg), "sae.pt");
+  assert.equal(back.sae.cfg.threshold, thr);
+  assert.deepEqual(
+    back.sae.encode(x.subarray(0, 64 * D)),
+    fit.sae.encode(x.subarray(0, 64 * D)),
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeSaeLensFolder(dir, fit.sae, cfg, "demo");
+    const j = JSON.parse(await Deno.readTextFile(`${dir}/cfg.json`));
+    assert.equal(j.architecture, "jumprelu");
+    assert.equal(j.k, undefined);
+    const bytes = await Deno.readFile(`${dir}/sae_weights.safetensors`);
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(
+      new TextDecoder().decode(bytes.subarray(8, 8 + n)),
+    );
+    assert.deepEqual(header.threshold.shape, [F]);
+    const [a, b] = header.threshold.data_offsets;
+    const t = new Float32Array(bytes.slice(8 + n + a, 8 + n + b).buffer);
+    assert.ok(t.every((v) => v === thr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  // Training bytes are seeded.
+  const again = fitSAE(src, {
+    arch: "batchtopk",
+    d_sae: F,
+    k,
+    batch_size: B,
+    steps: 300,
+    seed: 2,
+  });
+  assert.equal(paramHash(again.sae), paramHash(fit.sae));
+  assert.equal(again.sae.cfg.threshold, thr);
 });
 
 Deno.test("splitByGroup keeps groups whole and is seeded", () => {

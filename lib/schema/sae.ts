@@ -6,24 +6,31 @@
 import { int, latent, name, nonNeg, num, pos, sha, z } from "./common.ts";
 
 /**
- * The SAE architectures: TopK (the default) and ReLU trained with an L1
- * penalty.
+ * The SAE architectures: TopK (the default), ReLU trained with an L1
+ * penalty, and BatchTopK (TopK over the whole batch while training, a
+ * threshold at inference).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { SaeArchSchema } from "./sae.ts";
- * assert.deepEqual(SaeArchSchema.options, ["topk", "relu"]);
+ * assert.deepEqual(SaeArchSchema.options, ["topk", "relu", "batchtopk"]);
  * ```
  */
-export const SaeArchSchema: z.ZodEnum<{ topk: "topk"; relu: "relu" }> = z
-  .enum(["topk", "relu"]);
+export const SaeArchSchema: z.ZodEnum<
+  { topk: "topk"; relu: "relu"; batchtopk: "batchtopk" }
+> = z.enum(["topk", "relu", "batchtopk"]);
 
 const saeConfigShape = {
   arch: SaeArchSchema.describe("SAE architecture."),
   d_in: pos.describe("Input width D."),
   d_sae: pos.describe("Dictionary size F."),
-  k: pos.optional().describe("Active latents per row (topk)."),
+  k: pos.optional().describe(
+    "Active latents per row (topk), or per row on average over a training batch (batchtopk).",
+  ),
+  threshold: z.number().nonnegative().optional().describe(
+    "Inference threshold (batchtopk): a latent is active when its pre-activation exceeds it.",
+  ),
 };
 
 /**

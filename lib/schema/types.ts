@@ -454,7 +454,7 @@ export interface SAEConfig {
   /**
    * SAE architecture.
    */
-  arch: "topk" | "relu";
+  arch: "topk" | "relu" | "batchtopk";
   /**
    * Input width D.
    */
@@ -464,9 +464,13 @@ export interface SAEConfig {
    */
   d_sae: number;
   /**
-   * Active latents per row (topk).
+   * Active latents per row (topk), or per row on average over a training batch (batchtopk).
    */
   k?: number;
+  /**
+   * Inference threshold (batchtopk): a latent is active when its pre-activation exceeds it.
+   */
+  threshold?: number;
 }
 /**
  * The configuration trminterp stores in sae.pt next to the tensors (v0-spec §4.1).
@@ -475,7 +479,7 @@ export interface SaeFileConfig {
   /**
    * SAE architecture.
    */
-  arch: "topk" | "relu";
+  arch: "topk" | "relu" | "batchtopk";
   /**
    * Input width D.
    */
@@ -485,9 +489,13 @@ export interface SaeFileConfig {
    */
   d_sae: number;
   /**
-   * Active latents per row (topk).
+   * Active latents per row (topk), or per row on average over a training batch (batchtopk).
    */
   k?: number;
+  /**
+   * Inference threshold (batchtopk): a latent is active when its pre-activation exceeds it.
+   */
+  threshold?: number;
   /**
    * File format tag.
    */

@@ -5,6 +5,7 @@
  */
 import { OptionError } from "../../errors.ts";
 import type { SAEArch, SaeArchitecture } from "./architecture.ts";
+import { BATCHTOPK } from "./batchtopk.ts";
 import { RELU } from "./relu.ts";
 import { TOPK } from "./topk.ts";
 
@@ -35,6 +36,7 @@ export { selectTopK } from "./topk.ts";
 export const ARCHITECTURES: Readonly<Record<SAEArch, SaeArchitecture>> = {
   topk: TOPK,
   relu: RELU,
+  batchtopk: BATCHTOPK,
 };
 
 /**
@@ -46,7 +48,7 @@ export const ARCHITECTURES: Readonly<Record<SAEArch, SaeArchitecture>> = {
  * import assert from "node:assert/strict";
  * import { architecture } from "./mod.ts";
  * assert.equal(architecture("relu").saelensName, "standard");
- * assert.throws(() => architecture("jumprelu"), /unknown architecture "jumprelu"; use topk or relu/);
+ * assert.throws(() => architecture("jumprelu"), /unknown architecture "jumprelu"; use topk or relu or batchtopk/);
  * ```
  */
 export function architecture(name: string): SaeArchitecture {
