@@ -9,7 +9,7 @@
  * @module
  */
 import type { DeadLatents, LatentKernels, TrainSetup } from "./architecture.ts";
-import { selectTopK } from "./topk.ts";
+import { selectTopK } from "./select.ts";
 import { InputError } from "../../errors.ts";
 
 /** The AuxK settings every TopK-style architecture shares. */

@@ -20,7 +20,7 @@ export type {
   SAEConfig,
   TrainSetup,
 } from "./architecture.ts";
-export { selectTopK } from "./topk.ts";
+export { selectTopK } from "./select.ts";
 
 /**
  * Every architecture, by `cfg.arch` name.
