@@ -272,12 +272,17 @@ export class AblationRunner {
         if (!chosen.length) return;
         const rows = gatherRows(e, chosen, plan.positions);
         // A feature whose pre-activation is not positive is inactive: only
-        // rows where an ablated feature's is need the full encode.
+        // rows where an ablated feature's is need the full encode. Checking
+        // costs a dot product per feature, so a set of more than a quarter
+        // of the features (the control's mass-matched draws) skips the check.
         const full: number[] = [];
         chosen.forEach((b, k) => {
           const fs = features(e.offset + b);
+          const check = fs.length * 4 < F;
           for (let r = k * P; r < (k + 1) * P; r++) {
-            if (fs.some((f) => sae.preActivation(rows.data, r, f) > 0)) {
+            if (
+              !check || fs.some((f) => sae.preActivation(rows.data, r, f) > 0)
+            ) {
               full.push(r);
             }
           }
