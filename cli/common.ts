@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { basename, resolve } from "node:path";
 import { type BackendChoice, BACKENDS } from "../lib/model/backend.ts";
 import type { Latent } from "../lib/model/rollout.ts";
 import { InputError } from "../lib/errors.ts";
@@ -61,6 +62,41 @@ export const COMMON: Record<string, FlagSpec> = {
 };
 
 /**
+ * How the user runs trminterp, the one spelling of the command in every
+ * message, `next:` line and `--help`: the compiled binary's name, or the
+ * task (the README's Usage spells it the same way).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { invocation } from "./common.ts";
+ * assert.equal(invocation(), "deno task trminterp"); // tests run under deno
+ * ```
+ */
+export function invocation(): string {
+  const exe = basename(Deno.execPath());
+  return exe === "deno" || exe === "deno.exe" ? "deno task trminterp" : exe;
+}
+
+/**
+ * Every `trminterp <command>` a message quotes in backticks, in the one
+ * spelling of {@linkcode invocation}: the library words its advice with the
+ * bare name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { respell } from "./common.ts";
+ * assert.equal(respell("no sae.pt in a; run `trminterp sae fit --run-dir a` first"),
+ *   "no sae.pt in a; run `deno task trminterp sae fit --run-dir a` first");
+ * assert.equal(respell("trminterp: error: x"), "trminterp: error: x");
+ * ```
+ */
+export function respell(message: string): string {
+  return message.replace(/`trminterp(?= |`)/g, `\`${invocation()}`);
+}
+
+/**
  * A command's `--help` text.
  *
  * @example
@@ -68,7 +104,7 @@ export const COMMON: Record<string, FlagSpec> = {
  * import assert from "node:assert/strict";
  * import { usage } from "./common.ts";
  * const text = usage("trace", "--run-dir DIR", { seed: { type: "string", arg: "N", help: "seed" } });
- * assert.match(text, /^usage: trminterp trace --run-dir DIR/);
+ * assert.match(text, /^usage: deno task trminterp trace --run-dir DIR/);
  * assert.match(text, /--seed N\s+seed/);
  * ```
  */
@@ -78,7 +114,7 @@ export function usage(
   flags: Record<string, FlagSpec>,
   extra = "",
 ): string {
-  return `usage: trminterp ${name} ${synopsis}\n\nflags:\n${
+  return `usage: ${invocation()} ${name} ${synopsis}\n\nflags:\n${
     formatFlags(flags)
   }\n${extra ? `\n${extra}\n` : ""}\n${EXIT_CODES}`;
 }
@@ -92,13 +128,22 @@ export function usage(
  * import { requireRunDir } from "./common.ts";
  * assert.equal(requireRunDir({ "run-dir": "runs/a" }, "trace"), "runs/a");
  * assert.throws(() => requireRunDir({}, "trace"), /--run-dir is required/);
+ * assert.throws(() => requireRunDir({ "run-dir": "/proc/x" }, "trace"), /is under \/proc, which Deno opens only with --allow-all/);
  * ```
  */
 export function requireRunDir(v: FlagValues, cmd: string): string {
   const dir = v["run-dir"];
   if (typeof dir !== "string" || dir === "") {
     throw new InputError(
-      `${cmd}: --run-dir is required; e.g. \`trminterp ${cmd} --run-dir runs/demo\``,
+      `${cmd}: --run-dir is required; e.g. \`${invocation()} ${cmd} --run-dir runs/demo\``,
+    );
+  }
+  const system = /^\/(proc|sys|dev)(\/|$)/.exec(resolve(dir));
+  if (system) {
+    throw new InputError(
+      `${cmd}: --run-dir ${dir} is under /${
+        system[1]
+      }, which Deno opens only with --allow-all (trminterp never needs it); choose a run dir in an ordinary folder, e.g. runs/demo`,
     );
   }
   return dir;

@@ -98,9 +98,23 @@ export function parseFlags(
       ? { type: s.type, short: s.short }
       : { type: s.type };
   }
+  // A value that starts with "-" (a negative --value, or a bad --features
+  // -3) reaches its own check instead of parseArgs' "ambiguous" error.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : undefined;
+    const next = args[i + 1];
+    if (
+      name && specs[name]?.type === "string" && next !== undefined &&
+      /^-[\d.]/.test(next)
+    ) {
+      joined.push(`${args[i]}=${next}`);
+      i++;
+    } else joined.push(args[i]);
+  }
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: joined,
       options,
       strict: true,
       allowPositionals: true,
@@ -124,6 +138,16 @@ export function parseFlags(
         `${command}: unknown flag ${flag}${
           hint ? `; did you mean ${hint}?` : ""
         } (see \`trminterp ${command} --help\`)`,
+      );
+    }
+    const ambiguous = /Option '([^']+)' argument is ambiguous/.exec(msg);
+    if (ambiguous) {
+      throw new InputError(
+        `${command}: ${
+          ambiguous[1]
+        } needs a value, but the next argument is a flag; give it one, e.g. ${
+          ambiguous[1]
+        }=VALUE (see \`trminterp ${command} --help\`)`,
       );
     }
     throw new InputError(

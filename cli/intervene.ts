@@ -4,7 +4,10 @@
  * @module
  */
 import { InputError } from "../lib/errors.ts";
-import { runIntervene } from "../lib/intervene/intervene.ts";
+import {
+  type InterveneOptions,
+  runIntervene,
+} from "../lib/intervene/intervene.ts";
 import type { BackendChoice } from "../lib/model/backend.ts";
 import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
 import { RANK_BY, type RankBy } from "../lib/intervene/ranking.ts";
@@ -161,7 +164,7 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
  * ```ts
  * import assert from "node:assert/strict";
  * import { INTERVENE_HELP } from "./intervene.ts";
- * assert.match(INTERVENE_HELP, /^usage: trminterp intervene/);
+ * assert.match(INTERVENE_HELP, /^usage: deno task trminterp intervene/);
  * ```
  */
 export const INTERVENE_HELP: string = usage(
@@ -226,6 +229,42 @@ export async function intervene(args: string[]): Promise<Report | void> {
       `--rank-by must be ${RANK_BY.join(", ")}, got "${rankBy}"`,
     );
   }
+  const progress = new Progress(
+    "intervene",
+    0,
+    "example rollouts",
+    wantProgress(v),
+  );
+  // Every flag value is checked before the run dir is read.
+  const options: InterveneOptions = {
+    runDir,
+    policy: policy as PolicyName,
+    features: intList(v.features, "--features"),
+    steps: str(v, "steps"),
+    positions: str(v, "positions"),
+    value: numFlag(v.value, "--value"),
+    scale: numFlag(v.scale, "--scale"),
+    ablateTo: ablateTo as "zero" | "mean" | undefined,
+    sourceExample: str(v, "source-example"),
+    sourceSteps: str(v, "source-steps"),
+    rank: intFlag(v.rank, "--rank", 1),
+    candidates: intFlag(v.candidates, "--candidates", 1),
+    examples: intFlag(v.examples, "--examples", 1),
+    randomFeatures: intFlag(v["random-features"], "--random-features", 0),
+    controlDraws: intFlag(v["control-draws"], "--control-draws", 0),
+    rankBy: rankBy as RankBy | undefined,
+    seed: intFlag(v.seed, "--seed") ?? 0,
+    model: str(v, "model"),
+    batch: intFlag(v.batch, "--batch", 1),
+    saveTrace: v["save-trace"] === true,
+    force: v.force === true,
+    onProgress: (done, total) => {
+      progress.total = total;
+      progress.update(done);
+    },
+    command: provenanceArgs(["intervene"], args),
+    onWarning: (m) => console.error(`intervene: ${m}`),
+  };
   await checkPermissions({
     command: "intervene",
     read: [runDir],
@@ -252,41 +291,9 @@ export async function intervene(args: string[]): Promise<Report | void> {
     write: [runDir],
     ffi: backend === "native",
   });
-  const progress = new Progress(
-    "intervene",
-    0,
-    "example rollouts",
-    wantProgress(v),
-  );
   const r = await runIntervene({
-    runDir,
-    policy: policy as PolicyName,
-    features: intList(v.features, "--features"),
-    steps: str(v, "steps"),
-    positions: str(v, "positions"),
-    value: numFlag(v.value, "--value"),
-    scale: numFlag(v.scale, "--scale"),
-    ablateTo: ablateTo as "zero" | "mean" | undefined,
-    sourceExample: str(v, "source-example"),
-    sourceSteps: str(v, "source-steps"),
-    rank: intFlag(v.rank, "--rank", 1),
-    candidates: intFlag(v.candidates, "--candidates", 1),
-    examples: intFlag(v.examples, "--examples", 1),
-    randomFeatures: intFlag(v["random-features"], "--random-features", 0),
-    controlDraws: intFlag(v["control-draws"], "--control-draws", 0),
-    rankBy: rankBy as RankBy | undefined,
-    seed: intFlag(v.seed, "--seed") ?? 0,
-    model: str(v, "model"),
+    ...options,
     backend: backend as BackendChoice,
-    batch: intFlag(v.batch, "--batch", 1),
-    saveTrace: v["save-trace"] === true,
-    force: v.force === true,
-    onProgress: (done, total) => {
-      progress.total = total;
-      progress.update(done);
-    },
-    command: provenanceArgs(["intervene"], args),
-    onWarning: (m) => console.error(`intervene: ${m}`),
   });
   progress.done();
   console.log(interveneSummary(r, runDir));

@@ -12,7 +12,7 @@ import {
 } from "../lib/errors.ts";
 import { argvTooLong } from "../lib/model/argv.ts";
 import { VERSION } from "../lib/version.ts";
-import { EXIT_CODES } from "./common.ts";
+import { EXIT_CODES, invocation, respell } from "./common.ts";
 import { nearest } from "./flags.ts";
 import { intervene } from "./intervene.ts";
 import { SAE_HELP, saeFit } from "./sae_fit.ts";
@@ -22,12 +22,12 @@ const MAIN_HELP =
   `trminterp ${VERSION}: trace -> SAE -> intervene for TRM/HRM recurrent reasoning models
 
 usage:
-  trminterp trace     --run-dir DIR [--model BUNDLE] [--inputs FILE|DIR] [--seed N] ...
-  trminterp sae fit   --run-dir DIR [--seed N] ...
-  trminterp intervene --run-dir DIR --policy ablate_features|clamp_features|patch_features ...
+  ${invocation()} trace     --run-dir DIR [--model BUNDLE] [--inputs FILE|DIR] [--seed N] ...
+  ${invocation()} sae fit   --run-dir DIR [--seed N] ...
+  ${invocation()} intervene --run-dir DIR --policy ablate_features|clamp_features|patch_features ...
 
 Run the commands in this order; every output goes under --run-dir.
-\`trminterp <command> --help\` lists a command's flags.
+\`${invocation()} <command> --help\` lists a command's flags.
 
 ${EXIT_CODES}`;
 
@@ -104,9 +104,16 @@ export function commandOf(
  * assert.deepEqual(describeError(new OptionError("trainSteps", "{trainSteps} must be >= 1")),
  *   { line: "trminterp: error: --train-steps must be >= 1", code: 2 });
  * assert.equal(describeError(new TypeError("x is undefined")).code, 1);
+ * assert.equal(describeError(new Deno.errors.NotCapable(`Requires all access to "/proc/x", run again with the --allow-all flag`)).line,
+ *   "trminterp: error: /proc/x is a special system path that Deno opens only with --allow-all, which trminterp never needs; choose a path in an ordinary folder");
  * ```
  */
 export function describeError(e: unknown): { line: string; code: number } {
+  const { line, code } = describe(e);
+  return { line: respell(line), code };
+}
+
+function describe(e: unknown): { line: string; code: number } {
   if (e instanceof StepError) {
     return { line: `trminterp: error: ${e.format(commandOf)}`, code: 2 };
   }
@@ -115,6 +122,15 @@ export function describeError(e: unknown): { line: string; code: number } {
   }
   if (e instanceof InputError) {
     return { line: `trminterp: error: ${e.message}`, code: e.exitCode };
+  }
+  const special = /Requires all access to "([^"]+)"/.exec(firstLine(e));
+  if (e instanceof Deno.errors.NotCapable && special) {
+    return {
+      line: `trminterp: error: ${
+        special[1]
+      } is a special system path that Deno opens only with --allow-all, which trminterp never needs; choose a path in an ordinary folder`,
+      code: 2,
+    };
   }
   if (
     e instanceof Deno.errors.NotCapable ||

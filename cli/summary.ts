@@ -5,28 +5,14 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import type { Report } from "../lib/intervene/report.ts";
 import type { SaeMetricsJson } from "../lib/sae/fit.ts";
 import type { TraceSummary } from "../lib/trace/trace.ts";
+import { invocation } from "./common.ts";
 
 const SHADES = [" ", "░", "▒", "▓", "█"];
 const EIGHTHS = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
-
-/**
- * How the user runs trminterp: the compiled binary's name, or the task.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { invocation } from "./summary.ts";
- * assert.equal(invocation(), "deno task trminterp"); // tests run under deno
- * ```
- */
-export function invocation(): string {
-  const exe = basename(Deno.execPath());
-  return exe === "deno" || exe === "deno.exe" ? "deno task trminterp" : exe;
-}
 
 /**
  * A horizontal bar of `value` in `[0, max]`, `width` cells wide, in eighths.

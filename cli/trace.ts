@@ -133,7 +133,7 @@ export const TRACE_FLAGS: Record<string, FlagSpec> = {
  * ```ts
  * import assert from "node:assert/strict";
  * import { TRACE_HELP } from "./trace.ts";
- * assert.match(TRACE_HELP, /^usage: trminterp trace/);
+ * assert.match(TRACE_HELP, /^usage: deno task trminterp trace/);
  * assert.match(TRACE_HELP, /step selectors:/);
  * ```
  */

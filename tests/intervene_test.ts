@@ -231,7 +231,10 @@ async function badInput(run: string): Promise<void> {
       "ablate_features",
     ]);
     assert.equal(p.code, 2);
-    assert.match(p.stderr, /no sae\.pt in .*; run `trminterp sae fit/);
+    assert.match(
+      p.stderr,
+      /no sae\.pt in .*; run `deno task trminterp sae fit/,
+    );
     // An SAE of another dimension.
     const small = new SAE({ arch: "topk", d_in: 16, d_sae: 32, k: 4 });
     const cfg = {

@@ -191,7 +191,10 @@ Deno.test("sae fit: bad input gives one line, exit code 2 and no partial file", 
     await Deno.mkdir(empty);
     let p = await cli(["sae", "fit", "--run-dir", empty]);
     assert.equal(p.code, 2);
-    assert.match(p.stderr, /no trace\.jsonl in .*; run `trminterp trace/);
+    assert.match(
+      p.stderr,
+      /no trace\.jsonl in .*; run `deno task trminterp trace/,
+    );
 
     const run = join(tmp, "run");
     await traced(run);

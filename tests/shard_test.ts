@@ -144,7 +144,7 @@ Deno.test("shards: a run with a missing shard, shards traced differently, mixed 
     // Shard 1 of 2 is missing.
     await refused(
       ["sae", "fit", "--run-dir", run],
-      /lacks 1 of its 2 shards \(1-of-2 have no trace\.jsonl\); run `trminterp trace --run-dir .* --shard 1\/2`/,
+      /lacks 1 of its 2 shards \(1-of-2 have no trace\.jsonl\); run `deno task trminterp trace --run-dir .* --shard 1\/2`/,
     );
     await refused([
       "intervene",
