@@ -296,6 +296,6 @@ export async function intervene(args: string[]): Promise<Report | void> {
     backend: backend as BackendChoice,
   });
   progress.done();
-  console.log(interveneSummary(r, runDir));
+  console.log(interveneSummary(r, runDir, header.model.seq_len));
   return r;
 }

@@ -363,6 +363,122 @@ export function editedStepsText(
     : `${p.steps} (${n}, within the SAE's fitted steps)`;
 }
 
+/** Shades of {@linkcode cellHeatmap}: upper bounds on the fraction of all cells, fixed. */
+const CELL_SCALE = [0.01, 0.1, 0.5, Infinity];
+
+/**
+ * A heat map of token-accuracy drops on an absolute scale: each value is a
+ * fraction of `cells` output cells (examples × positions), shaded by fixed
+ * decades of that fraction, never by the map's own maximum, so a single
+ * flipped cell stays faint. The legend names the shades, the size of one
+ * cell and the largest value in cells.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cellHeatmap } from "./summary.ts";
+ * // 1,024 cells; one cell = 0.000977. f3 flips one cell at s1, f9 three quarters of them at s0.
+ * const text = cellHeatmap([[0, 1 / 1024], [0.75, 0]], ["f3", "f9"], ["s0", "s1"], 1024);
+ * assert.match(text, /f3 +│ +░░/);
+ * assert.match(text, /f9 +│██ +$/m);
+ * assert.match(text, /one cell = 1\/1,024 = 0\.000977/);
+ * assert.match(text, /largest 768 cells/);
+ * ```
+ */
+export function cellHeatmap(
+  values: number[][],
+  rows: string[],
+  cols: string[],
+  cells: number,
+): string {
+  const w = Math.max(2, ...cols.map((c) => c.length));
+  const lw = Math.max(...rows.map((r) => r.length));
+  const shade = (v: number) =>
+    v > 0 ? SHADES[1 + CELL_SCALE.findIndex((t) => v <= t)] : SHADES[0];
+  const max = Math.max(0, ...values.flat());
+  const n = (x: number) => x.toLocaleString("en-US");
+  return [
+    `${" ".repeat(lw)} │${cols.map((c) => c.padStart(w)).join(" ")}`,
+    ...values.map((r, i) =>
+      `${rows[i].padEnd(lw)} │${r.map((v) => shade(v).repeat(w)).join(" ")}`
+    ),
+    `${" ".repeat(lw)}   absolute scale, share of the ${
+      n(cells)
+    } cells: ░ ≤ 1%, ▒ ≤ 10%, ▓ ≤ 50%, █ > 50%; blank = no drop`,
+    `${" ".repeat(lw)}   one cell = 1/${n(cells)} = ${
+      (1 / cells).toPrecision(3)
+    }; largest ${n(Math.round(max * cells))} cell${
+      Math.round(max * cells) === 1 ? "" : "s"
+    } (${fmt(max)})`,
+  ].join("\n");
+}
+
+/**
+ * What the top of the ranking rests on: the resolution of its metric (one
+ * cell = 1/(examples × positions), one puzzle = 1/examples) and, when
+ * features tie at the top, how many, at how many cells, and the tie-break
+ * that ordered them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rankingTieNote } from "./summary.ts";
+ * const f = (feature: number, effect: number, mean_kl: number) =>
+ *   ({ feature, effect, mean_kl, exact_drop: 0, normalized_effect: 0, mean_activation: 1 });
+ * const causal = { rank_by: "token" as const, subsample: { examples: 64 },
+ *   ranking: [f(102, 1 / 1024, 0.003), f(7, 1 / 1024, 0.002), f(5, 1 / 1024, 0.001), f(9, 0, 0.01)] };
+ * const [res, tie] = rankingTieNote(causal, 16);
+ * assert.match(res, /one cell = 1\/\(64 examples × 16 positions\) = 0\.000977/);
+ * assert.match(tie, /the top 3 features \(102, 7, 5\) tie at 1 cell/);
+ * assert.match(tie, /KL breaks the tie/);
+ * assert.equal(rankingTieNote({ ...causal, ranking: causal.ranking.slice(2) }, 16).length, 1);
+ * ```
+ */
+export function rankingTieNote(
+  causal: {
+    rank_by: Report["causal"]["rank_by"];
+    subsample: { examples: number };
+    ranking: readonly {
+      feature: number;
+      effect: number;
+      exact_drop: number;
+    }[];
+  },
+  positions: number,
+): string[] {
+  const examples = causal.subsample.examples;
+  const cells = examples * positions;
+  const top = causal.ranking[0];
+  const lines = [
+    `  resolution: one cell = 1/(${examples} examples × ${positions} positions) = ${
+      (1 / cells).toPrecision(3)
+    } of token accuracy; one puzzle = 1/${examples} = ${
+      (1 / examples).toPrecision(3)
+    } of exact accuracy`,
+  ];
+  if (!top || causal.rank_by === "kl") return lines;
+  const byExact = causal.rank_by === "exact";
+  const unit = byExact ? examples : cells;
+  const count = (f: { effect: number; exact_drop: number }) =>
+    Math.round((byExact ? f.exact_drop : f.effect) * unit);
+  const tied = causal.ranking.filter((f) => count(f) === count(top));
+  if (tied.length < 2) return lines;
+  const k = count(top);
+  const what = byExact
+    ? `puzzle${k === 1 ? "" : "s"}`
+    : `cell${k === 1 ? "" : "s"}`;
+  const ids = tied.slice(0, 8).map((f) => f.feature).join(", ") +
+    (tied.length > 8 ? ", …" : "");
+  lines.push(
+    `  tie: the top ${tied.length} features (${ids}) tie at ${k} ${what} of ${
+      unit.toLocaleString("en-US")
+    }; ${
+      byExact ? "the token drop, then KL," : "KL"
+    } breaks the tie, then the lower index: their order is not a finding`,
+  );
+  return lines;
+}
+
 /**
  * The summary `intervene` prints: the effect of the policy, per-step
  * accuracy as bars, the top causal features against the random reference,
@@ -394,7 +510,11 @@ export function editedStepsText(
  * assert.match(text, /half the all-feature effect at k = 1/);
  * ```
  */
-export function interveneSummary(r: Report, runDir: string): string {
+export function interveneSummary(
+  r: Report,
+  runDir: string,
+  positions?: number,
+): string {
   const c = r.comparison, d = c.delta;
   const params = Object.entries(r.policy.params).map(([k, v]) =>
     `${k} ${Array.isArray(v) ? v.join(",") : v}`
@@ -434,6 +554,7 @@ export function interveneSummary(r: Report, runDir: string): string {
           fmt(f.mean_kl).padEnd(9)
         } ${fmt(f.exact_drop)}`
       ),
+      ...(positions ? rankingTieNote(causal, positions) : []),
     );
     const S = r.landing?.policy.token_drop.length ?? 0;
     lines.push(
@@ -453,7 +574,14 @@ export function interveneSummary(r: Report, runDir: string): string {
     lines.push(
       "",
       "  tomography: drop in token accuracy when a feature is ablated at one supervision step only",
-      heatmap(byFeature, tomo.features.map((f) => `f${f}`), tomo.groups)
+      (positions
+        ? cellHeatmap(
+          byFeature,
+          tomo.features.map((f) => `f${f}`),
+          tomo.groups,
+          causal.subsample.examples * positions,
+        )
+        : heatmap(byFeature, tomo.features.map((f) => `f${f}`), tomo.groups))
         .split("\n").map((l) => `  ${l}`).join("\n"),
     );
   }
