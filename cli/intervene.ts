@@ -36,7 +36,12 @@ import {
 } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
-import { interveneSummary } from "./summary.ts";
+import { interveneSummary, reportsLine } from "./summary.ts";
+import {
+  checkRunName,
+  listReports,
+  reportPath,
+} from "../lib/intervene/reports.ts";
 
 /** The table every default below comes from. */
 const D = INTERVENE_DEFAULTS;
@@ -150,6 +155,12 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
     arg: "N",
     help: "examples per batch (default: the trace's)",
   },
+  name: {
+    type: "string",
+    arg: "NAME",
+    help:
+      "name this run: write DIR/interventions/NAME/report.json (and its saved trace beside it) instead of DIR/report.json, so several runs sit side by side",
+  },
   "save-trace": {
     type: "boolean",
     help: "save the intervened trace under DIR/interventions/<id>/",
@@ -257,6 +268,9 @@ export async function intervene(args: string[]): Promise<Report | void> {
     model: str(v, "model"),
     batch: intFlag(v.batch, "--batch", 1),
     saveTrace: v["save-trace"] === true,
+    name: str(v, "name") === undefined
+      ? undefined
+      : checkRunName(str(v, "name")!),
     force: v.force === true,
     onProgress: (done, total) => {
       progress.total = total;
@@ -296,6 +310,14 @@ export async function intervene(args: string[]): Promise<Report | void> {
     backend: backend as BackendChoice,
   });
   progress.done();
-  console.log(interveneSummary(r, runDir, header.model.seq_len));
+  const lines = interveneSummary(
+    r,
+    runDir,
+    header.model.seq_len,
+    reportPath(options.name),
+  ).split("\n");
+  // Before the closing `next:` line: every report in the run dir.
+  lines.splice(lines.length - 2, 0, "", reportsLine(await listReports(runDir)));
+  console.log(lines.join("\n"));
   return r;
 }

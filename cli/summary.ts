@@ -363,6 +363,50 @@ export function editedStepsText(
     : `${p.steps} (${n}, within the SAE's fitted steps)`;
 }
 
+/**
+ * Where the causal ranking came from, when this run reused another report's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { reusedNote } from "./summary.ts";
+ * assert.deepEqual(reusedNote({ provenance: { causal_from: null } }, "r"), []);
+ * assert.match(reusedNote({ provenance: { causal_from: "report.json" } }, "r")[0],
+ *   /reused from r\/report\.json .*not recomputed/);
+ * ```
+ */
+export function reusedNote(
+  r: { provenance?: { causal_from?: string | null } },
+  runDir: string,
+): string[] {
+  const from = r.provenance?.causal_from;
+  return from === null || from === undefined ? [] : [
+    `  the ranking, its references, the tomography and where each feature lands are reused from ${
+      join(runDir, from)
+    } (same trace, SAE, model, seed, steps, candidates and subsample; not recomputed)`,
+  ];
+}
+
+/**
+ * The line that lists the reports of a run dir, each with its policy.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { reportsLine } from "./summary.ts";
+ * const r = (name: string) => ({ policy: { name } });
+ * assert.equal(reportsLine([{ path: "report.json", report: r("ablate_features") }, { path: "interventions/c/report.json", report: r("clamp_features") }]),
+ *   "reports in this run dir: report.json (ablate_features), interventions/c/report.json (clamp_features)");
+ * ```
+ */
+export function reportsLine(
+  found: readonly { path: string; report: { policy: { name: string } } }[],
+): string {
+  return `reports in this run dir: ${
+    found.map((f) => `${f.path} (${f.report.policy.name})`).join(", ")
+  }`;
+}
+
 /** Shades of {@linkcode cellHeatmap}: upper bounds on the fraction of all cells, fixed. */
 const CELL_SCALE = [0.01, 0.1, 0.5, Infinity];
 
@@ -514,6 +558,7 @@ export function interveneSummary(
   r: Report,
   runDir: string,
   positions?: number,
+  reportRel = "report.json",
 ): string {
   const c = r.comparison, d = c.delta;
   const params = Object.entries(r.policy.params).map(([k, v]) =>
@@ -522,7 +567,7 @@ export function interveneSummary(
   const lines = [
     `intervene: ${r.policy.name} (${params}) on ${r.policy.latent} at ${
       editedStepsText(r.policy)
-    }, ${c.examples} examples -> ${join(runDir, "report.json")}`,
+    }, ${c.examples} examples -> ${join(runDir, reportRel)}`,
     "",
     `  token accuracy ${c.baseline.token_acc.toFixed(4)} -> ${
       c.intervened.token_acc.toFixed(4)
@@ -543,6 +588,7 @@ export function interveneSummary(
     const rf = causal.random_features;
     lines.push(
       "",
+      ...reusedNote(r, runDir),
       `  top causal features: each ablated alone on ${causal.subsample.examples} examples`,
       `  (effect = drop in token accuracy; reference: the median of ${rf.features.length} random features ablated alone, effect ${
         fmt(rf.median_effect)
@@ -588,10 +634,10 @@ export function interveneSummary(
   const top = causal.ranking[0]?.feature;
   lines.push(
     "",
-    `next: open ${join(runDir, "report.json")}${
+    `next: open ${join(runDir, reportRel)}${
       top === undefined
         ? ""
-        : `, or steer feature ${top}: ${invocation()} intervene --run-dir ${runDir} --policy clamp_features --features ${top} --scale 2 --force`
+        : `, or steer feature ${top}: ${invocation()} intervene --run-dir ${runDir} --policy clamp_features --features ${top} --scale 2 --name clamp-f${top}`
     }`,
   );
   return lines.join("\n");

@@ -36,6 +36,7 @@ import {
   curveSizes,
   randomReference,
   rankFeatures,
+  referenceDraw,
   topIndices,
 } from "./ranking.ts";
 import { causalSection, type Report } from "./report.ts";
@@ -43,6 +44,7 @@ import { CONTROL_DRAWS, controlCurve } from "./control.ts";
 import { selectivity } from "./selectivity.ts";
 import { type EditedPositions, landing, trackEdits } from "./landing.ts";
 import type { Grid } from "../schema/mod.ts";
+import { findRanking, reportPath } from "./reports.ts";
 import type { CausalFeature, SideSummary } from "../schema/mod.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
@@ -75,7 +77,9 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
   // Held for the whole command: no other command replaces the trace or the
   // SAE meanwhile.
   await using run = await openRunDir(opts.runDir);
-  // A link where the saved trace goes is refused before the work.
+  const reportRel = reportPath(opts.name);
+  // A link where the report or the saved trace goes is refused before the work.
+  await run.file(reportRel);
   if (opts.saveTrace) await run.file("interventions/trace.jsonl");
   // Everything the trace header claims (every shard's, for a sharded run)
   // is checked against the bundle before the schedule it names is used.
@@ -106,7 +110,12 @@ export async function runIntervene(opts: InterveneOptions): Promise<Report> {
     );
   }
   const plan = planIntervention(opts, ds, sae, cfg);
-  await run.checkOutputs(["report.json"], opts.force);
+  await run.checkOutputs(
+    opts.name !== undefined && opts.saveTrace
+      ? [reportRel, ...savedTraceFiles(opts.name)]
+      : [reportRel],
+    opts.force,
+  );
   const bundle = await loadBundle(modelDir, {
     backend: opts.backend ?? header.backend,
   });
@@ -176,21 +185,42 @@ async function intervene(
   const phase = phases(total, opts.onProgress);
 
   const means = opts.ablateTo === "mean" ? session.featureMeans() : undefined;
-  let p = phase(n);
-  const sub = {
-    examples: subExamples,
-    base: await runner.baseline(p.progress),
-  };
-  p.end();
-  const baseScore = Evaluator.compare(sub.base, sub.base).baseline;
   const activity = session.featureMeans(subExamples.map((e) => e.id));
   const candidates = opts.features
     ? [...new Set(opts.features)]
     : topIndices(activity, nCand).filter((f) => activity[f] > 0);
-  p = phase(n * nCand);
-  const ranking = await rankFeatures(
+  // A clamp or patch run takes the ranking of a report computed under the
+  // same settings, when the run dir holds one: the same bytes, no rollouts.
+  const reused = opts.policy === "ablate_features"
+    ? null
+    : await findRanking(opts.runDir, {
+      traceDigest,
+      saeSha,
+      modelSha: bundle.sha256,
+      backend: bundle.backend,
+      seed: opts.seed,
+      steps: plan.selector.text,
+      positions: plan.positions,
+      source: opts.features ? "features" : "most_active",
+      candidates,
+      examples: subExamples.length,
+      rankBy,
+      random: referenceDraw(activity, candidates, nRandom, opts.seed),
+      rank,
+      controlDraws: draws,
+    });
+  if (reused) {
+    // Only the policy's rollouts remain to count.
+    phase(total - examples.length * (sameSchedule ? 1 : 2)).end();
+  }
+  let p = phase(reused ? 0 : n);
+  const subBase = reused ? null : await runner.baseline(p.progress);
+  p.end();
+  const baseScore = subBase && Evaluator.compare(subBase, subBase).baseline;
+  p = phase(reused ? 0 : n * nCand);
+  const ranking = reused ? reused.report.causal.ranking : await rankFeatures(
     runner,
-    baseScore,
+    baseScore!,
     candidates,
     activity,
     rankBy,
@@ -233,9 +263,18 @@ async function intervene(
   p.end();
   const comparison = Evaluator.compare(baseline, intervened);
 
-  const { random, cumulative, tomo } = await causalReferences(
+  const refs = reused ? null : await causalReferences(
     runner,
-    { ranking, activity, candidates, baseScore, rank, nRandom, nCand, draws },
+    {
+      ranking,
+      activity,
+      candidates,
+      baseScore: baseScore!,
+      rank,
+      nRandom,
+      nCand,
+      draws,
+    },
     plan,
     opts.seed,
     phase,
@@ -257,6 +296,7 @@ async function intervene(
       model_sha256: bundle.sha256,
       backend: bundle.backend,
       baseline: sameSchedule ? "trace.jsonl" : "rerun",
+      causal_from: reused?.path ?? null,
     },
     policy: {
       name: policy.name,
@@ -270,17 +310,17 @@ async function intervene(
       params: policy.params(),
     },
     comparison,
-    causal: causalSection({
+    causal: reused ? reused.report.causal : causalSection({
       steps: { selector: plan.selector.text, addresses: plan.addresses.length },
       source: opts.features ? "features" : "most_active",
       candidates,
       examples: subExamples.length,
       seed: opts.seed,
-      base: baseScore,
+      base: baseScore!,
       ranking,
-      random,
+      random: refs!.random,
       rankBy,
-      cumulative,
+      cumulative: refs!.cumulative,
       selectivity: selectivity(
         ds,
         session.sae,
@@ -291,7 +331,7 @@ async function intervene(
         supervisionGroups(plan.addresses),
       ),
     }),
-    tomography: tomo,
+    tomography: reused ? reused.report.tomography : refs!.tomo,
     landing: {
       metric:
         "token_drop = baseline − edited token accuracy and kl = KL(baseline ‖ edited) of the output softmax at the " +
@@ -306,12 +346,11 @@ async function intervene(
         M.grid,
         M.puzzle_emb_len,
       ),
-      features: await featureLandings(
-        runner,
-        ranking,
-        M.grid,
-        M.puzzle_emb_len,
-      ),
+      // Each ranked feature's ablation lands where it did in the reused
+      // report's run: it does not depend on the policy.
+      features: reused
+        ? reused.report.landing.features
+        : await featureLandings(runner, ranking, M.grid, M.puzzle_emb_len),
     },
     saved_trace: savedTrace,
   };
@@ -322,8 +361,9 @@ async function intervene(
     );
   }
   checkPayload(schemas.Report, report, "report.json");
+  if (opts.name !== undefined) await run.subdir(`interventions/${opts.name}`);
   await outputs.add(
-    join(opts.runDir, "report.json"),
+    join(opts.runDir, reportPath(opts.name)),
     JSON.stringify(report, null, 2) + "\n",
   );
   await outputs.commit();
@@ -425,6 +465,11 @@ async function featureLandings(
   }));
 }
 
+/** The files a named run's saved trace writes, relative to the run dir. */
+function savedTraceFiles(name: string): string[] {
+  return ["trace.jsonl", "states.npy"].map((f) => `interventions/${name}/${f}`);
+}
+
 /** Record the intervened rollout of every traced example, as trace does. */
 async function saveIntervenedTrace(
   session: InterventionSession,
@@ -439,9 +484,14 @@ async function saveIntervenedTrace(
     )
       .slice(0, 12)
   }`;
-  const rel = `interventions/${id}`;
+  // A named run's trace goes beside its report; an unnamed one's under an id
+  // of the policy and its steps, which only the same edit overwrites.
+  const rel = `interventions/${opts.name ?? id}`;
   const dir = await run.subdir(rel);
-  await run.checkOutputs([`${rel}/trace.jsonl`, `${rel}/states.npy`], true);
+  await run.checkOutputs(
+    [`${rel}/trace.jsonl`, `${rel}/states.npy`],
+    opts.name === undefined || opts.force,
+  );
   const h = session.ds.header;
   const runDir = session.ds.meta.runDir;
   const n = session.ds.meta.outcomes.length;
@@ -481,5 +531,5 @@ async function saveIntervenedTrace(
     },
     outputs,
   );
-  return join("interventions", id, "trace.jsonl");
+  return join("interventions", opts.name ?? id, "trace.jsonl");
 }

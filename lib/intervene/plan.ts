@@ -70,8 +70,10 @@ export interface InterveneOptions {
   backend?: BackendChoice;
   /** Examples per batch (default: the trace's, so baselines match exactly). */
   batch?: number;
-  /** Save the intervened trace under interventions/<id>/. */
+  /** Save the intervened trace under interventions/<id>/ (with `name`: beside the report). */
   saveTrace?: boolean;
+  /** Name the run: its report goes to interventions/NAME/report.json instead of report.json. */
+  name?: string;
   /** Overwrite report.json. */
   force?: boolean;
   /** Progress: example rollouts done of total (ablations that cannot change an example count as done). */

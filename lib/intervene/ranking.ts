@@ -176,6 +176,30 @@ function normalized(effect: number, base: SideSummary): number {
 }
 
 /**
+ * The `n` reference features drawn (seeded) from {@linkcode referencePool}:
+ * the features the random reference ablates.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { referenceDraw } from "./ranking.ts";
+ * const a = new Float32Array([0, 1, 2, 0.5, 3]);
+ * assert.deepEqual(referenceDraw(a, [2], 5, 0).sort(), [1, 3, 4]); // only 3 alive outside the candidates
+ * assert.deepEqual(referenceDraw(a, [2], 2, 7), referenceDraw(a, [2], 2, 7));
+ * ```
+ */
+export function referenceDraw(
+  activity: Float32Array,
+  exclude: readonly number[],
+  n: number,
+  seed: number,
+): number[] {
+  const pool = referencePool(activity, exclude);
+  return new Rng(seed, 3).sample(pool.length, Math.min(n, pool.length))
+    .map((i) => pool[i]);
+}
+
+/**
  * The alive features (activity > 0) that the reference draws from: every
  * alive feature except `exclude` (the ranked candidates), so the reference
  * is read against features the ranking did not pick.
@@ -234,12 +258,7 @@ export async function randomReference(
   seed: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<RandomReference> {
-  const pool = referencePool(activity, exclude);
-  const features = new Rng(seed, 3).sample(
-    pool.length,
-    Math.min(n, pool.length),
-  )
-    .map((i) => pool[i]);
+  const features = referenceDraw(activity, exclude, n, seed);
   const base = await runner.baseline();
   const where = runner.session.plan.selector;
   const outs = await runner.run(

@@ -384,6 +384,9 @@ export const ReportSchema = name(
       model_sha256: sha,
       backend: backendName,
       baseline: z.enum(["trace.jsonl", "rerun"]),
+      causal_from: z.string().nullable().describe(
+        "null when this run computed its causal section and tomography; otherwise the report (path relative to the run dir) it copied them from, one computed from the same trace, SAE, model, backend, seed, steps, positions, candidates, subsample, metric and references.",
+      ),
     }).describe(
       "Provenance; baseline is trace.jsonl when the baseline outcomes were read from the trace.",
     ),

@@ -1296,6 +1296,10 @@ export interface Report {
     model_sha256: string;
     backend: BackendName;
     baseline: "trace.jsonl" | "rerun";
+    /**
+     * null when this run computed its causal section and tomography; otherwise the report (path relative to the run dir) it copied them from, one computed from the same trace, SAE, model, backend, seed, steps, positions, candidates, subsample, metric and references.
+     */
+    causal_from: string | null;
   };
   /**
    * The policy and where it acted.
