@@ -10,6 +10,12 @@ export const ROOT: string = join(import.meta.dirname!, "..");
 export const FIXTURES: string = join(ROOT, "tests", "fixtures");
 export const DEMO: string = join(ROOT, "references", "models", "sudoku4-trm");
 export const PY: string = join(ROOT, "references", "python");
+/**
+ * Whether the system tests run: those that need root or system packages
+ * (Slurm, a Vulkan driver, mounts). `deno task test:system` and .ci/run set
+ * TRMINTERP_SYSTEM_TESTS=1; under `deno task test` they report ignored.
+ */
+export const SYSTEM: boolean = Deno.env.get("TRMINTERP_SYSTEM_TESTS") === "1";
 
 /**
  * The Python that runs the reference tooling: `TRMINTERP_PYTHON`, else the

@@ -26,6 +26,7 @@ import {
   type RawZipEntry,
   ROOT,
   run,
+  SYSTEM,
   tmpfsAvailable,
   withTempDir,
   writePuzzles,
@@ -840,7 +841,8 @@ Deno.test({
 Deno.test({
   name:
     "hostile: disk full (2 MiB tmpfs) in trace and sae fit, and a read-only file system: exit 2, no output under a final name",
-  ignore: !CAN_MOUNT,
+  // Mounting needs root: a system test (deno task test:system).
+  ignore: !CAN_MOUNT || !SYSTEM,
   async fn() {
     await withTempDir(async (tmp) => {
       const fs = join(tmp, "fs");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ortWasmFiles } from "../cli/permissions.ts";
-import { cli, FIXTURES, listDir } from "./helpers.ts";
+import { cli, FIXTURES, listDir, ROOT, run } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 const PUZZLES = join(TINY, "puzzles.jsonl");
@@ -165,5 +165,37 @@ Deno.test("permissions: each missing permission is named in one line with exit c
   } finally {
     await Deno.remove(tmp, { recursive: true });
     await Deno.remove(side, { recursive: true });
+  }
+});
+
+Deno.test("permissions: the README's three scoped lines run as printed (MODEL, INPUTS, RUN and WASM filled in)", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const block = readme.split("### Sandboxed runs")[1]?.split("```sh\n")[1]
+    ?.split("```")[0];
+  assert.ok(block, "the README has the scoped lines");
+  const lines = block.trim().split("\n");
+  assert.equal(lines.length, 3);
+  const tmp = await Deno.makeTempDir();
+  try {
+    const values: Record<string, string> = {
+      MODEL: TINY,
+      INPUTS: PUZZLES,
+      RUN: join(tmp, "run"),
+      WASM,
+    };
+    for (const line of lines) {
+      const args = line.split(" ").map((a) =>
+        a.replace(/\b(MODEL|INPUTS|RUN|WASM)\b/g, (k) => values[k])
+      );
+      assert.equal(args[0], "deno");
+      const p = await run(Deno.execPath(), args.slice(1), { cwd: ROOT });
+      assert.equal(p.code, 0, `${line}\n${p.stderr}`);
+    }
+    assert.ok(
+      (await listDir(join(tmp, "run"))).includes("report.json"),
+      "the three lines ran the whole loop",
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
   }
 });

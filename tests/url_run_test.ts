@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, fileSha, FIXTURES, ROOT, run } from "./helpers.ts";
+import { cli, fileSha, FIXTURES, ROOT, run, withTempDir } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
 const PUZZLES = join(TINY, "puzzles.jsonl");
@@ -81,5 +81,57 @@ Deno.test("url: `deno run <url>/cli.ts trace` with scoped permissions and no imp
     ac.abort();
     await server.finished;
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("url: the README's library import runs as printed: deno task serve, a script importing mod.ts over HTTP, deno run --allow-import", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const section = readme.split("To use the library from a URL")[1];
+  assert.ok(section, "the README shows the library import from a URL");
+  const blocks = [...section.matchAll(/```(sh|ts)\n([^]*?)```/g)].slice(0, 3)
+    .map((m) => m[2].trim());
+  assert.equal(blocks[0], "deno task serve");
+  const [, script, line] = blocks;
+  assert.match(line, /^deno run .*script\.ts$/);
+  const server = new Deno.Command(Deno.execPath(), {
+    args: blocks[0].split(" ").slice(1),
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    detached: true, // its own process group: deno task's child goes with it
+  }).spawn();
+  try {
+    const out = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await out.read();
+    assert.match(
+      first.value ?? "",
+      /serving .* at http:\/\/127\.0\.0\.1:8765\//,
+      "deno task serve did not start (is port 8765 taken?)",
+    );
+    out.releaseLock();
+    await withTempDir(async (tmp) => {
+      await Deno.writeTextFile(join(tmp, "script.ts"), script + "\n");
+      const args = line.split(" ");
+      const p = await run(Deno.execPath(), args.slice(1), { cwd: tmp });
+      assert.equal(p.code, 0, p.stderr);
+      assert.match(
+        p.stdout,
+        /^trminterp \d+\.\d+\.\d+: an SAE with 8 features\n$/,
+      );
+      console.log(`  ${line}: ${p.stdout.trim()}`);
+      // Without --allow-import, the one-line stop the README names.
+      const denied = await run(
+        Deno.execPath(),
+        ["run", "--no-prompt", "script.ts"],
+        { cwd: tmp },
+      );
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /Requires import access/);
+    });
+  } finally {
+    Deno.kill(-server.pid, "SIGTERM");
+    await server.status;
+    await server.stdout.cancel().catch(() => {});
+    await server.stderr.cancel().catch(() => {});
   }
 });
