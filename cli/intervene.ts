@@ -130,7 +130,7 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
     type: "string",
     arg: "N",
     help:
-      "random draws of matched activation mass beside each point of the cumulative curve (default 3)",
+      `random draws of matched activation mass beside each point of the cumulative curve (default ${D.controlDraws})`,
   },
   "rank-by": {
     type: "string",

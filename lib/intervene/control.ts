@@ -14,9 +14,6 @@ import { round7 } from "../round.ts";
 import type { AblationRunner } from "./batched.ts";
 import { ablationEffect, median, referencePool } from "./ranking.ts";
 
-/** Draws per curve point (default of `intervene --control-draws`). */
-export const CONTROL_DRAWS = 3;
-
 /** Relative mass mismatch a k-feature draw may keep before it takes more features. */
 const MASS_TOLERANCE = 0.05;
 

@@ -26,6 +26,7 @@ export const INTERVENE_DEFAULTS: {
   readonly candidates: number;
   readonly examples: number;
   readonly randomFeatures: number;
+  readonly controlDraws: number;
   readonly rankBy: RankBy;
   readonly ablateTo: "zero" | "mean";
 } = {
@@ -37,6 +38,8 @@ export const INTERVENE_DEFAULTS: {
   examples: 64,
   /** Random alive features ablated for the reference median. */
   randomFeatures: 16,
+  /** Mass-matched random draws beside each point of the cumulative curve. */
+  controlDraws: 3,
   /** The drop in token accuracy; KL breaks ties. */
   rankBy: "token",
   /** ablate_features sets features to zero. */
@@ -53,6 +56,8 @@ export interface InterveneSettings {
   examples: number;
   /** Random features for the reference median. */
   randomFeatures: number;
+  /** Mass-matched draws per point of the cumulative curve. */
+  controlDraws: number;
   /** What the ranking sorts by. */
   rankBy: RankBy;
   /** ablate_features: zero or mean. */
@@ -79,6 +84,7 @@ export function interveneSettings(
     candidates: opts.candidates ?? INTERVENE_DEFAULTS.candidates,
     examples: opts.examples ?? INTERVENE_DEFAULTS.examples,
     randomFeatures: opts.randomFeatures ?? INTERVENE_DEFAULTS.randomFeatures,
+    controlDraws: opts.controlDraws ?? INTERVENE_DEFAULTS.controlDraws,
     rankBy: opts.rankBy ?? INTERVENE_DEFAULTS.rankBy,
     ablateTo: opts.ablateTo ?? INTERVENE_DEFAULTS.ablateTo,
   };

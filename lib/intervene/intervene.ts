@@ -40,7 +40,7 @@ import {
   topIndices,
 } from "./ranking.ts";
 import { causalSection, type Report } from "./report.ts";
-import { CONTROL_DRAWS, controlCurve } from "./control.ts";
+import { controlCurve } from "./control.ts";
 import { selectivity } from "./selectivity.ts";
 import { type EditedPositions, landing, trackEdits } from "./landing.ts";
 import type { Grid } from "../schema/mod.ts";
@@ -177,7 +177,7 @@ async function intervene(
   // Progress counts example rollouts; an ablation that cannot change an
   // example is counted done without one.
   const n = subExamples.length;
-  const draws = opts.controlDraws ?? CONTROL_DRAWS;
+  const draws = settings.controlDraws;
   const total = n * (1 + nCand + nRandom +
         curveSizes(nCand).length * (1 + draws) +
         rank * supervisionGroups(plan.addresses).length) +

@@ -58,7 +58,7 @@ export interface InterveneOptions {
   examples?: number;
   /** Random features ablated for the reference median (default {@linkcode INTERVENE_DEFAULTS}); drawn from the alive features outside the candidates. */
   randomFeatures?: number;
-  /** Mass-matched random draws beside each point of the cumulative curve (default 3). */
+  /** Mass-matched random draws beside each point of the cumulative curve (default {@linkcode INTERVENE_DEFAULTS}). */
   controlDraws?: number;
   /** What the ranking sorts by: token accuracy drop (default), KL, or exact-solution drop. */
   rankBy?: RankBy;
