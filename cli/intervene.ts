@@ -36,6 +36,7 @@ import {
 } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { terminalSafe } from "./safe_text.ts";
 import { interveneSummary, reportsLine } from "./summary.ts";
 import {
   checkRunName,
@@ -277,7 +278,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
       progress.update(done);
     },
     command: provenanceArgs(["intervene"], args),
-    onWarning: (m) => console.error(`intervene: ${m}`),
+    onWarning: (m) => console.error(terminalSafe(`intervene: ${m}`)),
   };
   await checkPermissions({
     command: "intervene",
@@ -318,6 +319,6 @@ export async function intervene(args: string[]): Promise<Report | void> {
   ).split("\n");
   // Before the closing `next:` line: every report in the run dir.
   lines.splice(lines.length - 2, 0, "", reportsLine(await listReports(runDir)));
-  console.log(lines.join("\n"));
+  console.log(terminalSafe(lines.join("\n")));
   return r;
 }

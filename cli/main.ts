@@ -11,6 +11,7 @@ import {
   StepError,
 } from "../lib/errors.ts";
 import { argvTooLong } from "../lib/model/argv.ts";
+import { notUtf8, terminalSafe } from "./safe_text.ts";
 import { VERSION } from "../lib/version.ts";
 import { EXIT_CODES, invocation, respell } from "./common.ts";
 import { nearest } from "./flags.ts";
@@ -220,6 +221,8 @@ export async function main(args: string[]): Promise<number> {
     // Before anything loads onnxruntime-node, which aborts on long ones.
     const long = argvTooLong(args);
     if (long) throw new InputError(long);
+    const lossy = notUtf8(args);
+    if (lossy) throw new InputError(lossy);
     const run = COMMANDS[cmd];
     if (!run) {
       const hint = nearest(cmd, Object.keys(COMMANDS));
@@ -233,7 +236,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const { line, code } = describeError(e);
-    console.error(line);
+    console.error(terminalSafe(line));
     return code;
   }
 }

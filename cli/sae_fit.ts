@@ -28,6 +28,7 @@ import {
   permissionFlags,
 } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { terminalSafe } from "./safe_text.ts";
 import { saeSummary } from "./summary.ts";
 
 const D = SAE_DEFAULTS;
@@ -262,7 +263,7 @@ export async function saeFit(args: string[]): Promise<SaeMetricsJson | void> {
     command: provenanceArgs(["sae", "fit"], args),
   });
   (task ?? progress).done();
-  console.log(saeSummary(m, runDir));
+  console.log(terminalSafe(saeSummary(m, runDir)));
   return m;
 }
 

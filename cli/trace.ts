@@ -26,6 +26,7 @@ import {
 import { type FlagSpec, intFlag, parseFlags } from "./flags.ts";
 import { checkPermissions, ortWasmFiles } from "./permissions.ts";
 import { Progress } from "./progress.ts";
+import { terminalSafe } from "./safe_text.ts";
 import { traceSummary } from "./summary.ts";
 
 /** The table every default below comes from. */
@@ -215,6 +216,6 @@ export async function trace(args: string[]): Promise<TraceSummary | void> {
     command: provenanceArgs(["trace"], args),
   });
   progress.done();
-  console.log(traceSummary(summary, runDir));
+  console.log(terminalSafe(traceSummary(summary, runDir)));
   return summary;
 }

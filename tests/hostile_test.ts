@@ -1664,3 +1664,123 @@ Deno.test("hostile #21.7: the README's scoped sae fit and intervene lines work o
     assert.equal(r.comparison.examples, header.inputs.selected); // every traced example
   });
 });
+
+/** Every byte of `text` that would act on a terminal (C0 but \n and \t, DEL, C1). */
+function rawControls(text: string): string[] {
+  // deno-lint-ignore no-control-regex
+  return text.match(/[\x00-\x08\x0b-\x1f\x7f\u0080-\u009f]/g) ?? [];
+}
+
+/** sae.pt with one byte of its pickle flipped inside `key`, the zip re-sealed (CRCs right). */
+async function flipCfgKey(run: string, key: string): Promise<void> {
+  const f = join(run, "sae.pt");
+  const entries = [...decodeZip(await Deno.readFile(f))].map(([name, data]) => {
+    if (!name.endsWith("data.pkl")) return { name, data };
+    const d = data.slice();
+    const at = new TextDecoder("latin1").decode(d).indexOf(key);
+    assert.ok(at >= 0, `${key} in the pickle`);
+    d[at + key.length - 1] ^= 1;
+    return { name, data: d };
+  });
+  await Deno.writeFile(f, rawZip(entries));
+}
+
+Deno.test("hostile #21.9: terminal escapes in paths are printed inert, non-UTF-8 paths, --epochs with --train-steps and a re-sealed flipped pickle byte are refused with one clear line", async () => {
+  await withFittedRun(async (base) => {
+    await withTempDir(async (tmp) => {
+      // ESC (OSC title, CSI clear screen), BEL and C1 CSI in --run-dir: a
+      // summary and an error line both echo it.
+      for (
+        const name of [
+          "x\x1b]0;PWNED\x07y",
+          "c\x1b[2Jd",
+          "e\u009b31mf",
+          "g\rh\x7f",
+        ]
+      ) {
+        const run = join(tmp, name);
+        let p = await cli([
+          "trace",
+          "--run-dir",
+          run,
+          "--model",
+          TINY,
+          "--inputs",
+          PUZZLES,
+        ]);
+        assert.equal(p.code, 0, p.stderr);
+        assert.deepEqual(
+          rawControls(p.stdout + p.stderr),
+          [],
+          JSON.stringify(name),
+        );
+        assert.match(p.stdout, /next: .*\\x1b|\\u009b|\\x0d/);
+        p = await cli([
+          "intervene",
+          "--run-dir",
+          run,
+          "--policy",
+          "ablate_features",
+        ]);
+        assert.equal(p.code, 2, p.stderr);
+        assert.deepEqual(rawControls(p.stderr), [], JSON.stringify(p.stderr));
+      }
+      // Bytes that are not UTF-8 (Deno would read them as U+FFFD).
+      for (const bytes of ["\\377\\376", "\\300\\257", "ab\\355\\240\\200"]) {
+        const p = await run("sh", [
+          "-c",
+          `exec "$0" run --quiet -A "$1" trace --run-dir "$2/$(printf 'r${bytes}')" --model "$3" --inputs "$4"`,
+          Deno.execPath(),
+          join(ROOT, "cli.ts"),
+          tmp,
+          TINY,
+          PUZZLES,
+        ]);
+        refused(
+          p,
+          /not valid UTF-8 \(shown as U\+FFFD\)/,
+          `non-UTF-8 ${bytes}`,
+        );
+      }
+      assert.deepEqual(
+        (await listDir(tmp)).filter((n) => n.startsWith("r")),
+        [],
+        "no folder under another name",
+      );
+      // Two ways to say how long to train.
+      const r = join(tmp, "fit");
+      await copyDir(base, r);
+      for (const [e, t] of [["2", "30"], ["1", "1"]]) {
+        const p = await cli([
+          "sae",
+          "fit",
+          "--run-dir",
+          r,
+          "--force",
+          "--epochs",
+          e,
+          "--train-steps",
+          t,
+        ]);
+        refused(
+          p,
+          /--epochs and --train-steps both set how long to train; give one/,
+          `--epochs ${e} --train-steps ${t}`,
+        );
+      }
+      // A flipped pickle byte in a cfg key, the zip re-sealed.
+      for (const key of ["latent", "trace_digest", "steps", "model_sha256"]) {
+        const run = join(tmp, `flip-${key}`);
+        await copyDir(base, run);
+        await flipCfgKey(run, key);
+        const p = await cli(["intervene", "--run-dir", run, ...QUICK_ITV]);
+        refused(
+          p,
+          /sae\.pt: its cfg is not one trminterp writes .*fit the SAE again/,
+          `flipped byte in ${key}`,
+        );
+        assert.match(p.stderr, new RegExp(`\\(${key}: `), "names the field");
+      }
+    });
+  });
+});

@@ -336,7 +336,7 @@ export class SAE {
    * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
    * sae.b_dec[3] = 1.5;
    * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
-   *   trace_digest: "", model_sha256: "", seed: 0, training: {} };
+   *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
    * assert.equal(SAE.decode(encodeSaePt(sae, cfg), "sae.pt").sae.b_dec[3], 1.5);
    * assert.throws(() => SAE.decode(new Uint8Array([1, 2, 3]), "sae.pt"), /sae\.pt/);
    * ```

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { SaeFileConfig } from "../schema/mod.ts";
+import { formatZodError, type SaeFileConfig, schemas } from "../schema/mod.ts";
 import { basename, dirname, join } from "node:path";
 import { InputError, StepError } from "../errors.ts";
 import { type OutputSet, sha256Hex, writeFileAtomic } from "../io/atomic.ts";
@@ -35,7 +35,7 @@ const TENSORS = ["W_enc", "W_dec", "b_enc", "b_dec"] as const;
  * import { decodeSaePt, encodeSaePt } from "./sae_pt.ts";
  * const sae = new SAE({ arch: "topk", d_in: 4, d_sae: 8, k: 2 });
  * const cfg = { ...sae.cfg, format: "trminterp-sae/1" as const, latent: "z_H" as const, steps: "all",
- *   trace_digest: "", model_sha256: "", seed: 0, training: {} };
+ *   trace_digest: "0".repeat(64), model_sha256: "0".repeat(64), seed: 0, training: {} };
  * const back = decodeSaePt(encodeSaePt(sae, cfg), "sae.pt");
  * assert.deepEqual(back.tensors.W_dec.shape, [8, 4]);
  * ```
@@ -101,6 +101,16 @@ export function decodeSaePt(
   if (!state || typeof state !== "object" || !cfg || typeof cfg !== "object") {
     throw new InputError(
       `${label} has no state_dict and cfg; it is not an sae.pt that trminterp writes`,
+    );
+  }
+  // A flipped byte can rename or retype a cfg key while the pickle still
+  // parses: every field is checked before any is used or printed.
+  const checked = schemas.SaeFileConfig.safeParse(cfg);
+  if (!checked.success) {
+    throw new InputError(
+      `${label}: its cfg is not one trminterp writes (${
+        formatZodError(checked.error)
+      }); the file was edited or is corrupt: fit the SAE again`,
     );
   }
   const tensors: Partial<SAETensors> = {};
