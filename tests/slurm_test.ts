@@ -102,10 +102,13 @@ Deno.test({
       ]);
       assert.match(sub.stdout, /sae fit: /);
 
+      // The unsharded run with the task's permissions (--allow-ffi: the same
+      // backend, auto, as the script's `deno task trminterp`).
       const one = join(tmp, "unsharded");
-      let p = await cli(["trace", "--run-dir", one, "--seed", "0"]);
+      const task = ["--allow-read", "--allow-write", "--allow-ffi"];
+      let p = await cli(["trace", "--run-dir", one, "--seed", "0"], task);
       assert.equal(p.code, 0, p.stderr);
-      p = await cli(["sae", "fit", "--run-dir", one, "--seed", "0"]);
+      p = await cli(["sae", "fit", "--run-dir", one, "--seed", "0"], task);
       assert.equal(p.code, 0, p.stderr);
       const shas: string[][] = [];
       for (const dir of [runDir, one]) {
