@@ -1,6 +1,9 @@
 // Regenerates, from the zod schemas in lib/schema/, the JSON Schemas in
 // references/schemas/ and the TypeScript types in lib/schema/types.ts.
-// Run: deno task schemas. lib/schema/schema_test.ts fails when either is stale.
+// Run: deno task schemas (`--check` compares instead; tests/schemas_test.ts
+// runs that). Its npm dependency (json-schema-to-typescript, with prettier
+// and lodash) is a developer tool, locked in references/dev.lock apart from
+// deno.lock, so a user's first run never downloads it.
 import { join } from "node:path";
 import { compile } from "npm:json-schema-to-typescript@15.0.4";
 import { named, z } from "../lib/schema/common.ts";
@@ -83,7 +86,23 @@ export async function typesFile(): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
-if (import.meta.main) {
+if (import.meta.main && Deno.args[0] === "--check") {
+  // What tests/schemas_test.ts runs: compare, write nothing.
+  const stale: string[] = [];
+  for (const [file, text] of Object.entries(schemaFiles())) {
+    const path = join(ROOT, "references", "schemas", file);
+    if (await Deno.readTextFile(path).catch(() => "") !== text) {
+      stale.push(path);
+    }
+  }
+  const types = join(ROOT, "lib", "schema", "types.ts");
+  if (await Deno.readTextFile(types) !== await typesFile()) stale.push(types);
+  if (stale.length) {
+    console.error(`stale: ${stale.join(", ")}; run \`deno task schemas\``);
+    Deno.exit(1);
+  }
+  console.log("references/schemas/ and lib/schema/types.ts are up to date");
+} else if (import.meta.main) {
   const dir = join(ROOT, "references", "schemas");
   await Deno.mkdir(dir, { recursive: true });
   for (const [file, text] of Object.entries(schemaFiles())) {

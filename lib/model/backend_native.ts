@@ -66,6 +66,19 @@ export async function checkFfi(): Promise<void> {
 }
 
 /**
+ * onnxruntime's native library writes a device id and a telemetry database
+ * under ~/.cache/Microsoft/DeveloperTools/.onnxruntime (or $XDG_CACHE_HOME)
+ * unless ORT_DISABLE_TELEMETRY is set when it loads. The `deno task` lines
+ * set it; here it is set too where env access is granted (nothing is asked).
+ */
+async function quietTelemetry(): Promise<void> {
+  const desc = { name: "env", variable: "ORT_DISABLE_TELEMETRY" } as const;
+  if ((await Deno.permissions.query(desc)).state === "granted") {
+    Deno.env.set("ORT_DISABLE_TELEMETRY", "1");
+  }
+}
+
+/**
  * Load onnxruntime-node once (after the `--allow-ffi` check).
  *
  * @example
@@ -80,7 +93,9 @@ export function loadOrtNode(): Promise<OrtNode> {
   const long = argvTooLong(Deno.args);
   if (long) return Promise.reject(new InputError(long));
   if (!ortNode) {
-    ortNode = checkFfi().then(() => import("npm:onnxruntime-node@1.30.0")).then(
+    ortNode = checkFfi().then(quietTelemetry).then(() =>
+      import("npm:onnxruntime-node@1.30.0")
+    ).then(
       (mod) =>
         ((mod as unknown as { default?: OrtNode }).default ?? mod) as OrtNode,
     );
