@@ -7,13 +7,19 @@ import {
   cli,
   FIXTURES,
   PY,
+  PYTHON,
   python,
   qhaltBundle,
+  run,
   withTempDir,
   writePuzzles,
 } from "./helpers.ts";
 
 const TINY = join(FIXTURES, "tiny_trm");
+
+// Hand-edited payloads reach into any field.
+// deno-lint-ignore no-explicit-any
+type Json = any;
 
 /** sha256 of the states (as float32) and of the row table, as trace_reader.py returns them. */
 async function pythonRead(run: string, latent: Latent, steps: string) {
@@ -131,5 +137,130 @@ print(load_trace(sys.argv[2], verify=False)[0].shape)`,
       /^refused: .*is not the states\.npy its trace\.jsonl pins/m,
     );
     assert.match(out, /^\(\d+, 32\)$/m);
+  });
+});
+
+/** What load_trace says about `target`: "loaded N" or "refused: <message>", within 30 s. */
+async function pythonVerdict(target: string): Promise<string> {
+  const p = await run("timeout", [
+    "30",
+    PYTHON,
+    "-c",
+    `import sys
+sys.path.insert(0, sys.argv[1])
+from trace_reader import load_trace
+try:
+    print("loaded", load_trace(sys.argv[2], latent="z_H")[0].shape[0])
+except ValueError as e:
+    print("refused:", e)`,
+    PY,
+    target,
+  ]);
+  assert.notEqual(p.code, 124, `${target}: trace_reader.py hung`);
+  assert.equal(p.code, 0, p.stderr);
+  return p.stdout.trim();
+}
+
+Deno.test("trace_reader.py makes the CLI's checks: no FIFO waited on, no link followed, swapped blocks, an endless header line and NaN states refused", async () => {
+  await withTempDir(async (tmp) => {
+    const base = join(tmp, "base");
+    const p = await cli([
+      "trace",
+      "--run-dir",
+      base,
+      "--model",
+      TINY,
+      "--inputs",
+      join(TINY, "puzzles.jsonl"),
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(await pythonVerdict(base), /^loaded \d+$/);
+    let n = 0;
+    const copy = async () => {
+      const dir = join(tmp, `case${n++}`);
+      await Deno.mkdir(dir);
+      for (const f of ["trace.jsonl", "states.npy"]) {
+        await Deno.copyFile(join(base, f), join(dir, f));
+      }
+      return dir;
+    };
+    const header = async (dir: string, edit: (h: Json) => void) => {
+      const path = join(dir, "trace.jsonl");
+      const lines = (await Deno.readTextFile(path)).split("\n");
+      const h = JSON.parse(lines[0]);
+      edit(h);
+      lines[0] = JSON.stringify(h);
+      await Deno.writeTextFile(path, lines.join("\n"));
+    };
+    const cases: [string, (dir: string) => Promise<string>, RegExp][] = [
+      ["states.npy is a FIFO", async (d) => {
+        await Deno.remove(join(d, "states.npy"));
+        assert.equal((await run("mkfifo", [join(d, "states.npy")])).code, 0);
+        return d;
+      }, /states\.npy is not a regular file/],
+      ["trace.jsonl is a FIFO", async (d) => {
+        await Deno.remove(join(d, "trace.jsonl"));
+        assert.equal((await run("mkfifo", [join(d, "trace.jsonl")])).code, 0);
+        return d;
+      }, /trace\.jsonl is not a regular file/],
+      ["two blocks' rows swapped in the header", async (d) => {
+        await header(d, (h) => {
+          const zh = h.blocks.filter((b: Json) => b.latent === "z_H");
+          [zh[0].row, zh[1].row] = [zh[1].row, zh[0].row];
+        });
+        return d;
+      }, /header block s0\.h0\.H .* does not follow the blocks before it/],
+      [
+        "a block moved past the schedule",
+        async (d) => {
+          await header(d, (h) => {
+            h.blocks[0].address = `s${h.model.schedule.halt_max_steps}.h0.H`;
+          });
+          return d;
+        },
+        /does not follow the blocks before it at row 0 as a step of the schedule/,
+      ],
+      ["a 20 MB header line", async (d) => {
+        await header(d, (h) => {
+          h.padding = "x".repeat(20 * 2 ** 20);
+        });
+        return d;
+      }, /the header line is longer than 16777216 bytes/],
+      ["the run dir is a link", async (d) => {
+        await Deno.symlink(d, `${d}-link`);
+        return `${d}-link`;
+      }, /-link is a symbolic link/],
+      ["trace.jsonl is a link", async (d) => {
+        await Deno.rename(join(d, "trace.jsonl"), join(tmp, "elsewhere.jsonl"));
+        await Deno.symlink(
+          join(tmp, "elsewhere.jsonl"),
+          join(d, "trace.jsonl"),
+        );
+        return d;
+      }, /trace\.jsonl is a symbolic link/],
+      ["states.npy is a link", async (d) => {
+        await Deno.rename(join(d, "states.npy"), join(tmp, "elsewhere.npy"));
+        await Deno.symlink(join(tmp, "elsewhere.npy"), join(d, "states.npy"));
+        return d;
+      }, /states\.npy is a symbolic link/],
+      ["NaN states, header re-pinned", async (d) => {
+        const f = join(d, "states.npy");
+        const b = await Deno.readFile(f);
+        const h0 = JSON.parse(
+          (await Deno.readTextFile(join(d, "trace.jsonl"))).split("\n")[0],
+        );
+        const data = b.length - h0.rows * h0.state_dim * 4; // row 0: z_H at the first step
+        new DataView(b.buffer).setFloat32(data + 8, NaN, true);
+        await Deno.writeFile(f, b);
+        await header(d, (h) => h.states_npy.sha256 = sha256Hex(b));
+        return d;
+      }, /are not finite; the model diverged or the trace is corrupt/],
+    ];
+    for (const [what, make, pattern] of cases) {
+      const verdict = await pythonVerdict(await make(await copy()));
+      console.log(`  ${what}: ${verdict.slice(0, 140)}`);
+      assert.match(verdict, /^refused: /, what);
+      assert.match(verdict, pattern, what);
+    }
   });
 });

@@ -17,6 +17,13 @@ order and halting steps). With inline states, the step records are decoded.
 `verify=True` (default) checks each states.npy against the sha256 its header
 pins, which reads the whole file once; `verify=False` skips that.
 
+It makes the CLI's checks on what it reads: no symbolic link is followed (the
+run dir, shards/, the shard folders, trace.jsonl, states.npy), every file is a
+regular file (a FIFO or device is refused, never waited on), a header line is
+at most 16 MiB and any other line at most 2^28 bytes, the header's blocks must
+tile its rows in order and be steps of its schedule, and a non-finite state
+is refused. Each refusal is a ValueError naming the file and the problem.
+
 Command line: `python3 trace_reader.py RUN [--latent z_H] [--steps SEL] [--out x.npy]`
 prints the shape and the first rows' table, and saves the array with --out.
 """
@@ -28,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 
 import numpy as np
 
@@ -96,22 +104,112 @@ def _bad(text):
     raise ValueError(f"unknown step selector {text!r}")
 
 
-def _first_line(path: str) -> dict:
-    with open(path, "rb") as f:
-        return json.loads(f.readline())
+MAX_HEADER_BYTES = 1 << 24
+MAX_LINE_BYTES = 1 << 28
+
+
+def _check_path(path: str, root: str | None = None):
+    """Refuse a symbolic link at `path` or at any component below `root`."""
+    parts = [path]
+    if root is not None:
+        rel = os.path.relpath(path, root)
+        at = root
+        parts = [root]
+        for c in rel.split(os.sep):
+            if c in ("", "."):
+                continue
+            at = os.path.join(at, c)
+            parts.append(at)
+    for p in parts:
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"{p} is a symbolic link; trace_reader follows none: use the real path")
+
+
+def _open_regular(path: str, root: str | None = None):
+    """Open a regular file for reading: no link, and never a FIFO or device
+    (opened without blocking, then checked on the descriptor)."""
+    _check_path(path, root)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        if e.errno == getattr(__import__("errno"), "ELOOP", -1):
+            raise ValueError(f"{path} is a symbolic link; trace_reader follows none: use the real path") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file (a folder, pipe, socket or device); pass a trace")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _line(f, cap: int, path: str, what: str) -> bytes:
+    line = f.readline(cap + 1)
+    if len(line) > cap:
+        raise ValueError(f"{path}: the {what} line is longer than {cap} bytes; this is not a trace trminterp writes")
+    return line
+
+
+def _lines(f, path: str):
+    while True:
+        line = _line(f, MAX_LINE_BYTES, path, "record")
+        if not line:
+            return
+        yield line
+
+
+def _first_line(path: str, root: str | None = None) -> dict:
+    with _open_regular(path, root) as f:
+        line = _line(f, MAX_HEADER_BYTES, path, "header")
+    try:
+        h = json.loads(line)
+    except ValueError:
+        raise ValueError(f"{path}: the header is not JSON; re-run trace") from None
+    if not isinstance(h, dict) or h.get("kind") != "header":
+        raise ValueError(f"{path}: the first line is not a trace header; re-run trace")
+    _check_blocks(h, path)
+    return h
+
+
+def _check_blocks(h: dict, path: str):
+    """The header's blocks tile its rows in order, each a step of the schedule
+    holding whole examples, as the CLI checks (a header whose blocks were
+    swapped would otherwise label one step's states with another's address)."""
+    sched = h["model"]["schedule"]
+    npos = len(h["record"]["positions"])
+    row = 0
+    for b in h["blocks"]:
+        sup, hh, l = _address(b["address"])
+        if (
+            b["row"] != row or b["rows"] < 0 or npos == 0 or b["rows"] % npos
+            or sup >= sched["halt_max_steps"] or hh >= sched["H_cycles"]
+            or (l != "H" and l >= sched["L_cycles"]) or (l == "H") != (b["latent"] == "z_H")
+        ):
+            raise ValueError(f"{path}: header block {b['address']} (rows {b['row']}..{b['row'] + b['rows']}, "
+                             f"{b['latent']}) does not follow the blocks before it at row {row} as a step of the "
+                             f"schedule; the trace was edited or is corrupt: re-run trace")
+        row += b["rows"]
+    if row != h["rows"]:
+        raise ValueError(f"{path}: the header's blocks hold {row} rows, not {h['rows']}; re-run trace")
 
 
 def read_headers(run_dir: str):
     """[(folder, header)] of a run: its trace.jsonl, or each shard's in shard order."""
     if run_dir.endswith(".jsonl"):
         return [(os.path.dirname(run_dir) or ".", _first_line(run_dir))]
+    _check_path(run_dir)
     single = os.path.join(run_dir, "trace.jsonl")
     shards = os.path.join(run_dir, "shards")
+    _check_path(shards, run_dir)
     names = sorted(n for n in os.listdir(shards) if _SHARD.match(n)) if os.path.isdir(shards) else []
-    if os.path.exists(single):
+    if os.path.lexists(single):
         if names:
             raise ValueError(f"{run_dir} holds both trace.jsonl and shards/")
-        return [(run_dir, _first_line(single))]
+        return [(run_dir, _first_line(single, run_dir))]
     if not names:
         raise FileNotFoundError(f"no trace.jsonl in {run_dir}")
     counts = {_SHARD.match(n)[2] for n in names}
@@ -121,9 +219,10 @@ def read_headers(run_dir: str):
     out = []
     for i in range(n):
         d = os.path.join(shards, f"{i}-of-{n}")
-        if not os.path.exists(os.path.join(d, "trace.jsonl")):
+        _check_path(os.path.join(d, "trace.jsonl"), run_dir)
+        if not os.path.lexists(os.path.join(d, "trace.jsonl")):
             raise FileNotFoundError(f"{run_dir} lacks shard {i}-of-{n} (no trace.jsonl)")
-        h = _first_line(os.path.join(d, "trace.jsonl"))
+        h = _first_line(os.path.join(d, "trace.jsonl"), run_dir)
         if not h.get("shard") or h["shard"]["index"] != i or h["shard"]["count"] != n:
             raise ValueError(f"{d}/trace.jsonl is not shard {i}-of-{n}")
         out.append((d, h))
@@ -132,7 +231,7 @@ def read_headers(run_dir: str):
 
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -141,9 +240,9 @@ def _sha256(path: str) -> str:
 def _examples(trace_path: str):
     """[(id, halt_step)] from the example records, skimming the other lines."""
     out = []
-    with open(trace_path, "rb") as f:
-        f.readline()
-        for line in f:
+    with _open_regular(trace_path) as f:
+        _line(f, MAX_HEADER_BYTES, trace_path, "header")
+        for line in _lines(f, trace_path):
             if line.startswith(b'{"kind":"example"'):
                 r = json.loads(line)
                 out.append((r["example"], r["halt_step"]))
@@ -191,6 +290,7 @@ def load_trace(run_dir: str, latent: str = "z_H", steps: str | None = None, veri
                                  f"{h['blocks'][k]['rows']} rows, not {len(ids[p, k])} examples x {npos} positions")
         if h["states"] == "npy":
             path = os.path.join(d, "states.npy")
+            _open_regular(path, d).close()
             if verify and _sha256(path) != h["states_npy"]["sha256"]:
                 raise ValueError(f"{path} is not the states.npy its trace.jsonl pins (sha256 differs)")
             arr = np.load(path, mmap_mode="r")
@@ -204,9 +304,9 @@ def load_trace(run_dir: str, latent: str = "z_H", steps: str | None = None, veri
             for k in keep:
                 chunks[p, k] = np.empty((h["blocks"][k]["rows"], D), dtype=dtype)
             want = {h["blocks"][k]["address"]: k for k in keep}
-            with open(trace_path, "rb") as f:
-                f.readline()
-                for line in f:
+            with _open_regular(trace_path) as f:
+                _line(f, MAX_HEADER_BYTES, trace_path, "header")
+                for line in _lines(f, trace_path):
                     if not line.startswith(b'{"kind":"step"'):
                         continue
                     r = json.loads(line)
@@ -217,6 +317,13 @@ def load_trace(run_dir: str, latent: str = "z_H", steps: str | None = None, veri
                     data = np.frombuffer(base64.b64decode(r["data"]), dtype=dtype).reshape(r["rows"], D)
                     chunks[p, k][at:at + r["rows"]] = data
     order = [(p, k) for k in keep for p in range(len(parts))]
+    for o in order:
+        bad = np.flatnonzero(~np.isfinite(chunks[o]).all(axis=1))
+        if bad.size:
+            p, k = o
+            r = int(bad[0])
+            raise ValueError(f"{parts[p][0]}: the states of {ids[o][r // npos]} at {parts[p][1]['blocks'][k]['address']} "
+                             f"({latent}) are not finite; the model diverged or the trace is corrupt")
     states = np.concatenate([chunks[o] for o in order]) if order else np.empty((0, D), dtype=dtype)
     n = states.shape[0]
     width = max([len(e) for o in order for e in ids[o]] + [1])
