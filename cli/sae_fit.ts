@@ -39,7 +39,7 @@ const D = SAE_DEFAULTS;
  * import assert from "node:assert/strict";
  * import { SAE_FLAGS } from "./sae_fit.ts";
  * import { SAE_DEFAULTS } from "../lib/sae/defaults.ts";
- * assert.match(SAE_FLAGS.k.help, new RegExp(`default ${SAE_DEFAULTS.archs.topk.k}`));
+ * assert.match(SAE_FLAGS.k.help, new RegExp(`at most ${SAE_DEFAULTS.archs.topk.k}\\)`));
  * assert.match(SAE_FLAGS.lr.help, new RegExp(`default ${SAE_DEFAULTS.lr}`));
  * ```
  */
@@ -68,7 +68,8 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   k: {
     type: "string",
     arg: "K",
-    help: `active features per row for topk (default ${D.archs.topk.k})`,
+    help:
+      `active features per row for topk, per row on average for batchtopk (default round(D x ${D.archs.topk.kPerD}), at most ${D.archs.topk.k})`,
   },
   l1: {
     type: "string",
@@ -81,14 +82,17 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   lr: {
     type: "string",
     arg: "LR",
-    help:
-      `Adam learning rate (default ${D.lr}; betas ${D.beta1}, ${D.beta2}, eps ${D.eps}${
-        D.lrDecayFraction > 0
-          ? `; decays linearly to 0 over the last ${
-            100 * D.lrDecayFraction
-          }% of the steps`
-          : ""
-      })`,
+    help: `Adam learning rate (default ${D.lr}${
+      Object.entries(D.archs).filter(([, a]) => a.lr !== undefined).map((
+        [n, a],
+      ) => `, ${n} ${a.lr}`).join("")
+    }; betas ${D.beta1}, ${D.beta2}, eps ${D.eps}${
+      D.lrDecayFraction > 0
+        ? `; decays linearly to 0 over the last ${
+          100 * D.lrDecayFraction
+        }% of the steps`
+        : ""
+    })`,
   },
   batch: {
     type: "string",

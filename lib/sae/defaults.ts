@@ -58,7 +58,7 @@ export interface SaeDefaults {
  * import { SAE_DEFAULTS } from "./defaults.ts";
  * import { architecture } from "./arch/mod.ts";
  * assert.equal(SAE_DEFAULTS.arch, "topk");
- * assert.equal(SAE_DEFAULTS.archs.topk.k, architecture("topk").config(64, 512, {}).k);
+ * assert.equal(architecture("topk").config(64, 512, {}).k, 64 * Number(SAE_DEFAULTS.archs.topk.kPerD));
  * ```
  */
 export const SAE_DEFAULTS: SaeDefaults = {

@@ -56,7 +56,7 @@ export interface SaeFitOptions {
   features?: number;
   /** F = expansion × D when `features` is not given (default `SAE_DEFAULTS.expansion`). */
   expansion?: number;
-  /** Active latents for topk (default `SAE_DEFAULTS.archs.topk.k`, at most F). */
+  /** Active latents for topk and batchtopk (default `round(D · SAE_DEFAULTS.archs.topk.kPerD)`, at most `SAE_DEFAULTS.archs.topk.k` and F). */
   k?: number;
   /** L1 coefficient for relu (default `SAE_DEFAULTS.archs.relu.l1`). */
   l1?: number;

@@ -13,7 +13,7 @@
 import { InputError } from "../../errors.ts";
 import type { ArchTrainer, SaeArchitecture } from "./architecture.ts";
 import { AuxK, auxKSettings } from "./auxk.ts";
-import { checkK, TOPK_DEFAULTS } from "./topk.ts";
+import { checkK, defaultK, TOPK_DEFAULTS } from "./topk.ts";
 
 /**
  * BatchTopK's defaults: k (on average per row) and AuxK as TopK, and the rate
@@ -28,6 +28,7 @@ import { checkK, TOPK_DEFAULTS } from "./topk.ts";
  */
 export const BATCHTOPK_DEFAULTS: {
   readonly k: number;
+  readonly kPerD: number;
   readonly kAuxPerD: number;
   readonly auxCoefficient: number;
   readonly thresholdLr: number;
@@ -132,7 +133,7 @@ export const BATCHTOPK: SaeArchitecture = {
       arch: "batchtopk",
       d_in: D,
       d_sae: F,
-      k: opts.k ?? Math.min(BATCHTOPK_DEFAULTS.k, F),
+      k: opts.k ?? defaultK(D, F, BATCHTOPK_DEFAULTS),
       threshold: 0,
     };
   },

@@ -8,8 +8,8 @@ import { InputError } from "../../errors.ts";
 import type { ArchTrainer, SaeArchitecture } from "./architecture.ts";
 
 /**
- * ReLU's defaults: the L1 coefficient and the share of the steps its
- * warm-up takes (5%, as Anthropic's April 2024 update and SAELens runs use).
+ * ReLU's defaults: its learning rate, the L1 coefficient and the share of
+ * the steps its warm-up takes (5%, as in Anthropic's April 2024 update).
  *
  * @example
  * ```ts
@@ -19,9 +19,17 @@ import type { ArchTrainer, SaeArchitecture } from "./architecture.ts";
  * ```
  */
 export const RELU_DEFAULTS: {
+  readonly lr: number;
   readonly l1: number;
   readonly l1WarmupFraction: number;
 } = {
+  /**
+   * Adam learning rate. Ten times TopK's: on inputs normalized to mean
+   * ‖x‖ = √D the encoder biases a ReLU SAE needs to reject interference are
+   * several units, and Adam moves a bias about lr per step (v0-spec §4.1
+   * has the measurements).
+   */
+  lr: 1e-2,
   /** L1 coefficient, on inputs normalized to mean ‖x‖ = √D. */
   l1: 5,
   /** `l1_warmup_steps = floor(steps · l1WarmupFraction)`. */

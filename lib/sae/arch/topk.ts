@@ -17,8 +17,8 @@ import { selectTopK } from "./select.ts";
 export { selectTopK };
 
 /**
- * TopK's defaults: k, and AuxK's `k_aux = D/2` (SAELens) with weight 1/32
- * (Gao et al. 2024).
+ * TopK's defaults: `k = round(D/8)`, at most 16 (and at most F), and AuxK's
+ * `k_aux = D/2` (SAELens) with weight 1/32 (Gao et al. 2024).
  *
  * @example
  * ```ts
@@ -29,16 +29,41 @@ export { selectTopK };
  */
 export const TOPK_DEFAULTS: {
   readonly k: number;
+  readonly kPerD: number;
   readonly kAuxPerD: number;
   readonly auxCoefficient: number;
 } = {
-  /** Active latents per row (capped at F). */
+  /** The most active latents per row a default gives. */
   k: 16,
+  /** `k = round(D · kPerD)` below that: a k near the true number of active
+   * directions recovers a dictionary, one far above it mixes them. */
+  kPerD: 1 / 8,
   /** `k_aux = floor(D · kAuxPerD)` dead latents per row for AuxK. */
   kAuxPerD: 0.5,
   /** AuxK loss weight. */
   auxCoefficient: 1 / 32,
 };
+
+/**
+ * The default k for width `D` and `F` latents: `round(D · kPerD)`, at least
+ * 1, at most `k` and F.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultK, TOPK_DEFAULTS } from "./topk.ts";
+ * assert.equal(defaultK(48, 384, TOPK_DEFAULTS), 6);
+ * assert.equal(defaultK(64, 512, TOPK_DEFAULTS), 8);
+ * assert.equal(defaultK(512, 4096, TOPK_DEFAULTS), 16);
+ * ```
+ */
+export function defaultK(
+  D: number,
+  F: number,
+  d: { k: number; kPerD: number },
+): number {
+  return Math.min(d.k, F, Math.max(1, Math.round(D * d.kPerD)));
+}
 
 /** Check `cfg.k` for the TopK-style architecture `arch`. */
 export function checkK(cfg: SAEConfig, arch: string): void {
@@ -58,7 +83,7 @@ export function checkK(cfg: SAEConfig, arch: string): void {
  * ```ts
  * import assert from "node:assert/strict";
  * import { TOPK } from "./topk.ts";
- * assert.equal(TOPK.config(64, 512, {}).k, 16);
+ * assert.equal(TOPK.config(64, 512, {}).k, 8);
  * assert.throws(() => TOPK.checkConfig({ arch: "topk", d_in: 4, d_sae: 8, k: 9 }), /k must be an integer in \[1, d_sae=8\]/);
  * const cfg = TOPK.config(4, 8, { k: 2 });
  * const t = TOPK.trainer(cfg, { D: 4, F: 8, steps: 10, batch: 2 }, {});
@@ -77,7 +102,7 @@ export const TOPK: SaeArchitecture = {
       arch: "topk",
       d_in: D,
       d_sae: F,
-      k: opts.k ?? Math.min(TOPK_DEFAULTS.k, F),
+      k: opts.k ?? defaultK(D, F, TOPK_DEFAULTS),
     };
   },
   maxActive: (cfg) => cfg.k!,

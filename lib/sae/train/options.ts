@@ -34,7 +34,7 @@ export interface FitOptions extends ArchOptions {
   d_sae?: number;
   /** Used when `d_sae` is not given; default `SAE_DEFAULTS.expansion`. */
   expansion?: number;
-  /** Adam learning rate; default `SAE_DEFAULTS.lr`. */
+  /** Adam learning rate; default the architecture's own (`SAE_DEFAULTS.archs.relu.lr`), else `SAE_DEFAULTS.lr`. */
   lr?: number;
   /** Final steps over which the learning rate decays linearly to 0; default `floor(steps · SAE_DEFAULTS.lrDecayFraction)`. */
   lr_decay_steps?: number;
@@ -178,7 +178,7 @@ export function resolveFitOptions(
     cfg,
     archOptions: opts,
     train,
-    lr: opts.lr ?? SAE_DEFAULTS.lr,
+    lr: opts.lr ?? defaultLr(arch),
     lrDecaySteps: opts.lr_decay_steps ??
       Math.floor(steps * SAE_DEFAULTS.lrDecayFraction),
     beta1: opts.beta1 ?? SAE_DEFAULTS.beta1,
@@ -196,6 +196,24 @@ export function resolveFitOptions(
   };
   check(r);
   return r;
+}
+
+/**
+ * The learning rate `arch` trains with by default: its own, when its
+ * defaults name one, else `SAE_DEFAULTS.lr`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultLr } from "./options.ts";
+ * import { architecture } from "../arch/mod.ts";
+ * import { SAE_DEFAULTS } from "../defaults.ts";
+ * assert.equal(defaultLr(architecture("topk")), SAE_DEFAULTS.lr);
+ * ```
+ */
+export function defaultLr(arch: SaeArchitecture): number {
+  const own = arch.defaults.lr;
+  return typeof own === "number" ? own : SAE_DEFAULTS.lr;
 }
 
 function trainIndices(n: number, indices?: Int32Array): Int32Array {

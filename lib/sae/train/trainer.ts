@@ -163,6 +163,8 @@ export function fitSAE(
  * const r = resolveFitOptions(src, { arch: "relu", d_sae: 8, steps: 5 });
  * const fit = trainSAE(src, r);
  * assert.equal(fit.training.l1_warmup_steps, 0);
+ * assert.equal(fit.training.l1_coefficient, 5); // defaulted, and recorded
+ * assert.equal(fit.training.lr, 1e-2); // relu's own default
  * assert.equal(fit.training.steps, 5);
  * ```
  */
