@@ -292,6 +292,10 @@ export function selectivityLines(
  *   features: [{ feature: 3, ...eff }] } as never, 3).join("\n");
  * assert.match(text, /policy +1\.0 +0\.5000 \(2\) +0 \(2\) +0 \(2\) +- +0 \(2\)/);
  * assert.match(text, /f3 +1\.0 +0\.5000/);
+ * assert.doesNotMatch(text, /--positions CELL/); // one cell edited already
+ * const many = landingLines({ metric: "", grid: { rows: 2, cols: 2 }, policy: { ...eff, edited_cells: 3 },
+ *   features: [] } as never, 3).join("\n");
+ * assert.match(many, /changed 3\.0 cells a puzzle.*--positions CELL gives one cell's interaction locality/);
  * ```
  */
 export function landingLines(l: Report["landing"], top: number): string[] {
@@ -326,12 +330,19 @@ export function landingLines(l: Report["landing"], top: number): string[] {
       ["same cell", "same row", "same column", "same box", "elsewhere"].map((
         h,
       ) => h.padEnd(16)).join("")
-    }`,
+    }`.trimEnd(),
     ...rows.map(([name, e]) =>
       `  ${name.padEnd(8)} ${e.edited_cells.toFixed(1).padEnd(7)} ${
         rel.map((r) => cell(e, r)).join("")
       }`.trimEnd()
     ),
+    ...(l.policy.edited_cells > 1
+      ? [
+        `  (the policy changed ${
+          l.policy.edited_cells.toFixed(1)
+        } cells a puzzle, so most cells share a row or column with one; --positions CELL gives one cell's interaction locality)`,
+      ]
+      : []),
   ];
 }
 
