@@ -19,12 +19,20 @@
  * baseline; > 1 is faster for throughput) and writes the raw figures as
  * JSON to `--json FILE` when asked.
  *
- * Fast mode (default, for CI): batch 2, one supervision step of the full-size
- * models, 100 and 1,000 examples for RSS. `--full`: batch 8, two reps,
- * 100 / 1,000 / 10,000 examples. Every trminterp measurement runs in a child
- * process (this file with `--child`), so thread settings and peak RSS are its own.
+ * Each comparison runs its implementations in interleaved rounds (3, or 5
+ * with `--full`, or `--rounds N`) and reports the median with the spread
+ * (min–max) over the rounds, never the best round: a best-of favours
+ * whichever side caught a quiet moment. Torch runs on 1 and 2 threads and
+ * both are printed. Each case is one function pair (measure, rows), and the
+ * table is generated from the measured figures; `--cases a,b` runs a subset.
  *
- * Run: `deno task bench` or `deno run -A bench/run.ts --full --json out.json`
+ * Fast mode (default, for CI): batch 2, one supervision step of the full-size
+ * models, 100 and 1,000 examples for RSS. `--full`: batch 8, 100 / 1,000 /
+ * 10,000 examples. Every trminterp measurement runs in a child process (this
+ * file with `--child`), so thread settings and peak RSS are its own.
+ *
+ * Run: `deno task bench`, `deno run -A bench/run.ts --full --json out.json`,
+ * or a quick check: `deno run -A bench/run.ts --cases startup,sae --rounds 1`
  *
  * @module
  */
@@ -419,8 +427,8 @@ async function saeCase(
   n: number,
   steps: number,
   batch: number,
-  threads: number,
-): Promise<{ ts: SaeFigures; torch: SaeFigures; torchAll: SaeFigures }> {
+  torchThreads: readonly number[],
+): Promise<{ ts: SaeFigures; torch: Record<number, SaeFigures> }> {
   const x = planted(n, D, F, k);
   const npy = join(tmp, `sae_${D}_${F}.npy`);
   await Deno.writeFile(npy, encodeNpy(x, [n, D]));
@@ -491,14 +499,12 @@ async function saeCase(
         "0",
       ])).stdout,
     )[0];
-  const py = await torchRun(threads);
-  const pyAll = await torchRun(navigator.hardwareConcurrency || 1);
+  const torch: Record<number, SaeFigures> = {};
+  for (const t of torchThreads) {
+    torch[t] = { ...await torchRun(t), impl: `torch-${t}t` };
+  }
   await Deno.remove(npy);
-  return {
-    ts,
-    torch: { ...py, impl: "torch" },
-    torchAll: { ...pyAll, impl: "torch" },
-  };
+  return { ts, torch };
 }
 
 // ---------------------------------------------------------------- RSS growth
@@ -520,37 +526,76 @@ async function puzzlesFile(tmp: string, n: number): Promise<string> {
   return p;
 }
 
-// ---------------------------------------------------------------- main
+// ---------------------------------------------------------------- statistics
 
-async function main() {
-  const a = parseArgs(Deno.args);
-  if (a.child === "rollout") return await childRollout(a);
-  if (a.child === "micro") return await childMicro(a);
-  const full = a.full === "1";
-  CHILD_TIMEOUT_S = full ? 240 : 120;
-  const tmp = await Deno.makeTempDir({ prefix: "trminterp-bench-" });
-  const results: Record<string, unknown> = { mode: full ? "full" : "fast" };
-  const rows: [string, string, string, string][] = [];
-  const ratio = (x: number, y: number) => (x / y).toFixed(2) + "×";
-  const add = (what: string, figs: string, r: string, target: string) =>
-    rows.push([what, figs, r, target]);
-  const started = performance.now();
-  try {
-    // ---- models
-    const demoDir =
-      await exists(join(ROOT, "references/models/sudoku4-trm/model.json"))
-        ? join(ROOT, "references/models/sudoku4-trm")
-        : join(ROOT, "tests/fixtures/tiny_trm");
-    results.demo = demoDir;
-    const B = full ? 8 : 2, reps = 1, sup = 1, rounds = full ? 3 : 2;
-    const fig = (f: RolloutFigures) =>
-      f.timed_out_s
-        ? `no result within ${f.timed_out_s} s`
-        : `${f.net_calls_per_s.toFixed(2)} calls/s, ${
-          f.examples_per_s.toFixed(4)
-        } ex/s`;
-    for (const arch of ["mlp", "att"]) {
-      const dir = join(tmp, `trm-${arch}`);
+/** Median and spread of one figure over interleaved rounds. */
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+function spread(xs: number[]): Spread {
+  return {
+    median: medianOf(xs),
+    min: Math.min(...xs),
+    max: Math.max(...xs),
+    n: xs.length,
+  };
+}
+
+/** `median (min–max, n rounds)` with `digits` decimals. */
+function fmt(s: Spread, digits: number, unit: string): string {
+  const f = (v: number) => v.toFixed(digits);
+  return s.n > 1
+    ? `${f(s.median)} ${unit} (${f(s.min)}–${f(s.max)}, ${s.n} rounds)`
+    : `${f(s.median)} ${unit}`;
+}
+
+const ratio = (x: number, y: number) => (x / y).toFixed(2) + "×";
+
+/** One row of the table: what, the figures, trminterp / baseline, the target. */
+type Row = [string, string, string, string];
+
+/** What every case sees. */
+interface Ctx {
+  full: boolean;
+  tmp: string;
+  demoDir: string;
+  /** Interleaved rounds per comparison. */
+  rounds: number;
+}
+
+/** The torch thread counts every torch comparison prints. */
+const TORCH_THREADS = [1, 2] as const;
+
+/**
+ * A bench case: `measure` runs it and returns its raw figures (kept in the
+ * JSON), `rows` turns those figures into table rows. The table is only ever
+ * generated from what was measured.
+ */
+interface BenchCase<R> {
+  name: string;
+  measure(ctx: Ctx): Promise<R>;
+  rows(r: R, ctx: Ctx): Row[];
+}
+
+// ---------------------------------------------------------------- cases
+
+/** Rounds of every implementation on one full-size TRM, interleaved. */
+interface RolloutRounds {
+  arch: string;
+  batch: number;
+  /** Every round's figures, by implementation key. */
+  rounds: Record<string, RolloutFigures[]>;
+}
+
+function rolloutCase(arch: "mlp" | "att"): BenchCase<RolloutRounds> {
+  return {
+    name: `trm_${arch}`,
+    async measure(ctx) {
+      const dir = join(ctx.tmp, `trm-${arch}`);
       log(`export full-size TRM-${arch} (random weights) to ${dir}`);
       await sh([
         PYTHON,
@@ -561,43 +606,28 @@ async function main() {
         "--out",
         dir,
         "--halt-max-steps",
-        String(sup),
+        "1",
       ]);
-      // Rounds of every implementation, interleaved; each keeps its best round
-      // (a shared machine's noise only ever slows a run down).
-      const best: Record<string, RolloutFigures> = {};
-      const keep = (f: RolloutFigures, key = f.impl) => {
-        if (!best[key] || f.seconds < best[key].seconds) best[key] = f;
-      };
-      for (let r = 0; r < rounds; r++) {
-        log(
-          `TRM-${arch} round ${
-            r + 1
-          }/${rounds}: torch eager, python onnxruntime, trminterp wasm + native; batch ${B}`,
-        );
-        for (const threads of [1, 0]) {
-          for (
-            const f of Object.values(
-              await pyRollout(dir, "torch,ort", B, reps, {
-                fullSup: 16,
-                threads,
-              }),
-            )
-          ) keep(f);
+      const B = ctx.full ? 8 : 2, reps = 1;
+      const rounds: Record<string, RolloutFigures[]> = {};
+      const keep = (f: RolloutFigures, key = f.impl) =>
+        (rounds[key] ??= []).push(f);
+      for (let r = 0; r < ctx.rounds; r++) {
+        log(`TRM-${arch} round ${r + 1}/${ctx.rounds}: batch ${B}`);
+        for (const threads of TORCH_THREADS) {
+          const py = await pyRollout(dir, "torch,ort", B, reps, {
+            fullSup: 16,
+            threads,
+          });
+          for (const f of Object.values(py)) keep(f);
         }
-        keep(
-          await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 1 }),
-        );
-        // the sandboxed default: WASM with the threads loadBundle picks
-        keep(
-          await trmRollout(dir, "wasm", B, reps, { fullSup: 16, threads: 0 }),
-        );
-        keep(
-          await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 1 }),
-        );
-        keep(
-          await trmRollout(dir, "native", B, reps, { fullSup: 16, threads: 0 }),
-        );
+        for (const backend of ["wasm", "native"] as const) {
+          for (const threads of [1, 0]) {
+            keep(
+              await trmRollout(dir, backend, B, reps, { fullSup: 16, threads }),
+            );
+          }
+        }
         // recording on: every state copied out at every net call
         keep(
           await trmRollout(dir, "wasm", B, reps, {
@@ -617,395 +647,398 @@ async function main() {
         );
         const tr = await pyRollout(dir, "torch", B, reps, {
           fullSup: 16,
-          threads: 0,
+          threads: 2,
           record: true,
         });
-        keep(tr["torch-defaultt"], "torch-defaultt-rec");
+        keep(tr["torch-2t"], "torch-2t-rec");
       }
-      results[`trm_${arch}`] = best;
-      const t1 = best["torch-1t"], t = best["torch-defaultt"];
-      add(
-        `TRM-${arch} D512 B${B}: torch eager, ${t.threads} threads`,
-        fig(t),
+      return { arch, batch: B, rounds };
+    },
+    rows({ arch, batch, rounds }) {
+      const s = (k: string) =>
+        spread(rounds[k].map((f) => f.timed_out_s ? 0 : f.net_calls_per_s));
+      const calls = (k: string) => fmt(s(k), 2, "calls/s");
+      const vs = (k: string, base: string) =>
+        ratio(s(k).median, s(base).median);
+      const t1 = "torch-1t", t2 = "torch-2t";
+      const best = s(t1).median >= s(t2).median ? t1 : t2;
+      const fastest = ["native-1t", "native-defaultt"]
+        .reduce((x, y) => s(x).median >= s(y).median ? x : y);
+      return [
+        [
+          `TRM-${arch} D512 B${batch}: torch eager, 2 threads`,
+          calls(t2),
+          "1.00×",
+          "",
+        ],
+        [`  torch eager, 1 thread`, calls(t1), vs(t1, t2), ""],
+        [
+          `  python onnxruntime, 1 thread`,
+          calls("ort-1t"),
+          vs("ort-1t", t2),
+          "",
+        ],
+        [
+          `  python onnxruntime, 2 threads`,
+          calls("ort-2t"),
+          vs("ort-2t", t2),
+          "",
+        ],
+        [
+          `  trminterp wasm, 1 thread`,
+          calls("wasm-1t"),
+          vs("wasm-1t", t2),
+          "report",
+        ],
+        [`    same, vs torch 1 thread`, "", vs("wasm-1t", t1), ""],
+        [
+          `  trminterp wasm, default (${
+            rounds["wasm-defaultt"][0].threads
+          } threads; sandboxed)`,
+          calls("wasm-defaultt"),
+          vs("wasm-defaultt", t2),
+          "≥ 0.35× torch",
+        ],
+        [
+          `  trminterp native, 1 thread`,
+          calls("native-1t"),
+          vs("native-1t", t2),
+          "lever",
+        ],
+        [
+          `  trminterp native, default threads (auto with --allow-ffi)`,
+          calls("native-defaultt"),
+          vs("native-defaultt", t2),
+          "≥ 1.1× torch",
+        ],
+        [
+          `  trminterp fastest backend (${fastest}) vs torch's best (${best})`,
+          "",
+          vs(fastest, best),
+          "≥ 1.0× best torch",
+        ],
+        [
+          `  recording on: wasm 1 thread / native / torch 2 threads`,
+          `${s("wasm-1t-rec").median.toFixed(2)} / ${
+            s("native-defaultt-rec").median.toFixed(2)
+          } / ${s("torch-2t-rec").median.toFixed(2)} calls/s (medians)`,
+          vs("native-defaultt-rec", "torch-2t-rec"),
+          "native/torch",
+        ],
+        [
+          `  native vs python onnxruntime (2 threads)`,
+          "",
+          vs("native-defaultt", "ort-2t"),
+          "",
+        ],
+      ];
+    },
+  };
+}
+
+/** The CLI as a process, with or without --allow-ffi. */
+const cliCmd = (ffi: boolean, args: string[]) => [
+  "deno",
+  "run",
+  "--no-prompt",
+  "--allow-read",
+  "--allow-write",
+  ...(ffi ? ["--allow-ffi"] : []),
+  join(ROOT, "cli.ts"),
+  ...args,
+];
+
+interface DemoTrace {
+  seconds: Record<"torch" | "auto" | "sandboxed", number[]>;
+  rss_mb: Record<"torch" | "auto" | "sandboxed", number[]>;
+  backends: { auto: string; sandboxed: string };
+}
+
+/** `trminterp trace` of the demo against bench/trace_torch.py, whole processes, interleaved. */
+const demoTraceCase: BenchCase<DemoTrace> = {
+  name: "demo_trace",
+  async measure(ctx) {
+    const rounds = Math.max(ctx.rounds, 3);
+    log(
+      `demo trace: trminterp (auto, sandboxed) vs bench/trace_torch.py, ${rounds} interleaved rounds`,
+    );
+    const t: Record<string, Ran[]> = { torch: [], auto: [], sandboxed: [] };
+    for (let r = 0; r < rounds; r++) {
+      t.torch.push(
+        await sh([
+          PYTHON,
+          join(ROOT, "bench/trace_torch.py"),
+          "--bundle",
+          ctx.demoDir,
+          "--out",
+          join(ctx.tmp, "torch-trace"),
+        ]),
+      );
+      for (
+        const [key, ffi] of [["auto", true], ["sandboxed", false]] as const
+      ) {
+        t[key].push(
+          await sh(cliCmd(ffi, [
+            "trace",
+            "--run-dir",
+            join(ctx.tmp, `trace-${key}`),
+            "--seed",
+            "0",
+            "--force",
+          ])),
+        );
+      }
+    }
+    const backendOf = async (key: string) =>
+      JSON.parse(
+        (await Deno.readTextFile(join(ctx.tmp, `trace-${key}`, "trace.jsonl")))
+          .slice(0, 65536).split("\n")[0],
+      ).backend;
+    const per = (f: (x: Ran) => number) => ({
+      torch: t.torch.map(f),
+      auto: t.auto.map(f),
+      sandboxed: t.sandboxed.map(f),
+    });
+    return {
+      seconds: per((x) => x.seconds),
+      rss_mb: per((x) => x.maxrss_mb),
+      backends: {
+        auto: await backendOf("auto"),
+        sandboxed: await backendOf("sandboxed"),
+      },
+    };
+  },
+  rows(r) {
+    const s = (k: "torch" | "auto" | "sandboxed") => spread(r.seconds[k]);
+    return [
+      [
+        `demo trace, 464 examples, every state: torch script`,
+        fmt(s("torch"), 2, "s"),
         "1.00×",
         "",
-      );
-      add(
-        `  torch eager, 1 thread`,
-        fig(t1),
-        ratio(t1.net_calls_per_s, t.net_calls_per_s),
+      ],
+      [
+        `  trminterp trace (auto: ${r.backends.auto})`,
+        fmt(s("auto"), 2, "s"),
+        ratio(s("torch").median, s("auto").median),
+        "≥ 1.0× torch",
+      ],
+      [
+        `  trminterp trace, sandboxed (${r.backends.sandboxed})`,
+        fmt(s("sandboxed"), 2, "s"),
+        ratio(s("torch").median, s("sandboxed").median),
         "",
-      );
-      add(
-        `  python onnxruntime, ${best["ort-defaultt"].threads} threads`,
-        fig(best["ort-defaultt"]),
-        ratio(best["ort-defaultt"].net_calls_per_s, t.net_calls_per_s),
-        "",
-      );
-      add(
-        `  trminterp wasm, 1 thread`,
-        fig(best["wasm-1t"]),
-        ratio(best["wasm-1t"].net_calls_per_s, t.net_calls_per_s),
-        "report",
-      );
-      add(
-        `    same, vs torch 1 thread`,
-        "",
-        ratio(best["wasm-1t"].net_calls_per_s, t1.net_calls_per_s),
-        "",
-      );
-      add(
-        `  trminterp wasm, default (${
-          best["wasm-defaultt"].threads
-        } threads; sandboxed)`,
-        fig(best["wasm-defaultt"]),
-        ratio(best["wasm-defaultt"].net_calls_per_s, t.net_calls_per_s),
-        "≥ 0.35× torch",
-      );
-      add(
-        `  trminterp native, 1 thread`,
-        fig(best["native-1t"]),
-        ratio(best["native-1t"].net_calls_per_s, t.net_calls_per_s),
-        "lever",
-      );
-      add(
-        `  trminterp native, default threads (auto with --allow-ffi)`,
-        fig(best["native-defaultt"]),
-        ratio(best["native-defaultt"].net_calls_per_s, t.net_calls_per_s),
-        "≥ 1.1× torch",
-      );
-      const fastest = ["native-1t", "native-defaultt"].map((k) => best[k])
-        .reduce((x, y) => x.seconds < y.seconds ? x : y);
-      add(
-        `  trminterp fastest backend (${
-          fastest.impl.replace(/-defaultt$/, ", default threads")
-            .replace(/-(\d+)t$/, ", $1 threads")
-        })`,
-        "",
-        ratio(
-          fastest.net_calls_per_s,
-          Math.max(t.net_calls_per_s, t1.net_calls_per_s),
-        ),
-        "≥ 1.0× best torch",
-      );
-      add(
-        `  recording on: wasm / native / torch`,
-        `${best["wasm-1t-rec"].net_calls_per_s.toFixed(2)} / ${
-          best["native-defaultt-rec"].net_calls_per_s.toFixed(2)
-        } / ${best["torch-defaultt-rec"].net_calls_per_s.toFixed(2)} calls/s`,
-        ratio(
-          best["native-defaultt-rec"].net_calls_per_s,
-          best["torch-defaultt-rec"].net_calls_per_s,
-        ),
-        "native/torch",
-      );
-      add(
-        `  native vs python onnxruntime (default threads)`,
-        "",
-        ratio(
-          best["native-defaultt"].net_calls_per_s,
-          best["ort-defaultt"].net_calls_per_s,
-        ),
-        "",
-      );
-    }
+      ],
+    ];
+  },
+};
 
-    // ---- the demo trace: `deno task trminterp trace` against the same trace
-    // written by hand in PyTorch (bench/trace_torch.py), whole processes,
-    // interleaved rounds, medians.
-    {
-      const rounds = 3;
-      log(
-        `demo trace: trminterp (auto, sandboxed) vs bench/trace_torch.py, ${rounds} interleaved rounds`,
-      );
-      const cli = (ffi: boolean, args: string[]) => [
-        "deno",
-        "run",
-        "--no-prompt",
-        "--allow-read",
-        "--allow-write",
-        ...(ffi ? ["--allow-ffi"] : []),
-        join(ROOT, "cli.ts"),
-        ...args,
-      ];
-      const t: Record<string, Ran[]> = { torch: [], auto: [], sandboxed: [] };
-      for (let r = 0; r < rounds; r++) {
-        t.torch.push(
-          await sh([
-            PYTHON,
-            join(ROOT, "bench/trace_torch.py"),
-            "--bundle",
-            demoDir,
-            "--out",
-            join(tmp, "torch-trace"),
+type LoopSeconds = { trace: number; sae: number; intervene: number };
+
+/** The demo loop as `deno task demo` runs it, and sandboxed. */
+const demoLoopCase: BenchCase<Record<"auto" | "sandboxed", LoopSeconds[]>> = {
+  name: "demo_loop",
+  async measure(ctx) {
+    const rounds = ctx.full ? 3 : 1;
+    log(
+      `demo loop: trace, sae fit, intervene; auto and sandboxed; ${rounds} round(s)`,
+    );
+    const loop: Record<"auto" | "sandboxed", LoopSeconds[]> = {
+      auto: [],
+      sandboxed: [],
+    };
+    for (let r = 0; r < rounds; r++) {
+      for (
+        const [key, ffi] of [["auto", true], ["sandboxed", false]] as const
+      ) {
+        const run = join(ctx.tmp, `loop-${key}`);
+        const tr = await sh(
+          cliCmd(ffi, ["trace", "--run-dir", run, "--seed", "0", "--force"]),
+        );
+        const sf = await sh(
+          cliCmd(ffi, [
+            "sae",
+            "fit",
+            "--run-dir",
+            run,
+            "--seed",
+            "0",
+            "--force",
           ]),
         );
-        for (
-          const [key, ffi] of [["auto", true], ["sandboxed", false]] as const
-        ) {
-          t[key].push(
-            await sh(
-              cli(ffi, [
-                "trace",
-                "--run-dir",
-                join(tmp, `trace-${key}`),
-                "--seed",
-                "0",
-                "--force",
-              ]),
-            ),
-          );
-        }
-      }
-      const backendOf = async (key: string) =>
-        JSON.parse(
-          (await Deno.readTextFile(join(tmp, `trace-${key}`, "trace.jsonl")))
-            .slice(0, 65536).split("\n")[0],
-        ).backend;
-      const med = (xs: Ran[]) => medianOf(xs.map((x) => x.seconds));
-      const demoTrace = {
-        torch: t.torch.map((x) => x.seconds),
-        auto: t.auto.map((x) => x.seconds),
-        sandboxed: t.sandboxed.map((x) => x.seconds),
-        backends: {
-          auto: await backendOf("auto"),
-          sandboxed: await backendOf("sandboxed"),
-        },
-        rss_mb: {
-          torch: t.torch.map((x) => x.maxrss_mb),
-          auto: t.auto.map((x) => x.maxrss_mb),
-          sandboxed: t.sandboxed.map((x) => x.maxrss_mb),
-        },
-      };
-      results.demo_trace = demoTrace;
-      add(
-        `demo trace, 464 examples, every state (median of ${rounds}): torch script`,
-        `${med(t.torch).toFixed(2)} s`,
-        "1.00×",
-        "",
-      );
-      add(
-        `  trminterp trace (auto: ${demoTrace.backends.auto})`,
-        `${med(t.auto).toFixed(2)} s`,
-        ratio(med(t.torch), med(t.auto)),
-        "≥ 1.0× torch",
-      );
-      add(
-        `  trminterp trace, sandboxed (${demoTrace.backends.sandboxed})`,
-        `${med(t.sandboxed).toFixed(2)} s`,
-        ratio(med(t.torch), med(t.sandboxed)),
-        "",
-      );
-
-      // ---- the demo loop, as `deno task demo` runs it, and sandboxed
-      const loopRounds = full ? 3 : 1;
-      log(
-        `demo loop: trace, sae fit, intervene; auto and sandboxed; ${loopRounds} round(s)`,
-      );
-      const loop: Record<
-        string,
-        { trace: number; sae: number; intervene: number }[]
-      > = { auto: [], sandboxed: [] };
-      for (let r = 0; r < loopRounds; r++) {
-        for (
-          const [key, ffi] of [["auto", true], ["sandboxed", false]] as const
-        ) {
-          const run = join(tmp, `loop-${key}`);
-          const tr = await sh(
-            cli(ffi, ["trace", "--run-dir", run, "--seed", "0", "--force"]),
-          );
-          const sf = await sh(
-            cli(ffi, [
-              "sae",
-              "fit",
-              "--run-dir",
-              run,
-              "--seed",
-              "0",
-              "--force",
-            ]),
-          );
-          const iv = await sh(
-            cli(ffi, [
-              "intervene",
-              "--run-dir",
-              run,
-              "--policy",
-              "ablate_features",
-              "--seed",
-              "0",
-              "--force",
-            ]),
-          );
-          loop[key].push({
-            trace: tr.seconds,
-            sae: sf.seconds,
-            intervene: iv.seconds,
-          });
-        }
-      }
-      results.demo_loop = loop;
-      for (const key of ["auto", "sandboxed"] as const) {
-        const m = (
-          f: (x: { trace: number; sae: number; intervene: number }) => number,
-        ) => medianOf(loop[key].map(f));
-        add(
-          `demo loop, ${key} (median of ${loopRounds}): trace / sae fit / intervene`,
-          `${m((x) => x.trace).toFixed(1)} / ${m((x) => x.sae).toFixed(1)} / ${
-            m((x) => x.intervene).toFixed(1)
-          } s, total ${m((x) => x.trace + x.sae + x.intervene).toFixed(1)} s`,
-          ratio(m((x) => x.intervene / x.trace), 1),
-          key === "auto" ? "intervene ≤ 2× trace; total ≤ 30 s" : "",
-        );
+        const iv = await sh(cliCmd(ffi, [
+          "intervene",
+          "--run-dir",
+          run,
+          "--policy",
+          "ablate_features",
+          "--seed",
+          "0",
+          "--force",
+        ]));
+        loop[key].push({
+          trace: tr.seconds,
+          sae: sf.seconds,
+          intervene: iv.seconds,
+        });
       }
     }
+    return loop;
+  },
+  rows(loop) {
+    return (["auto", "sandboxed"] as const).map((key): Row => {
+      const m = (f: (x: LoopSeconds) => number) => spread(loop[key].map(f));
+      return [
+        `demo loop, ${key}: trace / sae fit / intervene`,
+        `${m((x) => x.trace).median.toFixed(1)} / ${
+          m((x) => x.sae).median.toFixed(1)
+        } / ${m((x) => x.intervene).median.toFixed(1)} s (medians); total ${
+          fmt(m((x) => x.trace + x.sae + x.intervene), 1, "s")
+        }`,
+        ratio(m((x) => x.intervene / x.trace).median, 1),
+        key === "auto" ? "intervene ≤ 2× trace; total ≤ 30 s" : "",
+      ];
+    });
+  },
+};
 
-    // ---- demo model: per-call overhead at batch 1 (every implementation on 1 thread)
-    {
-      const dreps = full ? 50 : 20;
-      log(`demo model ${demoDir}: batch 1, ${dreps} rollouts; batch 64`);
-      const py = await pyRollout(demoDir, "torch,ort", 1, dreps, {
+/** Per-call overhead at batch 1 and throughput at batch 64 on the demo model, 1 thread each, interleaved. */
+const demoCallsCase: BenchCase<Record<string, RolloutFigures[]>> = {
+  name: "demo_calls",
+  async measure(ctx) {
+    const dreps = ctx.full ? 50 : 20, reps64 = ctx.full ? 10 : 4;
+    log(
+      `demo model ${ctx.demoDir}: batch 1, ${dreps} rollouts; batch 64; ${ctx.rounds} rounds`,
+    );
+    const out: Record<string, RolloutFigures[]> = {};
+    const keep = (key: string, f: RolloutFigures) => (out[key] ??= []).push(f);
+    for (let r = 0; r < ctx.rounds; r++) {
+      const py = await pyRollout(ctx.demoDir, "torch,ort", 1, dreps, {
         threads: 1,
       });
-      const wasm = await trmRollout(demoDir, "wasm", 1, dreps);
-      const native = await trmRollout(demoDir, "native", 1, dreps, {
+      keep("torch-1t", py["torch-1t"]);
+      keep("ort-1t", py["ort-1t"]);
+      keep("wasm", await trmRollout(ctx.demoDir, "wasm", 1, dreps));
+      keep(
+        "wasm-rec",
+        await trmRollout(ctx.demoDir, "wasm", 1, dreps, { record: true }),
+      );
+      keep(
+        "native",
+        await trmRollout(ctx.demoDir, "native", 1, dreps, { threads: 1 }),
+      );
+      const py64 = await pyRollout(ctx.demoDir, "torch,ort", 64, reps64, {
         threads: 1,
       });
-      const wasmRec = await trmRollout(demoDir, "wasm", 1, dreps, {
-        record: true,
-      });
-      const wasm64 = await trmRollout(demoDir, "wasm", 64, full ? 10 : 4);
-      const native64 = await trmRollout(demoDir, "native", 64, full ? 10 : 4, {
-        threads: 1,
-      });
-      const py64 = await pyRollout(demoDir, "torch,ort", 64, full ? 10 : 4, {
-        threads: 1,
-      });
-      results.demo = {
-        dir: demoDir,
-        py,
-        wasm,
-        native,
-        wasmRec,
-        wasm64,
-        native64,
-        py64,
-      };
-      const ort1 = py["ort-1t"], t1 = py["torch-1t"];
-      const us = (f: RolloutFigures) =>
-        `${(f.ms_per_call * 1000).toFixed(0)} µs/call`;
-      const name = demoDir.split("/").at(-1);
-      add(
+      keep("torch-1t-64", py64["torch-1t"]);
+      keep("ort-1t-64", py64["ort-1t"]);
+      keep("wasm-64", await trmRollout(ctx.demoDir, "wasm", 64, reps64));
+      keep(
+        "native-64",
+        await trmRollout(ctx.demoDir, "native", 64, reps64, { threads: 1 }),
+      );
+    }
+    return out;
+  },
+  rows(r, ctx) {
+    const us = (k: string) => spread(r[k].map((f) => f.ms_per_call * 1000));
+    const ex = (k: string) => spread(r[k].map((f) => f.examples_per_s));
+    const name = ctx.demoDir.split("/").at(-1);
+    const call = (label: string, k: string, target = ""): Row => [
+      label,
+      fmt(us(k), 0, "µs/call"),
+      ratio(us(k).median, us("ort-1t").median),
+      target,
+    ];
+    const b64 = (label: string, k: string): Row => [
+      label,
+      fmt(ex(k), 0, "ex/s"),
+      ratio(ex(k).median, ex("torch-1t-64").median),
+      "",
+    ];
+    return [
+      [
         `demo (${name}) B1, 1 thread: python onnxruntime`,
-        us(ort1),
+        fmt(us("ort-1t"), 0, "µs/call"),
         "1.00×",
         "",
-      );
-      add(
-        `  trminterp wasm per-call time`,
-        us(wasm),
-        ratio(wasm.ms_per_call, ort1.ms_per_call),
-        "≤ 1.5× native ort",
-      );
-      add(
-        `  trminterp wasm, recording on`,
-        us(wasmRec),
-        ratio(wasmRec.ms_per_call, ort1.ms_per_call),
+      ],
+      call(`  trminterp wasm per-call time`, "wasm", "≤ 1.5× native ort"),
+      call(`  trminterp wasm, recording on`, "wasm-rec"),
+      call(`  trminterp native per-call time`, "native", "≤ 1.5× native ort"),
+      call(`  torch eager per-call time`, "torch-1t"),
+      [
+        `demo B64, 1 thread: torch eager`,
+        fmt(ex("torch-1t-64"), 0, "ex/s"),
+        "1.00×",
         "",
-      );
-      add(
-        `  trminterp native per-call time`,
-        us(native),
-        ratio(native.ms_per_call, ort1.ms_per_call),
-        "≤ 1.5× native ort",
-      );
-      add(
-        `  torch eager per-call time`,
-        us(t1),
-        ratio(t1.ms_per_call, ort1.ms_per_call),
-        "",
-      );
-      const ex = (f: RolloutFigures) => `${f.examples_per_s.toFixed(0)} ex/s`;
-      add(`demo B64, 1 thread: torch eager`, ex(py64["torch-1t"]), "1.00×", "");
-      add(
-        `  python onnxruntime`,
-        ex(py64["ort-1t"]),
-        ratio(py64["ort-1t"].examples_per_s, py64["torch-1t"].examples_per_s),
-        "",
-      );
-      add(
-        `  trminterp wasm`,
-        ex(wasm64),
-        ratio(wasm64.examples_per_s, py64["torch-1t"].examples_per_s),
-        "",
-      );
-      add(
-        `  trminterp native`,
-        ex(native64),
-        ratio(native64.examples_per_s, py64["torch-1t"].examples_per_s),
-        "",
+      ],
+      b64(`  python onnxruntime`, "ort-1t-64"),
+      b64(`  trminterp wasm`, "wasm-64"),
+      b64(`  trminterp native`, "native-64"),
+    ];
+  },
+};
+
+type Micro = {
+  graph: string;
+  impl: string;
+  us_per_call: number;
+  gflops: number | null;
+};
+
+/** What limits WASM: fixed cost per call and GEMM speed, 1 thread. */
+const microCase: BenchCase<Micro[]> = {
+  name: "micro",
+  async measure(ctx) {
+    log("micro: one-node graphs (fixed per-call cost, GEMM GFLOP/s)");
+    const dir = join(ctx.tmp, "micro");
+    const py = jsonLines<Micro>(
+      (await sh([PYTHON, join(PY, "bench_runner.py"), "micro", "--out", dir]))
+        .stdout,
+    );
+    const ts: Micro[] = [];
+    for (const backend of ["wasm", "native"]) {
+      ts.push(
+        ...jsonLines<Micro>(
+          (await sh([
+            "deno",
+            "run",
+            "--allow-read",
+            "--allow-env",
+            "--allow-ffi",
+            join(ROOT, "bench/run.ts"),
+            "--child",
+            "micro",
+            "--dir",
+            dir,
+            "--backend",
+            backend,
+          ])).stdout,
+        ),
       );
     }
-
-    // ---- what limits WASM: fixed cost per call and GEMM speed, 1 thread
-    {
-      log("micro: one-node graphs (fixed per-call cost, GEMM GFLOP/s)");
-      const dir = join(tmp, "micro");
-      type Micro = {
-        graph: string;
-        impl: string;
-        us_per_call: number;
-        gflops: number | null;
-      };
-      const py = jsonLines<Micro>(
-        (await sh([
-          PYTHON,
-          join(PY, "bench_runner.py"),
-          "micro",
-          "--out",
-          dir,
-        ])).stdout,
-      );
-      const ts: Micro[] = [];
-      for (const backend of ["wasm", "native"]) {
-        ts.push(
-          ...jsonLines<Micro>(
-            (await sh([
-              "deno",
-              "run",
-              "--allow-read",
-              "--allow-env",
-              "--allow-ffi",
-              join(ROOT, "bench/run.ts"),
-              "--child",
-              "micro",
-              "--dir",
-              dir,
-              "--backend",
-              backend,
-            ])).stdout,
-          ),
-        );
-      }
-      results.micro = [...py, ...ts];
-      const get = (g: string, impl: string) =>
-        [...py, ...ts].find((m) => m.graph === g && m.impl === impl)!;
-      const addOrt = get("add", "ort"),
-        addW = get("add", "wasm"),
-        addN = get("add", "native");
-      add(
+    return [...py, ...ts];
+  },
+  rows(all) {
+    const get = (g: string, impl: string) =>
+      all.find((m) => m.graph === g && m.impl === impl)!;
+    const [addO, addW, addN] = ["ort", "wasm", "native"].map((i) =>
+      get("add", i)
+    );
+    const [mmT, mmO, mmW, mmN] = ["torch", "ort", "wasm", "native"].map((i) =>
+      get("matmul", i)
+    );
+    return [
+      [
         `limit: fixed cost per call (Add [1,18,32])`,
         `wasm ${addW.us_per_call.toFixed(1)} µs, native ${
           addN.us_per_call.toFixed(1)
-        } µs, python ort ${addOrt.us_per_call.toFixed(1)} µs`,
-        ratio(addW.us_per_call, addOrt.us_per_call),
+        } µs, python ort ${addO.us_per_call.toFixed(1)} µs`,
+        ratio(addW.us_per_call, addO.us_per_call),
         "wasm / python ort",
-      );
-      const mmT = get("matmul", "torch"),
-        mmO = get("matmul", "ort"),
-        mmW = get("matmul", "wasm"),
-        mmN = get("matmul", "native");
-      add(
+      ],
+      [
         `limit: GEMM 194×512×1536, 1 thread`,
         `wasm ${mmW.gflops!.toFixed(0)}, native ${
           mmN.gflops!.toFixed(0)
@@ -1014,171 +1047,286 @@ async function main() {
         } GFLOP/s`,
         ratio(mmW.gflops!, mmT.gflops!),
         "wasm / torch",
-      );
-    }
+      ],
+    ];
+  },
+};
 
-    // ---- startup
-    {
-      log("startup");
-      const help = await bestOf(
-        3,
-        () =>
-          sh([
-            "deno",
-            "run",
-            "--allow-read",
-            "--allow-write",
-            join(ROOT, "cli.ts"),
-            "--help",
-          ]),
+interface Startup {
+  help: number[];
+  pyHelp: number[];
+  trmToFirst: number[];
+  torchToFirst: number[];
+}
+
+/** Process start: `--help`, and process start to the first net call, interleaved rounds. */
+const startupCase: BenchCase<Startup> = {
+  name: "startup",
+  async measure(ctx) {
+    const rounds = Math.max(ctx.rounds, 3);
+    log(`startup, ${rounds} interleaved rounds`);
+    const out: Startup = {
+      help: [],
+      pyHelp: [],
+      trmToFirst: [],
+      torchToFirst: [],
+    };
+    for (let r = 0; r < rounds; r++) {
+      out.help.push(
+        (await sh([
+          "deno",
+          "run",
+          "--allow-read",
+          "--allow-write",
+          join(ROOT, "cli.ts"),
+          "--help",
+        ])).seconds,
       );
-      const pyHelp = await bestOf(
-        3,
-        () => sh([PYTHON, join(PY, "export.py"), "--help"]),
+      out.pyHelp.push(
+        (await sh([PYTHON, join(PY, "export.py"), "--help"])).seconds,
       );
-      const trmFirst = await trmRollout(demoDir, "wasm", 1, 0);
-      const pyFirst =
-        jsonLines<{ impl: string; process_to_first_call_s: number }>(
+      out.trmToFirst.push(
+        (await trmRollout(ctx.demoDir, "wasm", 1, 0)).process_to_first_call_s!,
+      );
+      out.torchToFirst.push(
+        jsonLines<{ process_to_first_call_s: number }>(
           (await sh([
             PYTHON,
             join(PY, "bench_runner.py"),
             "startup",
             "--bundle",
-            demoDir,
+            ctx.demoDir,
             "--impl",
             "torch",
           ])).stdout,
-        )[0];
-      const trmToFirst = trmFirst.process_to_first_call_s!;
-      results.startup = { help, pyHelp, trmFirst, pyFirst };
-      add(
+        )[0].process_to_first_call_s,
+      );
+    }
+    return out;
+  },
+  rows(r) {
+    const [h, p, t, q] = [r.help, r.pyHelp, r.trmToFirst, r.torchToFirst].map(
+      spread,
+    );
+    return [
+      [
         `startup: trminterp --help`,
-        `${help.seconds.toFixed(2)} s vs export.py --help ${
-          pyHelp.seconds.toFixed(2)
-        } s`,
-        ratio(help.seconds, pyHelp.seconds),
+        `${fmt(h, 2, "s")} vs export.py --help ${fmt(p, 2, "s")}`,
+        ratio(h.median, p.median),
         "lower is better",
-      );
-      add(
+      ],
+      [
         `  process start to first net call (demo)`,
-        `${trmToFirst.toFixed(2)} s vs torch ${
-          pyFirst.process_to_first_call_s.toFixed(2)
-        } s`,
-        ratio(trmToFirst, pyFirst.process_to_first_call_s),
+        `${fmt(t, 2, "s")} vs torch ${fmt(q, 2, "s")}`,
+        ratio(t.median, q.median),
         "lower is better",
-      );
-    }
+      ],
+    ];
+  },
+};
 
-    // ---- SAE
-    {
-      const cases = full
-        ? [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 300 }, {
-          D: 512,
-          F: 4096,
-          k: 32,
-          n: 8_192,
-          steps: 10,
-        }]
-        : [{ D: 64, F: 1024, k: 16, n: 16_384, steps: 30 }, {
-          D: 512,
-          F: 4096,
-          k: 32,
-          n: 8_192,
-          steps: 3,
-        }];
-      const sae: unknown[] = [];
-      for (const c of cases) {
-        log(`sae fit D=${c.D} F=${c.F} k=${c.k} steps=${c.steps}`);
-        const r = await saeCase(tmp, c.D, c.F, c.k, c.n, c.steps, 4096, 1);
-        sae.push({ ...c, ...r });
-        const equal = Math.abs(r.ts.fvu - r.torch.fvu) <=
-          0.02 * Math.max(r.ts.fvu, r.torch.fvu);
-        add(
-          `sae fit D${c.D} F${c.F} k${c.k} ${c.steps} steps: trminterp`,
-          `${Math.round(r.ts.activations_per_s)} act/s, FVU ${
-            r.ts.fvu.toFixed(4)
-          } (torch 1 thread ${
-            Math.round(r.torch.activations_per_s)
-          } act/s, FVU ${r.torch.fvu.toFixed(4)}; FVU ${
-            equal ? "equal within 2%" : "NOT equal"
-          })`,
-          ratio(r.ts.activations_per_s, r.torch.activations_per_s),
-          "≥ 1.5× torch, equal FVU",
-        );
-        add(
-          `  vs torch, ${navigator.hardwareConcurrency} threads`,
-          `${Math.round(r.torchAll.activations_per_s)} act/s, FVU ${
-            r.torchAll.fvu.toFixed(4)
-          }`,
-          ratio(r.ts.activations_per_s, r.torchAll.activations_per_s),
-          "",
-        );
-      }
-      results.sae = sae;
-    }
+interface SaeRounds {
+  D: number;
+  F: number;
+  k: number;
+  n: number;
+  steps: number;
+  /** Per round: trminterp, then torch on each of TORCH_THREADS. */
+  rounds: { ts: SaeFigures; torch: Record<number, SaeFigures> }[];
+}
 
-    // ---- peak RSS as the data grows
-    {
-      const sizes = full ? [100, 1000, 10000] : [100, 1000];
-      const rss: unknown[] = [];
-      for (const n of sizes) {
-        log(`peak RSS: trace + sae fit on ${n} examples (demo model)`);
-        const p = await puzzlesFile(tmp, n);
-        const run = join(tmp, `run_${n}`);
-        const tr = await sh([
-          "deno",
-          "run",
-          "--allow-read",
-          "--allow-write",
-          join(ROOT, "cli.ts"),
-          "trace",
-          "--run-dir",
-          run,
-          "--model",
-          demoDir,
-          "--inputs",
-          p,
-          "--latents",
-          "z_H",
-          "--force",
-          "--no-gitignore",
-        ]);
-        const sf = await sh([
-          "deno",
-          "run",
-          "--allow-read",
-          "--allow-write",
-          join(ROOT, "cli.ts"),
-          "sae",
-          "fit",
-          "--run-dir",
-          run,
-          "--train-steps",
-          full ? "300" : "50",
-          "--force",
-        ]);
-        rss.push({
-          n,
-          trace: { s: tr.seconds, mb: tr.maxrss_mb },
-          sae: { s: sf.seconds, mb: sf.maxrss_mb },
-        });
-        add(
-          `peak RSS, ${n} examples`,
-          `trace ${tr.maxrss_mb.toFixed(0)} MB (${
-            tr.seconds.toFixed(1)
-          } s), sae fit ${sf.maxrss_mb.toFixed(0)} MB`,
-          n === sizes[0] ? "1.00×" : ratio(
-            tr.maxrss_mb,
-            (rss[0] as { trace: { mb: number } }).trace.mb,
+/** `sae fit` throughput and FVU against sae_ref.py (torch, 1 and 2 threads), interleaved rounds. */
+const saeFitCase: BenchCase<SaeRounds[]> = {
+  name: "sae",
+  async measure(ctx) {
+    const shapes = [
+      { D: 64, F: 1024, k: 16, n: 16_384, steps: ctx.full ? 300 : 30 },
+      { D: 512, F: 4096, k: 32, n: 8_192, steps: ctx.full ? 10 : 3 },
+    ];
+    const out: SaeRounds[] = [];
+    for (const c of shapes) {
+      const rounds: SaeRounds["rounds"] = [];
+      for (let r = 0; r < ctx.rounds; r++) {
+        log(
+          `sae fit D=${c.D} F=${c.F} k=${c.k} steps=${c.steps}, round ${
+            r + 1
+          }/${ctx.rounds}`,
+        );
+        rounds.push(
+          await saeCase(
+            ctx.tmp,
+            c.D,
+            c.F,
+            c.k,
+            c.n,
+            c.steps,
+            4096,
+            TORCH_THREADS,
           ),
-          "flat",
         );
-        await Deno.remove(run, { recursive: true });
       }
-      results.rss = rss;
+      out.push({ ...c, rounds });
+    }
+    return out;
+  },
+  rows(all) {
+    return all.flatMap((c): Row[] => {
+      const ts = spread(c.rounds.map((r) => r.ts.activations_per_s));
+      const fvu = medianOf(c.rounds.map((r) => r.ts.fvu));
+      const torch = (t: number) =>
+        spread(c.rounds.map((r) => r.torch[t].activations_per_s));
+      const torchFvu = (t: number) =>
+        medianOf(c.rounds.map((r) => r.torch[t].fvu));
+      return [
+        [
+          `sae fit D${c.D} F${c.F} k${c.k} ${c.steps} steps: trminterp`,
+          `${fmt(ts, 0, "act/s")}, FVU ${fvu.toFixed(4)}`,
+          "",
+          "≥ 1.5× torch, equal FVU",
+        ],
+        ...TORCH_THREADS.map((t): Row => {
+          const equal =
+            Math.abs(fvu - torchFvu(t)) <= 0.02 * Math.max(fvu, torchFvu(t));
+          return [
+            `  vs torch, ${t} thread${t > 1 ? "s" : ""}`,
+            `${fmt(torch(t), 0, "act/s")}, FVU ${torchFvu(t).toFixed(4)} (${
+              equal ? "equal within 2%" : "NOT equal"
+            })`,
+            ratio(ts.median, torch(t).median),
+            "",
+          ];
+        }),
+      ];
+    });
+  },
+};
+
+/** Peak RSS of `trace` and `sae fit` as the data grows. */
+const rssCase: BenchCase<
+  {
+    n: number;
+    trace: { s: number; mb: number };
+    sae: { s: number; mb: number };
+  }[]
+> = {
+  name: "rss",
+  async measure(ctx) {
+    const sizes = ctx.full ? [100, 1000, 10000] : [100, 1000];
+    const rss = [];
+    for (const n of sizes) {
+      log(`peak RSS: trace + sae fit on ${n} examples (demo model)`);
+      const p = await puzzlesFile(ctx.tmp, n);
+      const run = join(ctx.tmp, `run_${n}`);
+      const cli = (args: string[]) =>
+        sh([
+          "deno",
+          "run",
+          "--allow-read",
+          "--allow-write",
+          join(ROOT, "cli.ts"),
+          ...args,
+        ]);
+      const tr = await cli([
+        "trace",
+        "--run-dir",
+        run,
+        "--model",
+        ctx.demoDir,
+        "--inputs",
+        p,
+        "--latents",
+        "z_H",
+        "--force",
+        "--no-gitignore",
+      ]);
+      const sf = await cli([
+        "sae",
+        "fit",
+        "--run-dir",
+        run,
+        "--train-steps",
+        ctx.full ? "300" : "50",
+        "--force",
+      ]);
+      rss.push({
+        n,
+        trace: { s: tr.seconds, mb: tr.maxrss_mb },
+        sae: { s: sf.seconds, mb: sf.maxrss_mb },
+      });
+      await Deno.remove(run, { recursive: true });
+    }
+    return rss;
+  },
+  rows(rss) {
+    return rss.map((r): Row => [
+      `peak RSS, ${r.n} examples`,
+      `trace ${r.trace.mb.toFixed(0)} MB (${r.trace.s.toFixed(1)} s), sae fit ${
+        r.sae.mb.toFixed(0)
+      } MB`,
+      ratio(r.trace.mb, rss[0].trace.mb),
+      "flat",
+    ]);
+  },
+};
+
+/** Every case, in table order. `--cases a,b` runs a subset. */
+// deno-lint-ignore no-explicit-any
+const CASES: BenchCase<any>[] = [
+  rolloutCase("mlp"),
+  rolloutCase("att"),
+  demoTraceCase,
+  demoLoopCase,
+  demoCallsCase,
+  microCase,
+  startupCase,
+  saeFitCase,
+  rssCase,
+];
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const a = parseArgs(Deno.args);
+  if (a.child === "rollout") return await childRollout(a);
+  if (a.child === "micro") return await childMicro(a);
+  const full = a.full === "1";
+  CHILD_TIMEOUT_S = full ? 240 : 120;
+  const names = a.cases?.split(",") ?? CASES.map((c) => c.name);
+  const unknown = names.filter((n) => !CASES.some((c) => c.name === n));
+  if (unknown.length) {
+    console.error(
+      `unknown case ${unknown.join(", ")}; the cases: ${
+        CASES.map((c) => c.name).join(", ")
+      }`,
+    );
+    Deno.exit(2);
+  }
+  const tmp = await Deno.makeTempDir({ prefix: "trminterp-bench-" });
+  const demoDir =
+    await exists(join(ROOT, "references/models/sudoku4-trm/model.json"))
+      ? join(ROOT, "references/models/sudoku4-trm")
+      : join(ROOT, "tests/fixtures/tiny_trm");
+  const ctx: Ctx = {
+    full,
+    tmp,
+    demoDir,
+    rounds: Number(a.rounds ?? (full ? 5 : 3)),
+  };
+  const results: Record<string, unknown> = {
+    mode: full ? "full" : "fast",
+    demo: demoDir,
+    rounds: ctx.rounds,
+  };
+  const rows: Row[] = [];
+  const started = performance.now();
+  try {
+    for (const c of CASES.filter((c) => names.includes(c.name))) {
+      const r = await c.measure(ctx);
+      results[c.name] = r;
+      rows.push(...c.rows(r, ctx));
     }
   } catch (e) {
-    // Keep what was measured: a failing section still prints the rows before it.
+    // Keep what was measured: a failing case still prints the rows before it.
     results.error = String(e);
     log(`stopped: ${String(e).split("\n")[0]}`);
   } finally {
@@ -1198,15 +1346,6 @@ function medianOf(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-async function bestOf(n: number, f: () => Promise<Ran>): Promise<Ran> {
-  let best: Ran | null = null;
-  for (let i = 0; i < n; i++) {
-    const r = await f();
-    if (!best || r.seconds < best.seconds) best = r;
-  }
-  return best!;
 }
 
 async function exists(p: string): Promise<boolean> {
