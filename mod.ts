@@ -91,7 +91,7 @@ export {
   ClampFeatures,
   PatchFeatures,
 } from "./lib/intervene/policy.ts";
-export type { PolicyName } from "./lib/intervene/policy.ts";
+export type { AblateTo, PolicyName } from "./lib/intervene/policy.ts";
 export { editActivations, policyHook } from "./lib/edit/policy.ts";
 export type {
   FeatureDictionary,

@@ -13,6 +13,8 @@ import { POLICY_NAMES, type PolicyName } from "../lib/intervene/policy.ts";
 import { RANK_BY, type RankBy } from "../lib/intervene/ranking.ts";
 import type { Report } from "../lib/intervene/report.ts";
 import { INTERVENE_DEFAULTS } from "../lib/intervene/defaults.ts";
+import { ablateTo } from "../lib/schema/report.ts";
+import type { AblateTo } from "../lib/schema/mod.ts";
 
 import { readTraceHeader, traceRunDir } from "../lib/trace/dataset.ts";
 import { headerPath } from "../lib/trace/trace.ts";
@@ -46,6 +48,9 @@ import {
 
 /** The table every default below comes from. */
 const D = INTERVENE_DEFAULTS;
+
+/** The --ablate-to values, from the zod enum. */
+const ABLATE_TO: readonly AblateTo[] = ablateTo.options;
 
 /** The flags of `intervene`.  *
  * @example
@@ -91,9 +96,10 @@ export const INTERVENE_FLAGS: Record<string, FlagSpec> = {
   },
   "ablate-to": {
     type: "string",
-    arg: "zero|mean",
-    help:
-      `ablate_features: zero | mean (the trace mean) (default ${D.ablateTo})`,
+    arg: ABLATE_TO.join("|"),
+    help: `ablate_features: ${
+      ABLATE_TO.join(" | ")
+    } (mean: the trace mean) (default ${D.ablateTo})`,
   },
   "source-example": {
     type: "string",
@@ -229,9 +235,12 @@ export async function intervene(args: string[]): Promise<Report | void> {
       } (v0 has ${POLICY_NAMES.join(", ")})`,
     );
   }
-  const ablateTo = v["ablate-to"];
-  if (ablateTo !== undefined && ablateTo !== "zero" && ablateTo !== "mean") {
-    throw new InputError(`--ablate-to must be zero or mean, got "${ablateTo}"`);
+  const ablate = v["ablate-to"];
+  const ablateTo = ABLATE_TO.find((t) => t === ablate);
+  if (ablate !== undefined && ablateTo === undefined) {
+    throw new InputError(
+      `--ablate-to must be ${ABLATE_TO.join(" or ")}, got "${ablate}"`,
+    );
   }
   const rankBy = v["rank-by"];
   if (
@@ -256,7 +265,7 @@ export async function intervene(args: string[]): Promise<Report | void> {
     positions: str(v, "positions"),
     value: numFlag(v.value, "--value"),
     scale: numFlag(v.scale, "--scale"),
-    ablateTo: ablateTo as "zero" | "mean" | undefined,
+    ablateTo,
     sourceExample: str(v, "source-example"),
     sourceSteps: str(v, "source-steps"),
     rank: intFlag(v.rank, "--rank", 1),

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { RankBy } from "../schema/mod.ts";
+import type { AblateTo, RankBy } from "../schema/mod.ts";
 
 /**
  * Defaults of `intervene`'s ranking, controls and policies.
@@ -28,7 +28,7 @@ export const INTERVENE_DEFAULTS: {
   readonly randomFeatures: number;
   readonly controlDraws: number;
   readonly rankBy: RankBy;
-  readonly ablateTo: "zero" | "mean";
+  readonly ablateTo: AblateTo;
 } = {
   /** Top features reported and scanned in the tomography. */
   rank: 5,
@@ -61,7 +61,7 @@ export interface InterveneSettings {
   /** What the ranking sorts by. */
   rankBy: RankBy;
   /** ablate_features: zero or mean. */
-  ablateTo: "zero" | "mean";
+  ablateTo: AblateTo;
 }
 
 /**

@@ -18,7 +18,7 @@ import type { SAE } from "../sae/sae.ts";
 import type { SaeFileConfig } from "../sae/sae_pt.ts";
 import type { TraceDataset } from "../trace/dataset.ts";
 import { parsePositions } from "../trace/positions.ts";
-import type { RankBy } from "../schema/mod.ts";
+import type { AblateTo, RankBy } from "../schema/mod.ts";
 import { interveneSettings } from "./defaults.ts";
 import type { InterventionPolicy } from "../edit/policy.ts";
 import {
@@ -45,7 +45,7 @@ export interface InterveneOptions {
   /** clamp_features: the scale. */
   scale?: number;
   /** ablate_features: to zero (default) or to the feature's mean over the trace. */
-  ablateTo?: "zero" | "mean";
+  ablateTo?: AblateTo;
   /** patch_features: the source example id. */
   sourceExample?: string;
   /** patch_features: the source step (one address). */

@@ -15,9 +15,9 @@ import {
   type PolicyContext,
 } from "../edit/policy.ts";
 import { policyName } from "../schema/report.ts";
-import type { PolicyName } from "../schema/mod.ts";
+import type { AblateTo, PolicyName } from "../schema/mod.ts";
 
-export type { PolicyName };
+export type { AblateTo, PolicyName };
 
 /**
  * The v0 policy names, for `--policy`.
@@ -59,13 +59,13 @@ export class AblateFeatures implements InterventionPolicy {
   /** The features it edits. */
   readonly features: readonly number[];
   /** `zero` or `mean`. */
-  readonly to: "zero" | "mean";
+  readonly to: AblateTo;
   #means?: Float32Array;
 
   /** Ablate `features` to zero, or to `means[f]` with `to = "mean"`. */
   constructor(
     features: readonly number[],
-    to: "zero" | "mean" = "zero",
+    to: AblateTo = "zero",
     means?: Float32Array,
   ) {
     checkFeatures(features, means?.length);

@@ -245,6 +245,23 @@ export const policyName: z.ZodEnum<
   "The names of the three v0 policies that the CLI offers.",
 );
 
+/**
+ * What `ablate_features` sets its features to: zero, or the feature's mean
+ * over the trace (`--ablate-to`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ablateTo } from "./report.ts";
+ * assert.deepEqual(ablateTo.options, ["zero", "mean"]);
+ * ```
+ */
+export const ablateTo: z.ZodEnum<{ zero: "zero"; mean: "mean" }> = name(
+  z.enum(["zero", "mean"]),
+  "AblateTo",
+  "What ablate_features sets its features to: zero, or the feature's mean over the trace.",
+);
+
 const CausalSectionSchema = name(
   z.object({
     metric: z.string().describe("What `effect` measures."),

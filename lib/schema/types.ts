@@ -31,6 +31,10 @@ export type PolicyName =
   | "ablate_features"
   | "clamp_features"
   | "patch_features";
+/**
+ * What ablate_features sets its features to: zero, or the feature's mean over the trace.
+ */
+export type AblateTo = "zero" | "mean";
 
 /**
  * A graph file inside a bundle, with its sha256.
