@@ -44,7 +44,7 @@ import { controlCurve } from "./control.ts";
 import { selectivity } from "./selectivity.ts";
 import { type EditedPositions, landing, trackEdits } from "./landing.ts";
 import type { Grid } from "../schema/mod.ts";
-import { findRanking, reportPath } from "./reports.ts";
+import { findRanking, namedRunFolder, reportPath } from "./reports.ts";
 import type { CausalFeature, SideSummary } from "../schema/mod.ts";
 import { InterventionSession } from "./session.ts";
 import { supervisionGroups, tomography } from "./tomography.ts";
@@ -281,6 +281,7 @@ async function intervene(
   );
 
   // The saved trace and report.json land together, after both are written.
+  await using folder = await namedRunFolder(opts.runDir, opts.name);
   await using outputs = new OutputSet();
   const savedTrace = opts.saveTrace
     ? await saveIntervenedTrace(session, policy, opts, run, outputs)
@@ -367,6 +368,7 @@ async function intervene(
     JSON.stringify(report, null, 2) + "\n",
   );
   await outputs.commit();
+  folder.keep();
   return report;
 }
 

@@ -57,6 +57,58 @@ export function reportPath(name?: string): string {
     : `interventions/${checkRunName(name)}/report.json`;
 }
 
+/**
+ * A named run's folder as a disposable: if this run creates it and fails,
+ * disposal removes it again when it is empty (the output set has removed its
+ * temps by then), so a failed run leaves no empty `interventions/NAME`.
+ * Call `keep()` once the outputs are committed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { namedRunFolder } from "./reports.ts";
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   {
+ *     await using folder = await namedRunFolder(dir, "a");
+ *     await Deno.mkdir(`${dir}/interventions/a`, { recursive: true });
+ *     // ... the run fails here: no keep()
+ *     void folder;
+ *   }
+ *   await assert.rejects(Deno.stat(`${dir}/interventions`)); // made by the failed run: gone too
+ *   {
+ *     await using folder = await namedRunFolder(dir, "b");
+ *     await Deno.mkdir(`${dir}/interventions/b`, { recursive: true });
+ *     folder.keep();
+ *   }
+ *   assert.ok((await Deno.stat(`${dir}/interventions/b`)).isDirectory);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function namedRunFolder(
+  runDir: string,
+  name: string | undefined,
+): Promise<AsyncDisposable & { keep(): void }> {
+  const path = name === undefined
+    ? null
+    : `${runDir}/interventions/${checkRunName(name)}`;
+  const exists = (p: string) => Deno.lstat(p).then(() => true, () => false);
+  const parent = `${runDir}/interventions`;
+  const parentExisted = path === null || await exists(parent);
+  let keep = path === null || await exists(path);
+  return {
+    keep: () => void (keep = true),
+    async [Symbol.asyncDispose]() {
+      if (keep) return;
+      // Not recursive: a folder that holds anything stays.
+      await Deno.remove(path!).catch(() => {});
+      if (!parentExisted) await Deno.remove(parent).catch(() => {});
+    },
+  };
+}
+
 /** A report found in a run dir. */
 export interface FoundReport {
   /** Its path relative to the run dir. */
