@@ -1247,8 +1247,18 @@ Deno.test("hostile #21.2: a run dir swapped for a symbolic link while the comman
       // The user's own files, where the link will point.
       const mine = await victim(outside, "trace.jsonl");
       const wasm = ortWasmFiles("wasm")[0];
-      for (const when of ["states.npy", "trace.jsonl"]) {
-        const runDir = join(grant, `run-${when}`);
+      // "swap": the link points at another folder (the user's files);
+      // "move": the run dir itself is moved outside the grant, the link
+      // points at it, so the renames would land there.
+      for (
+        const [when, how] of [
+          ["states.npy", "swap"],
+          ["trace.jsonl", "swap"],
+          ["states.npy", "move"],
+        ]
+      ) {
+        const runDir = join(grant, `run-${when}-${how}`);
+        const moved = join(outside, `moved-${when}`);
         const child = new Deno.Command(Deno.execPath(), {
           args: [
             "run",
@@ -1276,8 +1286,13 @@ Deno.test("hostile #21.2: a run dir swapped for a symbolic link while the comman
         for (let i = 0; i < 4000 && !swapped; i++) {
           const names = await listDir(runDir).catch(() => []);
           if (names.some((n) => n.startsWith(`.${when}.trminterp-`))) {
-            await Deno.rename(runDir, `${runDir}.orig`);
-            await Deno.symlink(outside, runDir);
+            if (how === "swap") {
+              await Deno.rename(runDir, `${runDir}.orig`);
+              await Deno.symlink(outside, runDir);
+            } else {
+              await Deno.rename(runDir, moved);
+              await Deno.symlink(moved, runDir);
+            }
             swapped = true;
           } else await new Promise((r) => setTimeout(r, 2));
         }
@@ -1290,10 +1305,21 @@ Deno.test("hostile #21.2: a run dir swapped for a symbolic link while the comman
             stderr: new TextDecoder().decode(o.stderr),
           },
           /was moved or replaced while trminterp was using it/,
-          `swap during ${when}`,
+          `${how} during ${when}`,
         );
         await intact(mine, `swap during ${when}`);
-        assert.deepEqual(await listDir(outside), ["trace.jsonl"], when);
+        if (how === "swap") {
+          assert.deepEqual(await listDir(outside), ["trace.jsonl"], when);
+        } else {
+          const landed = (await listDir(moved)).filter((n) =>
+            n === "trace.jsonl" || n === "states.npy"
+          );
+          assert.deepEqual(
+            landed,
+            [],
+            "nothing renamed into the moved run dir",
+          );
+        }
       }
     } finally {
       await Deno.remove(outside, { recursive: true });
