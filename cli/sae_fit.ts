@@ -49,7 +49,7 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
   arch: {
     type: "string",
     arg: "NAME",
-    help: `${Object.keys(ARCHITECTURES).join(" | ")} (default ${D.arch}); ${
+    help: `${Object.keys(ARCHITECTURES).join(" | ")} (default ${D.arch}). ${
       Object.values(ARCHITECTURES).map((a) => `${a.name}: ${a.summary}`).join(
         "; ",
       )
@@ -69,7 +69,9 @@ export const SAE_FLAGS: Record<string, FlagSpec> = {
     type: "string",
     arg: "K",
     help:
-      `active features per row for topk, per row on average for batchtopk (default round(D x ${D.archs.topk.kPerD}), at most ${D.archs.topk.k})`,
+      `active features per row for topk, per row on average for batchtopk (default round(D/${
+        1 / Number(D.archs.topk.kPerD)
+      }), at most ${D.archs.topk.k})`,
   },
   l1: {
     type: "string",

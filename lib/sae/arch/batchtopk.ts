@@ -117,7 +117,7 @@ export const BATCHTOPK: SaeArchitecture = {
   name: "batchtopk",
   saelensName: "jumprelu",
   summary:
-    "the k x batch largest pre-activations of a training batch, a learnt threshold at inference; AuxK on dead latents",
+    "the k x B largest pre-activations of a batch of B rows in training, a learnt threshold at inference, with AuxK",
   defaults: BATCHTOPK_DEFAULTS,
   checkConfig(cfg) {
     checkK(cfg, "batchtopk");

@@ -54,7 +54,7 @@ export const RELU_DEFAULTS: {
 export const RELU: SaeArchitecture = {
   name: "relu",
   saelensName: "standard",
-  summary: "ReLU of the pre-activations; an L1 penalty with a linear warm-up",
+  summary: "ReLU with an L1 penalty ramped up linearly",
   defaults: RELU_DEFAULTS,
   checkConfig(): void {},
   config: (D, F) => ({ arch: "relu", d_in: D, d_sae: F }),

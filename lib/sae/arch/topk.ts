@@ -93,8 +93,7 @@ export function checkK(cfg: SAEConfig, arch: string): void {
 export const TOPK: SaeArchitecture = {
   name: "topk",
   saelensName: "topk",
-  summary:
-    "the k largest pre-activations of each row, then ReLU; AuxK on dead latents",
+  summary: "the k largest pre-activations of each row, then ReLU, with AuxK",
   defaults: TOPK_DEFAULTS,
   checkConfig: (cfg) => checkK(cfg, "topk"),
   config(D, F, opts) {
