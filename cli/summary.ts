@@ -648,8 +648,60 @@ export function interveneSummary(
     `next: open ${join(runDir, reportRel)}${
       top === undefined
         ? ""
-        : `, or steer feature ${top}: ${invocation()} intervene --run-dir ${runDir} --policy clamp_features --features ${top} --scale 2 --name clamp-f${top}`
+        : `, or steer feature ${top}: ${invocation()} intervene --run-dir ${runDir} --policy clamp_features${
+          steerArgs(r, top)
+        } --scale 2 --name clamp-f${top}`
     }`,
   );
   return lines.join("\n");
+}
+
+/** The flags a ranking depends on, as this run gave them. */
+const RANKING_FLAGS = [
+  "--steps",
+  "--positions",
+  "--examples",
+  "--candidates",
+  "--random-features",
+  "--control-draws",
+  "--rank",
+  "--rank-by",
+  "--seed",
+  "--backend",
+];
+
+/**
+ * The flags of the suggested clamp: this run's ranking flags, so the clamp
+ * reuses its ranking (spec §5.5) and edits its top feature, which is `top`;
+ * with named `--features`, that feature alone.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { steerArgs } from "./summary.ts";
+ * const r = (command: string[], source: string) => ({ provenance: { command }, causal: { candidates: { source } } });
+ * assert.equal(steerArgs(r(["intervene", "--policy", "ablate_features", "--examples", "32", "--seed", "0"], "most_active"), 7),
+ *   " --examples 32 --seed 0");
+ * assert.equal(steerArgs(r(["intervene", "--features", "3,7", "--examples=8"], "features"), 7), " --examples=8 --features 7");
+ * ```
+ */
+export function steerArgs(
+  r: {
+    provenance?: { command?: readonly string[] };
+    causal: { candidates?: { source: string } };
+  },
+  top: number,
+): string {
+  const out: string[] = [];
+  const cmd = r.provenance?.command ?? [];
+  for (let i = 0; i < cmd.length; i++) {
+    const [flag] = cmd[i].split("=");
+    if (!RANKING_FLAGS.includes(flag)) continue;
+    if (cmd[i].includes("=")) out.push(cmd[i]);
+    else if (i + 1 < cmd.length) out.push(cmd[i], cmd[++i]);
+  }
+  if (r.causal.candidates?.source === "features") {
+    out.push("--features", `${top}`);
+  }
+  return out.map((a) => ` ${/^[\w.,=/*-]+$/.test(a) ? a : `'${a}'`}`).join("");
 }
