@@ -7,6 +7,10 @@ import { TraceDataset } from "../lib/trace/dataset.ts";
 import { cli, PY, py, python, ROOT, withTempDir } from "./helpers.ts";
 
 const MODEL = join(ROOT, "references", "models", "sudoku9-trm-mlp");
+// the official checkpoint the bundle was exported from, as its provenance names it
+const CHECKPOINT: string = JSON.parse(
+  await Deno.readTextFile(join(MODEL, "source.json")),
+).checkpoint;
 const N = 64;
 const CELLS = 81;
 // --backend auto picks native onnxruntime when it may load it (3x faster on
@@ -65,7 +69,7 @@ for (const split of ["moderate/test", "hard/test"]) {
       await python([
         join(PY, "evaluate.py"),
         "--checkpoint",
-        join(MODEL, "step_4375"),
+        join(MODEL, CHECKPOINT),
         "--official-config",
         join(MODEL, "all_config.yaml"),
         "--inputs",
@@ -126,10 +130,12 @@ for (const split of ["moderate/test", "hard/test"]) {
       });
       // float32 onnxruntime and float32 torch differ by rounding only. On
       // moderate puzzles no argmax flips, so the counts agree exactly. On the
-      // hard split the model fails and some cells' top two logits nearly
-      // tie; a rounding difference flipped at most 2 of the 5,184 cells per
-      // step here (native and WASM), never a solved puzzle, hence 4.
-      const tol = split === "hard/test" ? 4 : 0;
+      // hard split the model fails, its states wander, and a rounding
+      // difference grows over the steps until some cells' top two logits
+      // swap: with the EMA model (step_500) the runner's cells right were
+      // 0, 0, 0, 0, 0, +1, +2, +5 off torch's at s0-s7 here (native), never
+      // a solved puzzle; with the first model at most 2. Hence 8.
+      const tol = split === "hard/test" ? 8 : 0;
       for (const [i, r] of runner.entries()) {
         assert.equal(r.solved, card[i].solved, `s${r.sup} solved`);
         assert.ok(
