@@ -210,7 +210,7 @@ Deno.test("faults: corrupt sae.pt and a states.npy whose hash does not match", a
     assert.equal(p.stderr.trim().split("\n").length, 1);
     assert.match(
       p.stderr,
-      /states\.npy is not the states\.npy its trace\.jsonl pins \(sha256 [0-9a-f]{12}…, header [0-9a-f]{12}…\): it was changed or replaced; re-run trace/,
+      /states\.npy is not the states\.npy its trace\.jsonl pins \(sha256 [0-9a-f]{12}…, header [0-9a-f]{12}…\): it was changed or replaced; run `deno task trminterp trace --run-dir [^`]+` again$/m,
     );
     assert.equal(await fileSha(join(run, "sae_metrics.json")), fitted);
   } finally {
