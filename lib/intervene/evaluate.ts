@@ -44,19 +44,26 @@ function summarize(t: OutcomeTrace): SideSummary {
 }
 
 /**
- * Mean over positions of KL(softmax(p) ‖ softmax(q)) for `[S, V]` logits.
+ * KL(softmax(p) ‖ softmax(q)) at each of the S positions of `[S, V]` logits,
+ * clipped at 0 against rounding.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { meanKL } from "./evaluate.ts";
- * const a = new Float32Array([0, 1, 2, 0]);
- * assert(meanKL(a, a, 2) === 0);
+ * import { klPerPosition } from "./evaluate.ts";
+ * // Position 0 is unchanged; position 1 moves all mass from token 0 to 1.
+ * const p = new Float32Array([0, 1, 50, 0]), q = new Float32Array([0, 1, 0, 50]);
+ * const kl = klPerPosition(p, q, 2);
+ * assert.equal(kl[0], 0);
+ * assert(Math.abs(kl[1] - 50) < 1e-9);
  * ```
  */
-export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
-  const S = p.length / V;
-  let total = 0;
+export function klPerPosition(
+  p: ArrayLike<number>,
+  q: ArrayLike<number>,
+  V: number,
+): Float64Array {
+  const S = p.length / V, out = new Float64Array(S);
   for (let s = 0; s < S; s++) {
     const o = s * V;
     let mp = -Infinity, mq = -Infinity;
@@ -75,9 +82,27 @@ export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
       const lp = p[o + v] - lzp, lq = q[o + v] - lzq;
       kl += Math.exp(lp) * (lp - lq);
     }
-    total += Math.max(0, kl);
+    out[s] = Math.max(0, kl);
   }
-  return total / S;
+  return out;
+}
+
+/**
+ * Mean over positions of KL(softmax(p) ‖ softmax(q)) for `[S, V]` logits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { meanKL } from "./evaluate.ts";
+ * const a = new Float32Array([0, 1, 2, 0]);
+ * assert(meanKL(a, a, 2) === 0);
+ * ```
+ */
+export function meanKL(p: Float32Array, q: Float32Array, V: number): number {
+  const kl = klPerPosition(p, q, V);
+  let total = 0;
+  for (let s = 0; s < kl.length; s++) total += kl[s];
+  return total / kl.length;
 }
 
 /**

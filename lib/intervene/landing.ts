@@ -10,6 +10,7 @@ import type { Grid, PositionEffects } from "../schema/mod.ts";
 import type { Hook, OutcomeTrace } from "../model/rollout.ts";
 import type { Latent } from "../model/rollout.ts";
 import { round7 } from "../round.ts";
+import { klPerPosition } from "./evaluate.ts";
 
 /** The relations of the locality profile, in precedence order. */
 export const RELATIONS = [
@@ -67,36 +68,6 @@ export function trackEdits(
     },
   };
   return { hook, masks };
-}
-
-/** KL(softmax(p) ‖ softmax(q)) at each of the S positions of `[S, V]` logits. */
-function klPerPosition(
-  p: ArrayLike<number>,
-  q: ArrayLike<number>,
-  V: number,
-): Float64Array {
-  const S = p.length / V, out = new Float64Array(S);
-  for (let s = 0; s < S; s++) {
-    const o = s * V;
-    let mp = -Infinity, mq = -Infinity;
-    for (let v = 0; v < V; v++) {
-      mp = Math.max(mp, p[o + v]);
-      mq = Math.max(mq, q[o + v]);
-    }
-    let zp = 0, zq = 0;
-    for (let v = 0; v < V; v++) {
-      zp += Math.exp(p[o + v] - mp);
-      zq += Math.exp(q[o + v] - mq);
-    }
-    const lzp = Math.log(zp) + mp, lzq = Math.log(zq) + mq;
-    let kl = 0;
-    for (let v = 0; v < V; v++) {
-      const lp = p[o + v] - lzp;
-      kl += Math.exp(lp) * (lp - (q[o + v] - lzq));
-    }
-    out[s] = Math.max(0, kl);
-  }
-  return out;
 }
 
 /** The relation of cell `q` to the edited cells `E` of a grid. */
